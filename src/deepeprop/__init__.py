@@ -1,0 +1,15 @@
+"""deepeprop: online training of deep recurrent and spiking networks with deep e-prop."""
+from .api import gradients, loss_and_gradients
+from .engines import BPTT, ENGINES, RTRL, DeepEProp, Engine, EngineState, EProp, make_engine
+from .losses import LOSSES, CrossEntropy, MSE, make_loss
+from .network import DeepRNN, Layer
+from .neurons import ALIF, LIF, NEURONS, Integrator, LeakyRate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "gradients", "loss_and_gradients", "DeepRNN", "Layer",
+    "BPTT", "RTRL", "EProp", "DeepEProp", "Engine", "EngineState", "ENGINES", "make_engine",
+    "LOSSES", "MSE", "CrossEntropy", "make_loss",
+    "ALIF", "LIF", "LeakyRate", "Integrator", "NEURONS",
+]

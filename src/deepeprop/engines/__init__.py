@@ -1,0 +1,28 @@
+"""Gradient engines, one module each, behind one interface (:mod:`deepeprop.engines.base`)."""
+from __future__ import annotations
+
+import inspect
+
+from .base import Engine, EngineState
+from .bptt import BPTT
+from .deep_eprop import DeepEProp
+from .eprop import EProp
+from .rtrl import RTRL
+
+ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp)}
+
+
+def make_engine(method: str, **options) -> Engine:
+    """The engine called ``method`` with its ``options``; unknown names and options raise ``ValueError``."""
+    if method not in ENGINES:
+        raise ValueError(f"method must be one of {tuple(ENGINES)}, got {method!r}")
+    cls = ENGINES[method]
+    accepted = [f for f in getattr(cls, "__dataclass_fields__", {}) if not f.startswith("_")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        valid = ", ".join(accepted) if accepted else "none"
+        raise ValueError(f"method {method!r} does not take option(s) {unknown}; its options: {valid}")
+    return cls(**options)
+
+
+__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "Engine", "EngineState", "ENGINES", "make_engine"]

@@ -1,0 +1,53 @@
+"""Benchmark tasks: seeded batch generators with their loss and metric.
+
+``TASKS`` maps each task name to its class; ``get_task(name, **options)``
+builds one. See ``base.py`` for the conventions shared by all tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .adding import Adding
+from .base import Batch, Task
+from .cue_accumulation import CueAccumulation
+from .delayed_copy import DelayedCopy
+from .digits import Digits
+from .mnist1d import MNIST1D
+from .pattern_generation import PatternGeneration
+from .shd import SHD
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (CueAccumulation, PatternGeneration, DelayedCopy, Adding, Digits, MNIST1D, SHD)
+}
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """The task ``name`` with the given options (the others at their defaults).
+
+    Raises ``ValueError`` for an unknown name or option, or an invalid option value.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid names: {sorted(TASKS)}")
+    cls = TASKS[name]
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for task {name!r}; valid options: {valid}")
+    return cls(**options)
+
+
+__all__ = [
+    "TASKS",
+    "Adding",
+    "Batch",
+    "CueAccumulation",
+    "DelayedCopy",
+    "Digits",
+    "MNIST1D",
+    "PatternGeneration",
+    "SHD",
+    "Task",
+    "get_task",
+]

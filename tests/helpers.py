@@ -1,0 +1,68 @@
+"""Shared test fixtures: small float64 networks whose spiking layers really spike."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+import deepeprop as dp
+from deepeprop.jacobians import output_jacobian
+
+N_IN, N_OUT, WIDTH, T, BATCH = 3, 3, 4, 8, 2
+
+
+def make_model(neuron="lif", recurrence="dense", depth=2, readout="leaky", *, per_neuron_tau=True, seed=0,
+               width=WIDTH):
+    key = jax.random.PRNGKey(seed)
+    k_model, k_tau, k_tau_a = jax.random.split(key, 3)
+    hidden = [width + i for i in range(depth)]  # distinct sizes catch transposed shapes
+    if per_neuron_tau:
+        tau_m = [jax.random.uniform(jax.random.fold_in(k_tau, i), (n,), jnp.float64, 3.0, 8.0)
+                 for i, n in enumerate(hidden)]
+        tau_a = [jax.random.uniform(jax.random.fold_in(k_tau_a, i), (n,), jnp.float64, 5.0, 15.0)
+                 for i, n in enumerate(hidden)]
+    else:
+        tau_m, tau_a = 5.0, 10.0
+    return dp.DeepRNN(N_IN, hidden, N_OUT, neuron=neuron, recurrence=recurrence, readout=readout, key=k_model,
+                      dtype=jnp.float64, tau_m=tau_m, tau_a=tau_a, tau_out=4.0)
+
+
+def make_batch(loss="mse", *, steps=T, batch=BATCH, seed=1):
+    kx, ky = jax.random.split(jax.random.PRNGKey(seed))
+    inputs = jax.random.normal(kx, (steps, batch, N_IN), jnp.float64) + 0.3
+    if loss == "mse":
+        targets = jax.random.normal(ky, (steps, batch, N_OUT), jnp.float64)
+    else:
+        targets = jax.random.randint(ky, (steps, batch), -1, N_OUT)
+        targets = targets.at[-1].set(jnp.arange(batch) % N_OUT)  # at least one labelled step
+    return inputs, targets
+
+
+def activity(model, inputs):
+    """Per hidden layer: (spike rate, fraction of steps with a non-zero surrogate derivative)."""
+    def body(state, x):
+        state, _ = model.step(state, x)
+        out = tuple((layer.neuron.output(s), output_jacobian(layer, s)[1][..., 0])
+                    for layer, s in zip(model.layers, state[:-1]))
+        return state, out
+
+    _, out = jax.lax.scan(body, model.init_state(inputs.shape[1]), inputs)
+    return [(float(z.mean()), float((dz != 0).mean())) for z, dz in out]
+
+
+def flat_layers(grads, model):
+    """Per layer (hidden then readout) the concatenation of its U, W, b gradients."""
+    out = []
+    for layer in grads.layers + (grads.readout,):
+        parts = [layer.U.ravel(), layer.b.ravel()] + ([] if layer.W is None else [layer.W.ravel()])
+        out.append(jnp.concatenate(parts))
+    return out
+
+
+def relative_errors(grads, reference, model):
+    return [float(jnp.linalg.norm(g - r) / jnp.linalg.norm(r))
+            for g, r in zip(flat_layers(grads, model), flat_layers(reference, model))]
+
+
+def cosines(grads, reference, model):
+    return [float(jnp.dot(g, r) / (jnp.linalg.norm(g) * jnp.linalg.norm(r)))
+            for g, r in zip(flat_layers(grads, model), flat_layers(reference, model))]
