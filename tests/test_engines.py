@@ -125,10 +125,14 @@ def test_bptt_agrees_with_central_finite_differences():
     params, static = eqx.partition(model, eqx.is_inexact_array)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
 
-    def total_loss(vector):
+    @jax.jit
+    def loss_of(vector):
         m = eqx.combine(unravel(vector), static)
         _, ys = m.run(inputs)
-        return float(jnp.sum(jax.vmap(loss_fn)(ys, targets, mask)))
+        return jnp.sum(jax.vmap(loss_fn)(ys, targets, mask))
+
+    def total_loss(vector):
+        return float(loss_of(vector))
 
     grads = dp.gradients(model, inputs, targets, method="bptt")
     g_flat, _ = jax.flatten_util.ravel_pytree(grads)

@@ -286,10 +286,12 @@ def test_metric_helpers_by_hand():
     # sequence accuracy: the readout summed over the window decides
     labels = jnp.array([[-1, -1], [1, 0], [1, 0]])  # (T=3, B=2)
     mask = (labels >= 0).astype(jnp.float32)
-    outputs = jnp.array([[[0.0, 9.0], [0.0, 9.0]], [[0.0, 1.0], [2.0, 0.0]], [[0.5, 0.0], [0.0, 3.0]]])
-    # ex 0: window sum (0.5, 1) -> class 1 correct; ex 1: (2, 3) -> class 1, label 0: wrong
-    assert float(sequence_accuracy(outputs, labels, mask)) == 0.5
-    # step accuracy: 2 of the 4 masked steps are right (ex 0 step 1, ex 1 step 1)
+    outputs = jnp.array([[[9.0, 0.0], [0.0, 9.0]], [[0.0, 1.0], [2.0, 0.0]], [[0.5, 0.0], [0.0, 1.0]]])
+    # window sums: ex 0 (0.5, 1) -> class 1, ex 1 (2, 1) -> class 0: both right
+    # (summing over all steps, step 0 outside the window, would get both wrong)
+    assert float(sequence_accuracy(outputs, labels, mask)) == 1.0
+    assert float(sequence_accuracy(outputs, labels, jnp.ones_like(mask))) == 0.0
+    # step accuracy: 2 of the 4 masked steps are right (step 1 of each example)
     assert float(step_accuracy(outputs, labels, mask)) == 0.5
     # nmse: targets 1, 3 (variance 1), prediction off by 1 on one of them -> mse 0.5
     targets = jnp.array([[[1.0], [3.0]]])
@@ -363,11 +365,18 @@ def test_pattern_generation_targets_are_the_paper_sinusoids():
     task = get_task("pattern_generation", n_out=3)
     batch = task.batch(0, 2)
     y = np.asarray(batch.targets[:, 0, :], dtype=np.float64)  # (1000, 3)
-    spectrum = np.abs(np.fft.rfft(y, axis=0)) * 2 / 1000  # amplitude per frequency (1 Hz bins)
-    for f in (1, 2, 3, 5):
+    fourier = np.fft.rfft(y, axis=0)  # (501, 3), 1 Hz bins
+    spectrum = np.abs(fourier) * 2 / 1000  # amplitude per frequency
+    freqs = [1, 2, 3, 5]
+    for f in freqs:
         assert np.all((spectrum[f] > 0.5 - 1e-3) & (spectrum[f] < 2 + 1e-3))
-    others = np.delete(spectrum, [1, 2, 3, 5], axis=0)
-    assert others.max() < 1e-3
+    assert np.delete(spectrum, freqs, axis=0).max() < 1e-3
+    # rebuild y = sum_f a_f sin(2 pi f t + phi_f) from the amplitudes and phases
+    phases = np.angle(fourier[freqs]) + np.pi / 2  # (4, 3)
+    t = np.arange(1000) * 1e-3
+    rebuilt = sum(spectrum[f] * np.sin(2 * np.pi * f * t[:, None] + phases[i]) for i, f in enumerate(freqs))
+    np.testing.assert_allclose(rebuilt, y, atol=1e-4)
+    assert np.ptp(np.mod(phases, 2 * np.pi)) > 1.0  # random phases, not all equal
     assert not np.allclose(y[:, 0], y[:, 1])  # outputs have their own amplitudes and phases
     rate = float(np.asarray(batch.inputs).mean())
     assert rate == pytest.approx(0.010, abs=0.002)  # 10 Hz input pattern

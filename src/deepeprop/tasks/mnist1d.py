@@ -44,7 +44,7 @@ def generate_mnist1d(num_samples: int, data_seed: int) -> dict[str, tuple[np.nda
     try:
         data = make_dataset(args)
     finally:
-        pass
+        np.random.set_state(numpy_state)
         random.setstate(python_state)
 
     def split(x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
