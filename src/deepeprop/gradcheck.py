@@ -1,0 +1,154 @@
+"""``deepeprop gradcheck``: every engine against BPTT, per layer (cosine similarity, relative error).
+
+This is the tool to see where each approximation loses alignment with the exact gradient::
+
+    deepeprop gradcheck --neuron lif --recurrence dense --hidden 16,16,16 --dtype float64
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .api import gradients
+from .engines import ENGINES
+from .network import DTYPES, READOUTS, RECURRENCES, DeepRNN
+from .neurons import NEURONS
+
+
+def parse_sizes(text: str, name: str = "--hidden") -> list[int]:
+    """``"16,16,16"`` -> ``[16, 16, 16]``, with a clear error for anything else."""
+    from .cli import UsageError
+
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, got {text!r}") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, got {text!r}")
+    return sizes
+
+
+def layer_vectors(grads) -> list:
+    """Per layer (hidden then readout), all of its parameter gradients as one vector."""
+    out = []
+    for layer in grads.layers + (grads.readout,):
+        parts = [layer.U.ravel(), layer.b.ravel()] + ([] if layer.W is None else [layer.W.ravel()])
+        out.append(np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]))
+    return out
+
+
+def compare(grads, reference) -> list[dict]:
+    """Per layer: cosine similarity and relative error ``|g - g_ref| / |g_ref|`` to the reference."""
+    rows = []
+    for index, (g, r) in enumerate(zip(layer_vectors(grads), layer_vectors(reference))):
+        norm_g, norm_r = float(np.linalg.norm(g)), float(np.linalg.norm(r))
+        cosine = float(g @ r / (norm_g * norm_r)) if norm_g > 0 and norm_r > 0 else float("nan")
+        rel = float(np.linalg.norm(g - r) / norm_r) if norm_r > 0 else float("nan")
+        rows.append({"layer": index, "cosine": cosine, "relative_error": rel, "norm": norm_g})
+    return rows
+
+
+def make_inputs(key, steps: int, batch: int, n_in: int, neuron: str, dtype):
+    """Random inputs that make the network active: Bernoulli spikes for spiking models, Gaussian otherwise."""
+    if neuron == "leaky":
+        return jax.random.normal(key, (steps, batch, n_in), dtype)
+    return jax.random.bernoulli(key, 0.2, (steps, batch, n_in)).astype(dtype)
+
+
+def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), readout="leaky", steps=50, batch=4,
+                  seed=0, dtype="float64", n_in=8, n_out=3, loss="mse", methods=None) -> dict:
+    """Build a network, run every engine on one random batch, and compare each with BPTT per layer."""
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    if steps <= 0 or batch <= 0:
+        raise ValueError(f"--steps and --batch must be positive, got {steps} and {batch}")
+    methods = [m for m in ENGINES if m != "bptt"] if methods is None else list(methods)
+    key = jax.random.PRNGKey(seed)
+    k_model, k_x, k_y = jax.random.split(key, 3)
+    model = DeepRNN(n_in, list(hidden), n_out, neuron=neuron, recurrence=recurrence, readout=readout,
+                    key=k_model, dtype=DTYPES[dtype], input_gain=1.0 if neuron == "leaky" else 2.0)
+    inputs = make_inputs(k_x, steps, batch, n_in, neuron, model.dtype)
+    if loss == "mse":
+        targets = jax.random.normal(k_y, (steps, batch, n_out), model.dtype)
+    else:
+        targets = jax.random.randint(k_y, (steps, batch), 0, n_out)
+    _, _, zs = model.run(inputs, record=True)
+    reference = gradients(model, inputs, targets, method="bptt", loss=loss)
+    result = {
+        "config": {"neuron": neuron, "recurrence": recurrence, "hidden": list(hidden), "readout": readout,
+                   "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in, "n_out": n_out,
+                   "loss": loss},
+        "activity": [float(jnp.mean(z)) for z in zs],
+        "engines": {},
+    }
+    for method in methods:
+        try:
+            grads = gradients(model, inputs, targets, method=method, loss=loss)
+        except ValueError as err:  # an engine that does not support this case says so
+            result["engines"][method] = {"error": str(err)}
+            continue
+        result["engines"][method] = {"layers": compare(grads, reference)}
+    return result
+
+
+def format_table(result: dict) -> str:
+    config = result["config"]
+    depth = len(config["hidden"])
+    names = [f"layer {i + 1}" for i in range(depth)] + ["readout"]
+    lines = [f"gradcheck: {config['neuron']} neurons, {config['recurrence']} recurrence, hidden "
+             f"{','.join(map(str, config['hidden']))}, {config['readout']} readout, T={config['steps']}, "
+             f"B={config['batch']}, {config['dtype']}, seed {config['seed']}",
+             "mean activity per layer: " + ", ".join(f"{a:.3f}" for a in result["activity"]),
+             "", f"{'engine':<12}{'layer':<10}{'cosine':>12}{'rel. error':>14}"]
+    for method, entry in result["engines"].items():
+        if "error" in entry:
+            lines.append(f"{method:<12}{'-':<10}  not supported: {entry['error']}")
+            continue
+        for name, row in zip(names, entry["layers"]):
+            lines.append(f"{method:<12}{name:<10}{row['cosine']:>12.6f}{row['relative_error']:>14.3e}")
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("gradcheck", help="compare every gradient engine with BPTT, per layer",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--neuron", choices=tuple(NEURONS), default="lif")
+    parser.add_argument("--recurrence", choices=RECURRENCES, default="dense")
+    parser.add_argument("--hidden", default="16,16,16", help="layer sizes, comma-separated (default 16,16,16)")
+    parser.add_argument("--readout", choices=READOUTS, default="leaky")
+    parser.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
+    parser.add_argument("--steps", type=int, default=50, help="sequence length T")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64")
+    parser.add_argument("--methods", default=None, help="engines to check, comma-separated (default: all)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    parser.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from .cli import UsageError
+
+    hidden = parse_sizes(args.hidden)
+    if args.steps <= 0:
+        raise UsageError(f"--steps must be a positive int, got {args.steps}")
+    if args.batch <= 0:
+        raise UsageError(f"--batch must be a positive int, got {args.batch}")
+    methods = None
+    if args.methods:
+        methods = args.methods.split(",")
+        unknown = [m for m in methods if m not in ENGINES or m == "bptt"]
+        if unknown:
+            raise UsageError(f"--methods must name engines among {[m for m in ENGINES if m != 'bptt']}, got {unknown}")
+    result = run_gradcheck(neuron=args.neuron, recurrence=args.recurrence, hidden=hidden, readout=args.readout,
+                           steps=args.steps, batch=args.batch, seed=args.seed, dtype=args.dtype, loss=args.loss,
+                           methods=methods)
+    if args.json:
+        print(json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+    else:
+        print(format_table(result))
+    return 0
