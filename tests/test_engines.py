@@ -232,3 +232,11 @@ def test_detach_reset_changes_the_gradient_consistently():
     assert max(relative_errors(dp.gradients(model, inputs, targets, method="deep_eprop"), reference, model)) < EXACT
     with_reset = dp.gradients(attached, inputs, targets, method="bptt")
     assert relative_errors(with_reset, reference, model)[0] > 1e-6
+
+
+def test_random_feedback_is_not_the_readout_weights_for_equal_seeds():
+    model = dp.DeepRNN(3, [4], 2, key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    engine = dp.make_engine("eprop", feedback="random", feedback_seed=0)
+    feedback = engine.init(model, 1).traces.feedback
+    assert feedback[-1].shape == model.readout.U.shape
+    assert float(jnp.max(jnp.abs(feedback[-1] - model.readout.U))) > 1e-3

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # module providing register(subparsers), in the order shown by --help
-SUBCOMMAND_MODULES = ("deepeprop.gradcheck",)
+SUBCOMMAND_MODULES = ("deepeprop.gradcheck", "deepeprop.training", "deepeprop.demo", "deepeprop.bench")
 
 
 class UsageError(ValueError):
@@ -20,8 +20,7 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepeprop", description="Online training of deep recurrent and "
                                      "spiking networks with deep e-prop.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(
-        m.rsplit(".", 1)[1] for m in SUBCOMMAND_MODULES) + "}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

@@ -39,6 +39,12 @@ class Layer(eqx.Module):
     b: Array  # (n,)
     neuron: NeuronModel
     recurrence: str = eqx.field(static=True)
+    # Dense recurrence without self-connections: ``W_jj`` is masked to zero (fixed, never trained), so the
+    # only within-neuron dynamics are the neuron's own. Lets engines factorise e-prop's traces.
+    self_connections: bool = eqx.field(static=True, default=True)
+    # True when every neuron of the layer has the same leak (set from the concrete time constants at
+    # construction; the decay is a fixed constant). Engines read it to decide statically on factorising.
+    shared_leak: bool = eqx.field(static=True, default=False)
 
     @property
     def size(self) -> int:
@@ -56,7 +62,7 @@ class Layer(eqx.Module):
 
     def recurrent_diagonal(self) -> Array:
         """``W_jj`` per neuron (zeros without recurrence): the part of ``W`` inside each neuron."""
-        if self.recurrence == "none":
+        if self.recurrence == "none" or (self.recurrence == "dense" and not self.self_connections):
             return jnp.zeros((self.size,), self.U.dtype)
         if self.recurrence == "diagonal":
             return self.W
@@ -68,8 +74,14 @@ class Layer(eqx.Module):
         if self.recurrence == "diagonal":
             current = current + z_prev * self.W
         elif self.recurrence == "dense":
-            current = current + z_prev @ self.W.T
+            current = current + z_prev @ self.recurrent_matrix().T
         return current
+
+    def recurrent_matrix(self) -> Array:
+        """Dense ``W`` as used in the forward pass (diagonal masked out without self-connections)."""
+        if self.self_connections:
+            return self.W
+        return self.W * (1.0 - jnp.eye(self.size, dtype=self.W.dtype))
 
     def step(self, s_prev: Array, x: Array) -> Array:
         """One time step of the layer: ``s_prev`` (B, n, d), input ``x`` (B, n_in) -> ``s`` (B, n, d)."""
@@ -168,6 +180,9 @@ class DeepRNN(eqx.Module):
         neuron_options: passed to the neuron model (``threshold``, ``gamma``, ``beta``, ``surrogate``,
             ``detach_reset``).
         input_gain, recurrent_gain: scale of the initial ``U`` and ``W``.
+        self_connections: with ``recurrence="dense"``, ``False`` masks ``W``'s diagonal to zero (no neuron
+            feeds itself; its gradient is zero). Then e-prop's eligibility factorises per presynaptic
+            input when the neuron's own Jacobian is a shared constant (see :mod:`deepeprop.engines.eprop`).
 
     Initialisation: ``U ~ N(0, 1/n_in)``, dense ``W ~ N(0, 1/n)``, diagonal ``W ~ U(-0.5, 0.5)``,
     ``W_out ~ N(0, 1/n_L)``, biases zero. For leaky rate units each row is also scaled by ``1 - a_j``
@@ -176,11 +191,13 @@ class DeepRNN(eqx.Module):
 
     layers: tuple[Layer, ...]
     readout: Layer
+    # "linear" or "leaky": lets engines skip the readout filter statically when k = 0.
+    readout_kind: str = eqx.field(static=True, default="leaky")
 
     def __init__(self, n_in: int, hidden: Sequence[int], n_out: int, *, neuron: str = "lif",
                  recurrence: str = "dense", readout: str = "leaky", key, dtype=jnp.float32,
                  tau_m=20.0, tau_a=200.0, tau_out: float = 20.0, neuron_options: dict | None = None,
-                 input_gain: float = 1.0, recurrent_gain: float = 1.0):
+                 input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections: bool = True):
         n_in = _check_size(n_in, "n_in")
         n_out = _check_size(n_out, "n_out")
         if isinstance(hidden, (int,)) or not isinstance(hidden, (list, tuple)):
@@ -199,6 +216,8 @@ class DeepRNN(eqx.Module):
         for gain_name, gain in (("input_gain", input_gain), ("recurrent_gain", recurrent_gain), ("tau_out", tau_out)):
             if not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
                 raise ValueError(f"{gain_name} must be a finite number > 0, got {gain!r}")
+        if not isinstance(self_connections, bool):
+            raise ValueError(f"self_connections must be True or False, got {self_connections!r}")
         options = dict(neuron_options or {})
         if neuron == "alif":
             tau_as = _per_layer(tau_a, len(hidden), "tau_a")
@@ -219,6 +238,8 @@ class DeepRNN(eqx.Module):
             U = jax.random.normal(ku, (n, fan_in), dtype) * (input_gain / math.sqrt(fan_in))
             if recurrence == "dense":
                 W = jax.random.normal(kw, (n, n), dtype) * (recurrent_gain / math.sqrt(n))
+                if not self_connections:
+                    W = W * (1.0 - jnp.eye(n, dtype=dtype))
             elif recurrence == "diagonal":
                 W = jax.random.uniform(kw, (n,), dtype, -0.5, 0.5) * recurrent_gain
             else:
@@ -228,14 +249,18 @@ class DeepRNN(eqx.Module):
                 U = U * row_scale[:, None]
                 if W is not None:
                     W = W * (row_scale[:, None] if W.ndim == 2 else row_scale)
-            layers.append(Layer(U, W, jnp.zeros((n,), dtype), cell, recurrence))
+            shared = bool(jnp.all(cell.decay == cell.decay[0]))
+            layers.append(Layer(U, W, jnp.zeros((n,), dtype), cell, recurrence,
+                                self_connections=self_connections or recurrence != "dense", shared_leak=shared))
             fan_in = n
         k = math.exp(-1.0 / tau_out) if readout == "leaky" else 0.0
         W_out = jax.random.normal(keys[-1], (n_out, fan_in), dtype) * ((1.0 - k) / math.sqrt(fan_in))
         if neuron != "leaky":
             W_out = W_out / (1.0 - k)
         self.layers = tuple(layers)
-        self.readout = Layer(W_out, None, jnp.zeros((n_out,), dtype), Integrator(n_out, decay=k, dtype=dtype), "none")
+        self.readout_kind = readout
+        self.readout = Layer(W_out, None, jnp.zeros((n_out,), dtype), Integrator(n_out, decay=k, dtype=dtype), "none",
+                             shared_leak=True)
 
     # ----------------------------------------------------------------- structure
     @property

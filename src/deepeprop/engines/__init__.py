@@ -6,10 +6,11 @@ import inspect
 from .base import Engine, EngineState
 from .bptt import BPTT
 from .deep_eprop import DeepEProp
+from .deep_eprop_factored import FactoredDeepEProp
 from .eprop import EProp
 from .rtrl import RTRL
 
-ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp)}
+ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp)}
 
 
 def make_engine(method: str, **options) -> Engine:
@@ -25,4 +26,4 @@ def make_engine(method: str, **options) -> Engine:
     return cls(**options)
 
 
-__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "Engine", "EngineState", "ENGINES", "make_engine"]
+__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Engine", "EngineState", "ENGINES", "make_engine"]

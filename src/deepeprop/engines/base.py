@@ -57,6 +57,8 @@ def theta_grads_to_model(model: DeepRNN, theta_grads: tuple):
     for index, theta in enumerate(theta_grads):
         layer = model.all_layers[index]
         U, W, b = layer.split_theta(theta)
+        if W is not None and W.ndim == 2 and not layer.self_connections:
+            W = W * (1.0 - jnp.eye(layer.size, dtype=W.dtype))  # masked: no gradient on W_jj
         if index == len(model.layers):
             where = lambda g: (g.readout.U, g.readout.b)  # noqa: E731
             grads = eqx.tree_at(where, grads, (U, b))

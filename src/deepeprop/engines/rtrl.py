@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from .base import Engine, EngineState, forward_linearized, zero_theta_grads
-from .traces import apply_block, collapse, error_contract, immediate, project
+from .traces import apply_block, error_contract, immediate, project_state
 
 
 def _off_diagonal(W):
@@ -58,7 +58,7 @@ class RTRL(Engine):
         def apply_within(k, G):  # J[k,t] @ G
             out = apply_block(steps[k].block, G)
             if layers[k].recurrence == "dense":
-                out = out + project(_off_diagonal(layers[k].W), steps[k].ds_dI, collapse(steps[k].dz_prev, G))
+                out = out + project_state(_off_diagonal(layers[k].W), steps[k].ds_dI, steps[k].dz_prev, G)
             return out
 
         influence, grads = [], []
@@ -69,7 +69,7 @@ class RTRL(Engine):
             below = apply_within(l, state.traces[l][0]) + fresh
             row = [below]
             for k in range(l + 1, len(layers)):
-                depth = project(layers[k].U, steps[k].ds_dI, collapse(steps[k - 1].dz, below))
+                depth = project_state(layers[k].U, steps[k].ds_dI, steps[k - 1].dz, below)
                 below = apply_within(k, state.traces[l][k - l]) + depth
                 row.append(below)
             influence.append(tuple(row))

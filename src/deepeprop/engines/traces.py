@@ -63,3 +63,71 @@ def error_contract(delta: Array, top_trace: Array) -> Array:
     batch, n_out = delta.shape
     flat = top_trace[:, :, 0].reshape(batch * n_out, -1)
     return (delta.reshape(1, batch * n_out) @ flat).reshape(top_trace.shape[3:])
+
+
+# ---------------------------------------------------------------------------- factorised traces
+def has_constant_own_jacobian(layer) -> bool:
+    """True when every neuron of ``layer`` has the same, state-independent ``Jb = a`` and ``ds/dI = 1``.
+
+    Decided from static structure only: a leaky rate unit, or a LIF neuron with ``detach_reset=True``
+    (the reset path is the only state dependence of LIF's own Jacobian); no diagonal recurrence and no
+    self-connection (``W_jj`` would add ``W_jj * psi`` to ``Jb``); and a leak shared by the layer
+    (``Layer.shared_leak``, set from the concrete time constants when the network is built).
+    The readout (an :class:`~deepeprop.neurons.Integrator` with its shared ``k``) always qualifies.
+    """
+    from ..neurons import LIF, Integrator, LeakyRate
+
+    neuron = layer.neuron
+    if isinstance(neuron, Integrator):
+        kind_ok = True
+    elif type(neuron) is LeakyRate:
+        kind_ok = True
+    elif type(neuron) is LIF:
+        kind_ok = bool(neuron.detach_reset)
+    else:
+        kind_ok = False
+    recurrence_ok = layer.recurrence == "none" or (layer.recurrence == "dense" and not layer.self_connections)
+    return kind_ok and recurrence_ok and bool(layer.shared_leak)
+
+
+def shared_presynaptic(layer, z_prev: Array, x: Array) -> Array:
+    """The presynaptic vector shared by every neuron of a layer without per-neuron recurrence: (B, P).
+
+    ``[x | z_prev | 1]`` for dense recurrence, ``[x | 1]`` without; row ``j`` of
+    :meth:`Layer.presynaptic` is this vector for every ``j`` (``W_jj``'s entry is masked in the gradient).
+    """
+    ones = jnp.ones(x.shape[:1] + (1,), x.dtype)
+    if layer.recurrence == "dense":
+        return jnp.concatenate([x, z_prev, ones], axis=-1)
+    if layer.recurrence == "none":
+        return jnp.concatenate([x, ones], axis=-1)
+    raise ValueError("a layer with diagonal recurrence has no shared presynaptic vector")
+
+
+def shared_leak(layer) -> Array:
+    """The layer's leak ``a`` as a scalar (the layer must have ``shared_leak``)."""
+    import jax
+
+    return jax.lax.stop_gradient(layer.neuron.decay[0])
+
+
+def project_state(weights: Array, ds_dI: Array, dz: Array, state_trace: Array) -> Array:
+    """``project(weights, ds_dI, collapse(dz, state_trace))`` with one pass over the big trace.
+
+    ``weights`` (n_k, n_j), ``ds_dI`` (B, n_k, d_k), ``dz`` (B, n_j, d_j), ``state_trace`` (B, n_j, d_j, ...)
+    -> (B, n_k, d_k, ...). For ``d_j = 1`` the diagonal ``dz`` (and ``ds_dI`` when ``d_k = 1``) is folded
+    into a per-example ``(n_k, n_j)`` matrix (``B n^2`` numbers), so the ``B n^3`` trace is read once by a
+    batched matrix product instead of being scaled element-wise before and after it.
+    """
+    batch, n_j, d_j = state_trace.shape[:3]
+    rest = state_trace.shape[3:]
+    if d_j != 1:
+        return project(weights, ds_dI, collapse(dz, state_trace))
+    mixing = weights[None] * dz[:, None, :, 0]  # (B, n_k, n_j)
+    d_k = ds_dI.shape[-1]
+    if d_k == 1:
+        mixing = ds_dI[..., 0][:, :, None] * mixing
+    mixed = jnp.matmul(mixing, state_trace.reshape(batch, n_j, -1)).reshape((batch, weights.shape[0]) + rest)
+    if d_k == 1:
+        return mixed[:, :, None]
+    return ds_dI.reshape(ds_dI.shape + (1,) * len(rest)) * mixed[:, :, None]

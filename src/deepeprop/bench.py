@@ -1,0 +1,431 @@
+"""``deepeprop bench``: time and memory of every gradient engine across T, width, depth and batch.
+
+What is timed, identically for every engine: one jitted call of forward + gradient over the whole
+sequence (engine ``init``, ``sequence``, ``grads``: the computation of :func:`deepeprop.gradients`),
+``block_until_ready``; median of ``--repeats`` calls after compilation, divided by ``T``. Compilation
+(lower + XLA compile) is reported apart. Engines of one configuration are timed interleaved (round robin)
+so that load from other processes hits them alike.
+
+Memory: XLA's compiled ``memory_analysis()`` of that jitted function -- temp + argument + output bytes --
+is the deterministic peak figure (``peak_bytes``). Its arguments include the input sequence, targets and
+mask (``data_bytes``, ``T B (n_in + n_out + 1)`` numbers, which every engine must be handed when it is
+called on a whole sequence); ``engine_peak_bytes = peak_bytes - data_bytes`` is what the engine itself
+needs, the figure compared across ``T``. The process RSS growth over the first call is reported as
+``rss_delta_mb`` (noisy, allocator-dependent).
+
+Theory: each row carries the engine's cost formula (its docstring) evaluated for the configuration:
+``trace_elements`` (numbers an online engine carries between steps, or BPTT's stored trajectory) and
+``flops_per_step``; ``achieved_gflops`` = flops_per_step / time per step, next to ``peak_gflops``, a
+``jnp.dot`` of two square matrices measured on the same machine. With ``--alignment``, the cosine per
+layer (hidden layers, then readout) between each engine's gradient and BPTT's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+
+DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
+ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
+            "compile_s", "per_step_ms", "per_step_ms_min", "peak_bytes", "temp_bytes", "argument_bytes",
+            "output_bytes", "data_bytes", "engine_peak_bytes", "rss_delta_mb", "trace_elements", "flops_per_step", "achieved_gflops",
+            "peak_gflops", "alignment")
+
+# model presets: "exact" = the library defaults (LIF with the reset path kept, dense W with a diagonal,
+# per-layer tau); "factorisable" = LIF with detach_reset, no self-connections, one tau per layer, and a weaker
+# W (gain 0.1: without the reset path's damping, a + psi*W makes BPTT's gradient explode at gain 1).
+MODELS = {
+    "exact": dict(neuron="lif", recurrence="dense"),
+    "factorisable": dict(neuron="lif", recurrence="dense", neuron_options={"detach_reset": True},
+                         self_connections=False, recurrent_gain=0.1),
+}
+
+N_IN, N_OUT = 100, 10
+
+
+def _cases(args):
+    """The list of (case name, dict of config) to run."""
+    base = dict(model=args.model, readout=args.readout, engines=args.engines, batch=args.batch)
+    if args.suite == "quick":
+        T = args.T or [100]
+        widths = args.width or [32]
+        depths = args.depth or [2]
+        return [(f"T{t}_n{n}_L{d}", dict(base, T=t, width=n, depth=d, batch=args.batch or 4))
+                for t in T for n in widths for d in depths]
+    if args.suite == "targets":
+        return [
+            ("eprop_vs_bptt_factorisable", dict(base, model="factorisable", readout="linear", T=500, width=256,
+                                                depth=3, batch=32, engines=["bptt", "eprop"])),
+            ("eprop_vs_bptt_factorisable_leaky", dict(base, model="factorisable", readout="leaky", T=500,
+                                                      width=256, depth=3, batch=32,
+                                                      engines=["bptt", "eprop", "eprop[readout_filter=False]"])),
+            ("eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=500, width=256, depth=3,
+                                         batch=32, engines=["bptt", "eprop"])),
+            ("deep_vs_rtrl", dict(base, model="factorisable", readout="leaky", T=20, width=64, depth=3, batch=4,
+                                  engines=["rtrl", "deep_eprop", "deep_eprop_factored", "eprop", "bptt"])),
+            ("memory_T1000", dict(base, model="factorisable", readout="leaky", T=1000, width=64, depth=2, batch=8,
+                                  engines=["bptt", "eprop", "deep_eprop", "deep_eprop_factored"])),
+            ("memory_T10000", dict(base, model="factorisable", readout="leaky", T=10000, width=64, depth=2,
+                                   batch=8, engines=["bptt", "eprop", "deep_eprop", "deep_eprop_factored"])),
+        ]
+    if args.suite == "scaling":
+        engines = args.engines or ["bptt", "eprop", "deep_eprop_factored"]
+        out = [(f"T{t}", dict(base, T=t, width=64, depth=2, batch=8, engines=engines)) for t in (100, 1000, 10000)]
+        out += [(f"n{n}", dict(base, T=100, width=n, depth=1, batch=8, engines=engines)) for n in (64, 256, 1024)]
+        out += [(f"L{d}", dict(base, T=100, width=64, depth=d, batch=8, engines=engines)) for d in (1, 2, 3, 4)]
+        out += [(f"B{b}", dict(base, T=100, width=64, depth=2, batch=b, engines=engines)) for b in (1, 32, 128)]
+        return out
+    raise ValueError(f"unknown suite {args.suite!r}")
+
+
+def build_model(config, dtype):
+    import jax
+
+    from .network import DeepRNN
+
+    options = dict(MODELS[config["model"]])
+    return DeepRNN(N_IN, [config["width"]] * config["depth"], N_OUT, readout=config["readout"],
+                   key=jax.random.PRNGKey(0), dtype=dtype, tau_m=20.0, tau_out=20.0, **options)
+
+
+def make_data(config, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    T, B = config["T"], config["batch"]
+    inputs = (jax.random.uniform(jax.random.PRNGKey(1), (T, B, N_IN)) < 0.05).astype(dtype)
+    targets = jax.random.normal(jax.random.PRNGKey(2), (T, B, N_OUT), dtype)
+    return inputs, targets, jnp.ones((T, B), dtype)
+
+
+def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
+    """``(trace_elements, flops_per_step)``: the engine docstring's cost formula for ``model``."""
+    from .engines import make_engine
+    from .engines.traces import has_constant_own_jacobian
+
+    B = batch
+    layers = model.all_layers
+    n = [layer.size for layer in layers]
+    P = [layer.row_size for layer in layers]
+    d = [layer.neuron.state_size for layer in layers]
+    forward = sum(2 * B * layer.size * (layer.row_size - 1) for layer in layers)  # the W/U matmuls
+    leaky = model.readout_kind != "linear"
+    hidden = range(len(model.layers))
+    if method == "bptt":  # stored trajectory; backward ~2x forward
+        return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
+    if method == "eprop":
+        fact = make_engine("eprop").factorised_layers(model)
+        elements = B * P[-1]
+        flops = forward + 2 * B * n[-1] * P[-1]
+        for l in hidden:
+            if fact[l]:
+                elements += B * P[l] + (B * n[l] * P[l] if leaky else 0)
+                flops += (4 if leaky else 2) * B * n[l] * P[l]
+            else:
+                elements += B * n[l] * d[l] * P[l] + (B * n[l] * P[l] if leaky else 0)
+                flops += (2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
+            if l > 0:
+                flops += 2 * B * n[l] * n[l - 1]
+        return elements, flops
+    if method == "deep_eprop":
+        elements, flops = 0, forward
+        factorised = make_engine("deep_eprop").factorised_hops(model)
+        for l in range(len(layers)):
+            elements += B * n[l] * d[l] * P[l]
+            flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
+            for k in range(l + 1, len(layers)):
+                if factorised[l] and k == l + 1:  # S[l+1,l] stored as F (B, n_l, P_l)
+                    elements += B * n[l] * P[l]
+                    flops += 3 * B * n[l] * P[l]
+                    continue
+                if factorised[l] and k == l + 2:  # M[b] (x) F: a B n^3 product for M, element-wise B n^3
+                    elements += B * n[k] * d[k] * n[l] * P[l]
+                    flops += 2 * B * n[k] * n[l + 1] * n[l] + 4 * B * n[k] * d[k] * n[l] * P[l]
+                    continue
+                elements += B * n[k] * d[k] * n[l] * P[l]
+                hop = 3 * B * n[k] * d[k] * n[l] * P[l] if k == l + 1 else 2 * B * n[k] * n[k - 1] * n[l] * P[l]
+                flops += hop + 2 * B * n[k] * d[k] * n[l] * P[l]
+        return elements, flops
+    if method == "deep_eprop_factored":
+        elements, flops = B * P[-1], forward + 2 * B * n[-1] * P[-1]
+        L = len(model.layers)
+        for l in hidden:
+            levels = L - 1 - l + int(leaky)
+            own = B * P[l] if has_constant_own_jacobian(layers[l]) else B * n[l] * d[l] * P[l]
+            elements += own + levels * B * n[l] * P[l]
+            flops += (2 * levels + 4) * B * n[l] * P[l] + (2 * B * n[l] * n[l - 1] if l > 0 else 0)
+        return elements, flops
+    if method == "rtrl":
+        elements, flops = 0, forward
+        for l in range(len(layers)):
+            for k in range(l, len(layers)):
+                size = B * n[k] * d[k] * n[l] * P[l]
+                elements += size
+                flops += 2 * size * (layers[k].row_size - 1)  # W and U products on the influence matrix
+        return elements, flops
+    return 0, 0
+
+
+def eqx_linear_readout(model):
+    """``model`` seen as having a linear readout (for the cost of ``eprop[readout_filter=False]``)."""
+    import copy
+
+    clone = copy.copy(model)
+    object.__setattr__(clone, "readout_kind", "linear")  # static field: only read by theoretical_cost
+    return clone
+
+
+def measure_peak_gflops(dtype, size: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of ``jnp.dot`` of two ``size x size`` matrices on this machine (median)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times) / 1e9
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def parse_method(method: str) -> tuple[str, dict]:
+    """``"eprop[readout_filter=False,factorize=False]"`` -> ``("eprop", {...})``: an engine with options."""
+    import ast
+
+    if "[" not in method:
+        return method, {}
+    name, _, rest = method.partition("[")
+    options = {}
+    for item in rest.rstrip("]").split(";" if ";" in rest else ","):
+        if item.strip():
+            key, _, value = item.partition("=")
+            try:
+                options[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                options[key.strip()] = value.strip()
+    return name, options
+
+
+def compile_engine(method, model, data, **options):
+    """``(compiled function, args, compile seconds, memory_analysis)`` of one engine's whole sequence."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from .engines import make_engine
+    from .losses import make_loss
+
+    method, parsed = parse_method(method)
+    engine = make_engine(method, **{**parsed, **options})
+    engine.check_model(model)
+    loss = make_loss("mse")
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def run(params, inputs, targets, mask):
+        m = eqx.combine(params, static)
+        state = engine.init(m, inputs.shape[1])
+        state, _, losses = engine.sequence(m, state, inputs, targets, mask, loss)
+        return jnp.sum(losses), engine.grads(m, state)
+
+    args = (params,) + tuple(data)
+    start = time.perf_counter()
+    compiled = jax.jit(run).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    return compiled, args, compile_s, compiled.memory_analysis()
+
+
+def _flat_layers(grads, model):
+    import jax.numpy as jnp
+
+    out = []
+    for layer in grads.layers + (grads.readout,):
+        parts = [layer.U.ravel(), layer.b.ravel()] + ([] if layer.W is None else [layer.W.ravel()])
+        out.append(jnp.concatenate(parts))
+    return out
+
+
+def cosine_per_layer(grads, reference, model) -> list[float]:
+    import jax.numpy as jnp
+
+    return [float(jnp.dot(g, r) / (jnp.linalg.norm(g) * jnp.linalg.norm(r) + 1e-30))
+            for g, r in zip(_flat_layers(grads, model), _flat_layers(reference, model))]
+
+
+def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, log=print):
+    """Every engine of one configuration, timed interleaved; one row per engine."""
+    import jax
+    import jax.numpy as jnp
+
+    dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype_name]
+    model = build_model(config, dtype)
+    data = make_data(config, dtype)
+    engines = list(config["engines"] or DEFAULT_ENGINES)
+    rows, ready, outputs = {}, {}, {}
+    for method in engines:
+        row = {key: None for key in ROW_KEYS}
+        row.update(suite=suite, case=case, engine=method, T=config["T"], width=config["width"],
+                   depth=config["depth"], batch=config["batch"], dtype=dtype_name, model=config["model"],
+                   readout=config["readout"], peak_gflops=round(peak_gflops, 2))
+        elements, flops = theoretical_cost(method, model, config["batch"], config["T"])
+        if method.startswith("eprop[") and "readout_filter=False" in method:  # no ebar: the linear-readout cost
+            elements, flops = theoretical_cost("eprop", eqx_linear_readout(model), config["batch"], config["T"])
+        row.update(trace_elements=int(elements), flops_per_step=int(flops))
+        try:
+            compiled, args, compile_s, memory = compile_engine(method, model, data)
+        except ValueError as err:
+            row["status"] = f"skipped: {err}"
+            rows[method] = row
+            continue
+        rss = _rss_mb()
+        outputs[method] = jax.block_until_ready(compiled(*args))  # first call, after compile
+        row.update(status="ok", compile_s=round(compile_s, 3), rss_delta_mb=round(_rss_mb() - rss, 1))
+        if memory is not None:
+            temp, arg, out = (int(memory.temp_size_in_bytes), int(memory.argument_size_in_bytes),
+                              int(memory.output_size_in_bytes))
+            data_bytes = int(sum(a.nbytes for a in data))  # the (T, B, .) inputs, targets, mask: grow with T
+            row.update(temp_bytes=temp, argument_bytes=arg, output_bytes=out, peak_bytes=temp + arg + out,
+                       data_bytes=data_bytes, engine_peak_bytes=temp + arg + out - data_bytes)
+        rows[method] = row
+        ready[method] = (compiled, args)
+    times = {method: [] for method in ready}
+    for _ in range(repeats):
+        for method, (compiled, args) in ready.items():
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            times[method].append(time.perf_counter() - start)
+    T = config["T"]
+    for method, samples in times.items():
+        row = rows[method]
+        row["per_step_ms"] = statistics.median(samples) / T * 1e3
+        row["per_step_ms_min"] = min(samples) / T * 1e3
+        row["achieved_gflops"] = round(row["flops_per_step"] / (row["per_step_ms"] * 1e-3) / 1e9, 3)
+    if alignment and "bptt" in outputs:
+        reference = outputs["bptt"][1]
+        for method, (_, grads) in outputs.items():
+            rows[method]["alignment"] = [round(c, 6) for c in cosine_per_layer(grads, reference, model)]
+    out = [rows[m] for m in engines]
+    for row in out:
+        log(format_row(row))
+    return out
+
+
+HEADER = (f"{'case':<34} {'engine':<20} {'T':>6} {'n':>5} {'L':>2} {'B':>4} {'ms/step':>9} {'compile_s':>9} "
+          f"{'peak_MB':>9} {'trace_elts':>11} {'MFLOP/step':>10} {'GFLOP/s':>8} alignment")
+
+
+def format_row(row) -> str:
+    if row["status"] != "ok":
+        return f"{row['case']:<34} {row['engine']:<20} {row['status'][:90]}"
+    peak = row["peak_bytes"] / 2 ** 20 if row["peak_bytes"] is not None else float("nan")
+    align = " ".join(f"{c:.3f}" for c in row["alignment"]) if row["alignment"] else ""
+    return (f"{row['case']:<34} {row['engine']:<20} {row['T']:>6} {row['width']:>5} {row['depth']:>2} "
+            f"{row['batch']:>4} {row['per_step_ms']:>9.4f} {row['compile_s']:>9.2f} {peak:>9.2f} "
+            f"{row['trace_elements']:>11} {row['flops_per_step'] / 1e6:>10.2f} {row['achieved_gflops']:>8.2f} {align}")
+
+
+def run(args) -> dict:
+    import jax
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    peak = measure_peak_gflops(jnp.float32 if args.dtype == "float32" else jnp.float64)
+    print(f"deepeprop bench: suite={args.suite} dtype={args.dtype} backend={jax.default_backend()} "
+          f"devices={jax.devices()} jnp.dot peak {peak:.1f} GFLOP/s")
+    print(HEADER)
+    rows = []
+    for case, config in _cases(args):
+        rows += run_case(args.suite, case, config, dtype_name=args.dtype, repeats=args.repeats,
+                         alignment=args.alignment, peak_gflops=peak)
+    result = {"suite": args.suite, "dtype": args.dtype, "backend": jax.default_backend(),
+              "machine": platform.machine(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
+              "peak_gflops": peak, "keys": list(ROW_KEYS), "rows": rows, "ratios": ratios(rows)}
+    for name, value in result["ratios"].items():
+        print(f"ratio {name}: {value:.3f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+        print(f"wrote {args.json}")
+    return result
+
+
+def ratios(rows) -> dict:
+    """Time ratios against BPTT / RTRL / e-prop within a case, and peak-memory ratios across T."""
+    out = {}
+    by_case = {}
+    for row in rows:
+        if row["status"] == "ok":
+            by_case.setdefault(row["case"], {})[row["engine"]] = row
+    for case, engines in by_case.items():
+        for base in ("bptt", "rtrl", "eprop"):
+            if base not in engines:
+                continue
+            for method, row in engines.items():
+                if method != base and not (base == "eprop" and not method.startswith("deep_eprop")):
+                    out[f"{case}: {method}/{base} time"] = row["per_step_ms"] / engines[base]["per_step_ms"]
+    long, short = by_case.get("memory_T10000", {}), by_case.get("memory_T1000", {})
+    for method in long:
+        if method in short and long[method]["peak_bytes"] and short[method]["peak_bytes"]:
+            out[f"{method} engine peak memory T=10000/T=1000"] = (long[method]["engine_peak_bytes"]
+                                                                  / short[method]["engine_peak_bytes"])
+            out[f"{method} peak memory incl. input data T=10000/T=1000"] = (long[method]["peak_bytes"]
+                                                                            / short[method]["peak_bytes"])
+    return out
+
+
+def _int_list(text):
+    return [int(v) for v in text.split(",") if v]
+
+
+def register(subparsers):
+    parser = subparsers.add_parser("bench", help="time and memory of every engine (table + JSON)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=("quick", "targets", "scaling"), default="quick",
+                        help="quick (default, < 2 min), targets (the issue's ratios), scaling (T, n, depth, batch)")
+    parser.add_argument("--engines", type=lambda s: [v for v in s.split(",") if v], default=None,
+                        help=f"comma-separated engines (default: {','.join(DEFAULT_ENGINES)}); options in brackets, "
+                             "separated by ';', e.g. 'eprop[readout_filter=False]'")
+    parser.add_argument("--T", type=_int_list, default=None, help="sequence lengths (quick suite), e.g. 100,1000")
+    parser.add_argument("--width", type=_int_list, default=None, help="hidden widths (quick suite)")
+    parser.add_argument("--depth", type=_int_list, default=None, help="numbers of hidden layers (quick suite)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (quick suite; default 4)")
+    parser.add_argument("--model", choices=tuple(MODELS), default="factorisable",
+                        help="exact: library defaults (LIF, reset path kept, dense W); factorisable: LIF with "
+                             "detach_reset, no self-connections (default)")
+    parser.add_argument("--readout", choices=("linear", "leaky"), default="leaky")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per engine (median)")
+    parser.add_argument("--alignment", action="store_true", help="cosine per layer of each gradient vs BPTT's")
+    parser.add_argument("--json", default=None, help="write the rows to this JSON file")
+    parser.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from .engines import ENGINES
+
+    for method in args.engines or ():
+        if parse_method(method)[0] not in ENGINES:
+            raise ValueError(f"--engines: unknown engine {method!r}; choose from {tuple(ENGINES)}")
+    if args.repeats < 1:
+        raise ValueError("--repeats must be >= 1")
+    run(args)
+    return 0

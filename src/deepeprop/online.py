@@ -1,0 +1,198 @@
+"""Online learning: an engine + an optax optimizer, weights updated per sequence or every ``k`` steps.
+
+    learner = OnlineLearner(make_engine("deep_eprop"), optax.adam(1e-3), loss="cross_entropy", update_every=10)
+    state = learner.init(model)                                   # LearnerState(model, opt_state, feedback)
+    state, losses, ys = learner.train_sequence(state, inputs, targets, mask)   # one jitted call
+
+``update_every=None``: the engine runs the whole sequence, then one optimizer update.
+``update_every=k``: truly online. The sequence is cut into chunks of ``k`` steps; after each chunk the
+engine's accumulated gradient is applied (``engine.grads`` -> optax -> ``eqx.apply_updates``) and reset
+(``engine.reset_grads``), while the network state and the engine's traces carry on into the next chunk
+with the *new* weights, as in RTRL. All chunks of a sequence run in ONE compiled function: a
+``lax.scan`` over the ``T // k`` full chunks with the parameters and the optimizer state in its carry,
+then, when ``k`` does not divide ``T``, one final shorter chunk of ``T % k`` steps (compiled once with
+the rest; its update is applied like the others). For ``bptt`` a chunk is a truncation window: its
+``sequence`` starts the backward pass at the chunk's first step (truncated BPTT over windows of ``k``).
+
+Only the synaptic parameters (``U``, ``W``, ``b`` of every layer and of the readout) are trained; the
+neurons' fixed constants (decays, thresholds) are outside the optimizer's parameter tree and never
+change (``eqx.partition`` by :func:`trainable_spec`).
+
+Adaptive feedback (Bellec et al. 2020, "adaptive e-prop"): with ``eprop``'s ``feedback="adaptive"`` the
+engine sends the readout error down through a feedback matrix ``B_out`` (shape of ``W_out``) that starts
+random; after every update the learner moves ``B_out`` by the same step as ``W_out`` and applies the same
+weight decay to both (``X <- X - feedback_decay * X``), so that ``B_out`` aligns with ``W_out``. The
+feedback matrices live in :class:`LearnerState` and carry over from sequence to sequence; the rest of the
+engine state (network state, traces, gradient accumulators) starts afresh with every sequence.
+
+Memory: the online engines' state does not grow with ``T``; the compiled step keeps only the readout
+``ys`` (T, B, n_out) and the per-step losses (T,) as outputs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from .engines import Engine
+from .losses import make_loss
+from .network import DeepRNN
+
+
+class LearnerState(eqx.Module):
+    """Everything that carries from one training sequence to the next."""
+
+    model: DeepRNN
+    opt_state: Any  # optax state of the trainable parameters
+    feedback: Any  # eprop's adaptive feedback matrices (tuple, readout last), else None
+
+
+def trainable_spec(model: DeepRNN):
+    """A pytree of bools with ``model``'s structure: True at the trained ``U``, ``W``, ``b`` arrays only."""
+    spec = jax.tree_util.tree_map(lambda _: False, model)
+
+    def where(m):
+        out = []
+        for layer in m.all_layers:
+            out += [layer.U, layer.b] + ([] if layer.W is None else [layer.W])
+        return out
+
+    return eqx.tree_at(where, spec, replace=[True] * len(where(model)))
+
+
+def _uses_adaptive_feedback(engine: Engine) -> bool:
+    return getattr(engine, "feedback", None) == "adaptive"
+
+
+class OnlineLearner(eqx.Module):
+    """An engine and an optax optimizer (see the module docstring).
+
+    Args:
+        engine: from :func:`deepeprop.make_engine`.
+        optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        update_every: ``None`` (one update per sequence) or a positive int ``k`` (an update every ``k``
+            time steps, during the sequence).
+        feedback_decay: with adaptive feedback, the weight decay applied to ``W_out`` and ``B_out`` at
+            every update (``X <- X - feedback_decay * X``); ignored otherwise.
+    """
+
+    engine: Engine
+    optimizer: optax.GradientTransformation = eqx.field(static=True)
+    loss: Any
+    update_every: int | None = eqx.field(static=True, default=None)
+    feedback_decay: float = eqx.field(static=True, default=0.0)
+
+    def __init__(self, engine: Engine, optimizer, *, loss: str = "mse", update_every: int | None = None,
+                 feedback_decay: float = 0.0):
+        if not isinstance(engine, Engine):
+            raise ValueError(f"engine must be a deepeprop Engine (from make_engine), got {type(engine).__name__}")
+        if not isinstance(optimizer, optax.GradientTransformation):
+            raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+        if update_every is not None:
+            if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+                raise ValueError(f"update_every must be None or a positive int, got {update_every!r}")
+        if not isinstance(feedback_decay, (int, float)) or not 0.0 <= feedback_decay < 1.0:
+            raise ValueError(f"feedback_decay must be a number in [0, 1), got {feedback_decay!r}")
+        self.engine = engine
+        self.optimizer = optimizer
+        self.loss = make_loss(loss)
+        self.update_every = update_every
+        self.feedback_decay = float(feedback_decay)
+
+    # ------------------------------------------------------------------ state
+    def init(self, model: DeepRNN) -> LearnerState:
+        """The optimizer state of ``model``'s trainable parameters, and the initial feedback matrices."""
+        if not isinstance(model, DeepRNN):
+            raise ValueError(f"model must be a deepeprop.DeepRNN, got {type(model).__name__}")
+        self.engine.check_model(model)
+        params = eqx.filter(model, trainable_spec(model))
+        feedback = None
+        if _uses_adaptive_feedback(self.engine):
+            feedback = self.engine.init(model, 1).traces.feedback
+        return LearnerState(model=model, opt_state=self.optimizer.init(params), feedback=feedback)
+
+    # ------------------------------------------------------------------ one update
+    def apply_grads(self, model: DeepRNN, opt_state, feedback, grads):
+        """One optimizer update from engine gradients (model structure) -> ``(model, opt_state, feedback)``."""
+        spec = trainable_spec(model)
+        params = eqx.filter(model, spec)
+        updates, opt_state = self.optimizer.update(eqx.filter(grads, spec), opt_state, params)
+        new_model = eqx.apply_updates(model, updates)
+        if feedback is not None:
+            step = updates.readout.U  # (n_out, n_L): W_out's update
+            decay = self.feedback_decay
+            w_out = new_model.readout.U - decay * model.readout.U
+            new_model = eqx.tree_at(lambda m: m.readout.U, new_model, w_out)
+            b_out = feedback[-1] + step - decay * feedback[-1]
+            feedback = feedback[:-1] + (b_out,)
+        return new_model, opt_state, feedback
+
+    def _with_feedback(self, estate, feedback):
+        if feedback is None:
+            return estate
+        return eqx.tree_at(lambda s: s.traces.feedback, estate, feedback)
+
+    def _chunk(self, model, opt_state, feedback, estate, inputs, targets, mask):
+        """Run one chunk, update, reset the accumulated gradients. Traces and network state carry on."""
+        estate = self._with_feedback(estate, feedback)
+        estate, ys, losses = self.engine.sequence(model, estate, inputs, targets, mask, self.loss)
+        grads = self.engine.grads(model, estate)
+        model, opt_state, feedback = self.apply_grads(model, opt_state, feedback, grads)
+        estate = self.engine.reset_grads(model, estate)
+        return model, opt_state, feedback, estate, ys, losses
+
+    def sequence_update(self, state: LearnerState, inputs, targets, mask):
+        """Train on one batch of sequences (traceable; :meth:`train_sequence` is its jitted form).
+
+        ``inputs`` (T, B, n_in), ``targets`` (T, B, n_out) or (T, B), ``mask`` (T, B)
+        -> ``(state, losses (T,), ys (T, B, n_out))``.
+        """
+        T, B = inputs.shape[0], inputs.shape[1]
+        model, opt_state, feedback = state.model, state.opt_state, state.feedback
+        estate = self.engine.init(model, B)
+        k = self.update_every
+        if k is None or k >= T:
+            model, opt_state, feedback, estate, ys, losses = self._chunk(
+                model, opt_state, feedback, estate, inputs, targets, mask)
+            return LearnerState(model, opt_state, feedback), losses, ys
+
+        n_full, rest = divmod(T, k)
+        head = n_full * k
+
+        def chunks(a):  # (T, ...) -> (n_full, k, ...)
+            return a[:head].reshape((n_full, k) + a.shape[1:])
+
+        dynamic, static = eqx.partition(model, eqx.is_array)
+
+        def body(carry, xs):
+            dyn, opt_s, fb, es = carry
+            m = eqx.combine(dyn, static)
+            m, opt_s, fb, es, ys_c, losses_c = self._chunk(m, opt_s, fb, es, *xs)
+            return (eqx.filter(m, eqx.is_array), opt_s, fb, es), (ys_c, losses_c)
+
+        (dynamic, opt_state, feedback, estate), (ys, losses) = jax.lax.scan(
+            body, (dynamic, opt_state, feedback, estate), (chunks(inputs), chunks(targets), chunks(mask)))
+        model = eqx.combine(dynamic, static)
+        ys = ys.reshape((head,) + ys.shape[2:])  # (head, B, n_out)
+        losses = losses.reshape((head,))
+        if rest:  # the final shorter chunk
+            model, opt_state, feedback, estate, ys_r, losses_r = self._chunk(
+                model, opt_state, feedback, estate, inputs[head:], targets[head:], mask[head:])
+            ys = jnp.concatenate([ys, ys_r], axis=0)
+            losses = jnp.concatenate([losses, losses_r], axis=0)
+        return LearnerState(model, opt_state, feedback), losses, ys
+
+    @eqx.filter_jit
+    def train_sequence(self, state: LearnerState, inputs, targets, mask):
+        """Jitted :meth:`sequence_update`: ``-> (state, losses (T,), ys (T, B, n_out))``."""
+        return self.sequence_update(state, inputs, targets, mask)
+
+
+def is_finite_tree(tree) -> jax.Array:
+    """A scalar bool: every inexact array leaf of ``tree`` is finite (traceable)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)

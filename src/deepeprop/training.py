@@ -1,0 +1,603 @@
+"""Training runs: ``deepeprop train`` and :func:`train` (an :class:`~deepeprop.online.OnlineLearner` on a task).
+
+    deepeprop train --task digits --method deep_eprop --neuron alif --hidden 64,64 --iterations 300 --out runs/d
+    deepeprop train --config run.toml --lr 3e-3          # flags given explicitly override the file
+    deepeprop train --out runs/d --resume --iterations 600   # continue from runs/d/checkpoint.eqx
+
+The output folder holds ``config.json`` (every resolved option and the package version: enough to rerun),
+``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots.
+
+Reproducibility: the training batch of iteration ``i`` (1-based) is ``task.batch(seed * 1_000_003 + i, B)``,
+a pure function of ``(seed, i)``, and the model is initialised from ``seed``; a resumed run therefore
+reaches the same parameters as an uninterrupted one (bitwise on CPU). Evaluation uses the task's test
+split: ``task.test_set()`` for dataset tasks, else the fixed batch ``task.batch(seed, eval_batch_size,
+"test")``.
+
+Checkpoints (``checkpoint.eqx``): one JSON header line (format, version, iteration, seed, elapsed seconds,
+payload size and SHA-256) followed by ``equinox.tree_serialise_leaves`` of ``(model, optimizer state,
+feedback matrices)``. They are written to a temporary file in the same folder and moved into place with
+``os.replace``; loading checks the header, size and checksum before anything is deserialised, so a
+truncated or corrupted file raises :class:`CheckpointError` and leaves no partial state.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+CHECKPOINT = "checkpoint.eqx"
+CHECKPOINT_FORMAT = "deepeprop-checkpoint"
+CHECKPOINT_VERSION = 1
+DATA_STRIDE = 1_000_003  # batch seed of iteration i: seed * DATA_STRIDE + i
+OPTIMIZERS = ("adam", "sgd")
+
+# Every option of a run, with its default. ``deepeprop train`` flags and TOML keys use these names
+# (flags with dashes: --batch-size).
+DEFAULTS: dict[str, Any] = {
+    "task": "digits",
+    "task_options": {},
+    "method": "deep_eprop",
+    "neuron": "alif",
+    "hidden": [64, 64],
+    "recurrence": "dense",
+    "readout": "leaky",
+    "tau_m": 20.0,
+    "tau_a": 200.0,
+    "tau_out": 20.0,
+    "input_gain": 1.0,
+    "iterations": 200,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "update_every": None,
+    "feedback": None,
+    "feedback_decay": 1e-4,
+    "seed": 0,
+    "eval_every": 50,
+    "eval_batch_size": 256,
+    "dtype": "float32",
+    "out": "deepeprop-run",
+}
+# options that may change when a run is resumed (the others must match the saved config.json)
+RESUMABLE = ("iterations", "eval_every", "out")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, corrupted or from an incompatible run."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the parameters became non-finite; the last good checkpoint is kept."""
+
+
+def _usage(message: str) -> Exception:
+    from .cli import UsageError
+
+    return UsageError(message)
+
+
+# ---------------------------------------------------------------------------- configuration
+def parse_value(text: str):
+    """A task-option value from the command line: int, float, bool, None, list, or else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_task_options(items) -> dict:
+    """``["delay_steps=20", "n_cues=3"]`` -> ``{"delay_steps": 20, "n_cues": 3}``."""
+    options = {}
+    for item in items or []:
+        if "=" not in item:
+            raise _usage(f"--task-option must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
+        name, value = item.split("=", 1)
+        options[name.strip()] = parse_value(value)
+    return options
+
+
+def _hidden(value, source: str) -> list[int]:
+    if isinstance(value, str):
+        from .gradcheck import parse_sizes
+
+        return parse_sizes(value, source)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                          for v in value):
+        return list(value)
+    raise _usage(f"{source} must be a list of positive ints like [64, 64], got {value!r}")
+
+
+def load_toml(path: str) -> dict:
+    """The options of a TOML config file (keys as in :data:`DEFAULTS`; ``[task]`` or ``[task_options]`` table)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise _usage(f"--config: no such file {path!r}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise _usage(f"--config: {path} is not valid TOML: {err}") from None
+    data = {key.replace("-", "_"): value for key, value in data.items()}
+    if isinstance(data.get("task"), dict):  # [task] name = "...", other keys are task options
+        table = dict(data.pop("task"))
+        if "name" in table:
+            data["task"] = table.pop("name")
+        data["task_options"] = {**table, **data.get("task_options", {})}
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise _usage(f"--config: unknown key(s) {unknown} in {path}; valid keys: {sorted(DEFAULTS)}")
+    return data
+
+
+def resolve_config(explicit: dict, config_file: str | None = None) -> dict:
+    """Defaults, then the TOML file, then the explicitly given flags; validated. Returns a JSON-able dict."""
+    config = {key: (dict(v) if isinstance(v, dict) else v) for key, v in DEFAULTS.items()}
+    if config_file:
+        from_file = load_toml(config_file)
+        options = from_file.pop("task_options", {})
+        config.update(from_file)
+        config["task_options"] = dict(options)
+    explicit = dict(explicit)
+    options = explicit.pop("task_options", None)
+    config.update(explicit)
+    if options:
+        config["task_options"] = {**config["task_options"], **options}
+    return validate_config(config)
+
+
+def validate_config(config: dict) -> dict:
+    """Check every option, naming the flag of a bad one. Returns the normalised config."""
+    from .engines import ENGINES
+    from .engines.eprop import FEEDBACKS
+    from .network import DTYPES, READOUTS, RECURRENCES
+    from .neurons import NEURONS
+    from .tasks import TASKS, get_task
+
+    c = dict(config)
+    if c["task"] not in TASKS:
+        raise _usage(f"--task must be one of {sorted(TASKS)}, got {c['task']!r}")
+    for name, choices in (("method", ENGINES), ("neuron", NEURONS), ("recurrence", RECURRENCES),
+                          ("readout", READOUTS), ("dtype", DTYPES), ("optimizer", OPTIMIZERS)):
+        if c[name] not in choices:
+            raise _usage(f"--{name} must be one of {sorted(choices)}, got {c[name]!r}")
+    c["hidden"] = _hidden(c["hidden"], "--hidden")
+    for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
+                          ("seed", 0)):
+        value = c[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _usage(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {value!r}")
+    if c["update_every"] is not None:
+        value = c["update_every"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _usage(f"--update-every must be a positive int (time steps between updates), got {value!r}")
+    for name in ("lr", "tau_m", "tau_a", "tau_out", "input_gain"):
+        value = c[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise _usage(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}")
+        c[name] = float(value)
+    decay = c["feedback_decay"]
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
+        raise _usage(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
+    if c["feedback"] is not None:
+        if c["method"] != "eprop":
+            raise _usage(f"--feedback applies to --method eprop only, got --method {c['method']}")
+        if c["feedback"] not in FEEDBACKS:
+            raise _usage(f"--feedback must be one of {list(FEEDBACKS)}, got {c['feedback']!r}")
+    if not isinstance(c["task_options"], dict):
+        raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
+    try:
+        get_task(c["task"], **c["task_options"])
+    except ValueError as err:
+        raise _usage(f"--task-option: {err}") from None
+    if c["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    c["out"] = str(c["out"])
+    return c
+
+
+# ---------------------------------------------------------------------------- building a run
+def build(config: dict):
+    """``(task, model, learner)`` of a validated config; the model is initialised from ``config["seed"]``."""
+    from .engines import make_engine
+    from .network import DTYPES, DeepRNN
+    from .online import OnlineLearner
+    from .tasks import get_task
+
+    task = get_task(config["task"], **config["task_options"])
+    model = DeepRNN(task.n_in, config["hidden"], task.n_out, neuron=config["neuron"],
+                    recurrence=config["recurrence"], readout=config["readout"],
+                    key=jax.random.PRNGKey(config["seed"]), dtype=DTYPES[config["dtype"]],
+                    tau_m=config["tau_m"], tau_a=config["tau_a"], tau_out=config["tau_out"],
+                    input_gain=config["input_gain"])
+    # the feedback seed differs from the model's: with equal seeds eprop's "random" readout feedback would
+    # be drawn exactly like W_out (same key, same distribution), i.e. symmetric
+    options = {} if config["feedback"] is None else {"feedback": config["feedback"],
+                                                       "feedback_seed": config["seed"] + 1}
+    engine = make_engine(config["method"], **options)
+    optimizer = optax.adam(config["lr"]) if config["optimizer"] == "adam" else optax.sgd(config["lr"])
+    learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config["update_every"],
+                            feedback_decay=config["feedback_decay"] if config["feedback"] == "adaptive" else 0.0)
+    return task, model, learner
+
+
+def train_batch(task, config: dict, iteration: int, dtype):
+    """The training batch of ``iteration`` (1-based): a pure function of ``(seed, iteration)``."""
+    batch = task.batch(config["seed"] * DATA_STRIDE + iteration, config["batch_size"], "train")
+    return _cast(batch, dtype)
+
+
+def _cast(batch, dtype):
+    """Inputs (and regression targets) in the model's dtype; labels stay int32."""
+    targets = batch.targets
+    if jnp.issubdtype(targets.dtype, jnp.floating):
+        targets = jnp.asarray(targets, dtype)
+    return batch._replace(inputs=jnp.asarray(batch.inputs, dtype), targets=targets)
+
+
+def eval_batch(task, config: dict, dtype):
+    """The fixed evaluation batch: the whole test split of a dataset task, else a seeded test batch."""
+    batch = task.test_set() if hasattr(task, "test_set") else task.batch(
+        config["seed"], config["eval_batch_size"], "test")
+    return _cast(batch, dtype)
+
+
+@dataclass
+class Steps:
+    """The run's two compiled functions; ``traces`` counts how often each was traced (compiled)."""
+
+    train: Any
+    evaluate: Any
+    traces: dict = field(default_factory=lambda: {"train": 0, "evaluate": 0})
+
+
+def make_steps(task, learner) -> Steps:
+    from .online import is_finite_tree
+
+    steps = Steps(None, None)
+
+    @eqx.filter_jit
+    def train_step(state, batch):
+        steps.traces["train"] += 1  # runs only when traced
+        new, losses, ys = learner.sequence_update(state, batch.inputs, batch.targets, batch.mask)
+        loss = jnp.sum(losses)
+        ok = jnp.isfinite(loss) & is_finite_tree(new.model)
+        return new, jnp.stack([loss, task.metric(ys, batch).astype(loss.dtype)]), ok
+
+    @eqx.filter_jit
+    def evaluate(model, batch):
+        steps.traces["evaluate"] += 1
+        _, ys = model.run(batch.inputs)  # (T, B, n_out)
+        loss = jnp.sum(jax.vmap(learner.loss)(ys, batch.targets, batch.mask))
+        return jnp.stack([loss, task.metric(ys, batch).astype(loss.dtype)])
+
+    steps.train, steps.evaluate = train_step, evaluate
+    return steps
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str, state, meta: dict) -> None:
+    """Write ``state`` (a LearnerState) and ``meta`` atomically (temp file in the same folder + os.replace)."""
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, state)
+    payload = buffer.getvalue()
+    header = dict(meta, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, payload_bytes=len(payload),
+                  sha256=hashlib.sha256(payload).hexdigest())
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint_header(path: str) -> tuple[dict, bytes]:
+    """``(header, payload)`` after checking the format, the size and the checksum."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    newline = data.find(b"\n")
+    try:
+        header = json.loads(data[:newline].decode()) if newline > 0 else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a deepeprop checkpoint (bad or missing header): corrupted?")
+    if header.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {header.get('version')}, "
+                              f"this deepeprop reads version {CHECKPOINT_VERSION}")
+    payload = data[newline + 1:]
+    if len(payload) != header.get("payload_bytes"):
+        raise CheckpointError(f"{path} is truncated or corrupted: payload has {len(payload)} bytes, "
+                              f"the header says {header.get('payload_bytes')}")
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CheckpointError(f"{path} is corrupted: its SHA-256 checksum does not match the header")
+    return header, payload
+
+
+def load_checkpoint(path: str, like) -> tuple[Any, dict]:
+    """``(state, header)``: the checkpoint's LearnerState with the structure of ``like``. Nothing is
+    returned (or changed) unless the whole file is valid."""
+    header, payload = read_checkpoint_header(path)
+    try:
+        state = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except Exception as err:  # shapes/dtypes that do not fit this run's model
+        raise CheckpointError(f"{path} does not match this run's model or optimizer: {err}") from None
+    return state, header
+
+
+# ---------------------------------------------------------------------------- the loop
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_metrics(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def train(config: dict, *, resume: bool = False, progress: bool = True, plots: bool = True,
+          fault: Any = None) -> dict:
+    """Run (or resume) the training described by a validated ``config``; returns the summary dict.
+
+    ``fault``: for tests, a function ``(iteration, state) -> state`` applied after each step (e.g. to
+    inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
+    of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
+    """
+    from . import __version__
+    from .online import is_finite_tree
+
+    out = config["out"]
+    os.makedirs(out, exist_ok=True)
+    task, model, learner = build(config)
+    state = learner.init(model)
+    ckpt_path = os.path.join(out, CHECKPOINT)
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    start, elapsed, loss_sum, loss_count, metric_sum = 0, 0.0, 0.0, 0, 0.0
+    if resume:
+        state, header = load_checkpoint(ckpt_path, state)  # validated before anything is replaced
+        if header.get("seed") != config["seed"]:
+            raise CheckpointError(f"{ckpt_path} is from seed {header.get('seed')}, this run has seed {config['seed']}")
+        start, elapsed = int(header["iteration"]), float(header["elapsed"])
+        if start > config["iterations"]:
+            raise _usage(f"--iterations {config['iterations']} is below the checkpoint's iteration {start}; "
+                         f"give --iterations >= {start} to resume")
+        loss_sum, loss_count, metric_sum = header["loss_sum"], header["loss_count"], header["metric_sum"]
+        rows = [r for r in _read_metrics(metrics_path) if r["iteration"] <= start]
+        with open(metrics_path, "w") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in rows)
+    else:
+        with open(metrics_path, "w"):
+            pass
+    resolved = dict(config, package_version=__version__, jax_version=jax.__version__,
+                    n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name)
+    _write_json(os.path.join(out, "config.json"), resolved)
+
+    def meta(iteration):
+        return {"iteration": iteration, "seed": config["seed"], "elapsed": elapsed, "loss_sum": loss_sum,
+                "loss_count": loss_count, "metric_sum": metric_sum, "task": config["task"],
+                "method": config["method"], "data_stride": DATA_STRIDE}
+
+    if not resume:
+        save_checkpoint(ckpt_path, state, meta(0))
+    steps = make_steps(task, learner)
+    test = eval_batch(task, config, model.dtype)
+    total, eval_every = config["iterations"], config["eval_every"]
+    last_good = start
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=start, desc=f"{config['method']} on {config['task']}", unit="it",
+                   dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        for iteration in range(start + 1, total + 1):
+            batch = train_batch(task, config, iteration, model.dtype)
+            new_state, values, ok = steps.train(state, batch)
+            if fault is not None:
+                new_state = fault(iteration, new_state)
+                ok = ok & is_finite_tree(new_state.model)
+            loss, metric = (float(v) for v in np.asarray(values))  # one device->host transfer
+            if not bool(ok):
+                raise TrainingDiverged(
+                    f"training diverged at iteration {iteration}: loss = {loss} (non-finite loss or parameters; "
+                    f"try a smaller --lr). The last good checkpoint (iteration {last_good}) is kept in {ckpt_path}")
+            state = new_state
+            loss_sum, loss_count, metric_sum = loss_sum + loss, loss_count + 1, metric_sum + metric
+            if bar is not None:
+                rate = bar.format_dict.get("rate") or 0.0
+                bar.set_postfix(loss=f"{loss:.4f}", metric=f"{metric:.3f}",
+                                **{"steps/s": f"{rate * task.n_steps * config['batch_size']:.0f}"}, refresh=False)
+                bar.update(1)
+            if iteration % eval_every == 0 or iteration == total:
+                test_loss, test_metric = (float(v) for v in np.asarray(steps.evaluate(state.model, test)))
+                elapsed_now = elapsed + time.perf_counter() - t0
+                row = {"iteration": iteration, "train_loss": loss_sum / max(loss_count, 1),
+                       "train_metric": metric_sum / max(loss_count, 1), "test_loss": test_loss,
+                       "test_metric": test_metric, "wall_time": elapsed_now}
+                with open(metrics_path, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                loss_sum, loss_count, metric_sum = 0.0, 0, 0.0
+                elapsed, t0 = elapsed_now, time.perf_counter()
+                save_checkpoint(ckpt_path, state, meta(iteration))
+                last_good = iteration
+                if bar is not None:
+                    bar.write(f"iteration {iteration}: test loss {test_loss:.4f}, test {task.metric_name} "
+                              f"{test_metric:.4f} (chance {task.chance:.3f})")
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed += time.perf_counter() - t0
+    rows = _read_metrics(metrics_path)
+    final = rows[-1] if rows else None
+    summary = {
+        "task": config["task"], "task_options": task.options, "method": config["method"],
+        "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "chance": task.chance,
+        "final_metric": None if final is None else final["test_metric"],
+        "final_test_loss": None if final is None else final["test_loss"],
+        "iterations": total, "seconds": elapsed, "compilations": dict(steps.traces),
+        "package_version": __version__,
+    }
+    _write_json(os.path.join(out, "summary.json"), summary)
+    if plots:
+        summary["plots"] = write_plots(out, rows, task, state.model, test, config)
+        _write_json(os.path.join(out, "summary.json"), summary)
+    return summary
+
+
+def write_plots(out: str, rows: list[dict], task, model, test, config: dict) -> list[str]:
+    """Learning curves; a spike raster (spiking models) and the readout over time of one test example."""
+    from . import plots
+
+    title = f"{config['method']} on {config['task']} ({config['neuron']}, hidden {config['hidden']})"
+    paths = [plots.learning_curves(rows, os.path.join(out, "learning_curves.png"), metric_name=task.metric_name,
+                                   chance=task.chance, title=title)] if rows else []
+    example = jax.tree_util.tree_map(lambda a: a[:, :1], test)  # the first test example, B = 1
+    _, ys, zs = eqx.filter_jit(lambda m, x: m.run(x, record=True))(model, example.inputs)
+    if model.layers[0].neuron.spiking:
+        paths.append(plots.raster([np.asarray(z[:, 0]) for z in zs], os.path.join(out, "raster.png"),
+                                  title=f"spikes of one test example ({config['neuron']})"))
+    classification = task.loss == "cross_entropy"
+    window = np.asarray(example.targets[:, 0])[np.asarray(example.mask[:, 0]) > 0]  # labels where the loss counts
+    label = int(window[0]) if classification and window.size and np.all(window == window[0]) else None
+    paths.append(plots.readout_over_time(np.asarray(ys[:, 0]), os.path.join(out, "readout.png"),
+                                         mask=np.asarray(example.mask[:, 0]), label=label,
+                                         classification=classification,
+                                         title=f"readout of one test example (label {label}, predicted "
+                                         f"{_prediction(ys[:, 0], example.mask[:, 0])})" if label is not None
+                                         else "readout of one test example"))
+    return paths
+
+
+def _prediction(y, mask) -> int:
+    """The class a sequence is assigned: argmax of the readout summed over the loss window (``y`` (T, n_out))."""
+    return int(np.argmax(np.sum(np.asarray(y) * np.asarray(mask)[:, None], axis=0)))
+
+
+# ---------------------------------------------------------------------------- command line
+FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so that only given flags count
+    "task": ("--task", dict(help=f"task name (default {DEFAULTS['task']})")),
+    "method": ("--method", dict(help=f"gradient engine: bptt, rtrl, eprop, deep_eprop (default {DEFAULTS['method']})")),
+    "neuron": ("--neuron", dict(help=f"leaky, lif or alif (default {DEFAULTS['neuron']})")),
+    "hidden": ("--hidden", dict(help="hidden layer sizes, comma-separated (default 64,64)")),
+    "recurrence": ("--recurrence", dict(help="none, diagonal or dense (default dense)")),
+    "readout": ("--readout", dict(help="linear or leaky (default leaky)")),
+    "tau_m": ("--tau-m", dict(type=float, help="membrane time constant in steps (default 20)")),
+    "tau_a": ("--tau-a", dict(type=float, help="ALIF adaptation time constant in steps (default 200)")),
+    "tau_out": ("--tau-out", dict(type=float, help="leaky readout time constant in steps (default 20)")),
+    "input_gain": ("--input-gain", dict(type=float, help="scale of the initial input weights (default 1)")),
+    "iterations": ("--iterations", dict(type=int, help="training batches (default 200)")),
+    "batch_size": ("--batch-size", dict(type=int, help="sequences per batch (default 32)")),
+    "optimizer": ("--optimizer", dict(help="adam or sgd (default adam)")),
+    "lr": ("--lr", dict(type=float, help="learning rate (default 1e-3)")),
+    "update_every": ("--update-every", dict(type=int, help="update the weights every K time steps during the "
+                                            "sequence (default: once per sequence)")),
+    "feedback": ("--feedback", dict(help="eprop only: symmetric, random or adaptive")),
+    "feedback_decay": ("--feedback-decay", dict(type=float, help="adaptive feedback: weight decay of W_out and "
+                                                "B_out per update (default 1e-4)")),
+    "seed": ("--seed", dict(type=int, help="model and data seed (default 0)")),
+    "eval_every": ("--eval-every", dict(type=int, help="evaluate and checkpoint every N iterations (default 50)")),
+    "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks (default 256)")),
+    "dtype": ("--dtype", dict(help="float32 or float64 (default float32)")),
+    "out": ("--out", dict(help="output folder (default ./deepeprop-run)")),
+}
+
+
+def add_run_flags(parser) -> None:
+    for name, (flag, kwargs) in FLAGS.items():
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **kwargs)
+    parser.add_argument("--task-option", dest="task_option", action="append", default=None, metavar="NAME=VALUE",
+                        help="a task option, repeatable (e.g. --task-option delay_steps=20)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a network on a task, online",
+        description="Train a network on a task with one gradient engine; writes config.json, metrics.jsonl, "
+                    "summary.json, checkpoint.eqx and plots to --out. Options come from the defaults, then "
+                    "--config FILE (TOML), then the flags given explicitly.")
+    parser.add_argument("--config", default=None, help="TOML file of options (flags given explicitly override it)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    add_run_flags(parser)
+    parser.set_defaults(func=_main)
+
+
+def explicit_options(args) -> dict:
+    given = {name: getattr(args, name) for name in FLAGS if hasattr(args, name)}
+    if getattr(args, "task_option", None):
+        given["task_options"] = parse_task_options(args.task_option)
+    return given
+
+
+def _resume_config(explicit: dict, config_file) -> dict:
+    out = explicit.get("out", DEFAULTS["out"])
+    path = os.path.join(out, "config.json")
+    if not os.path.exists(path):
+        raise _usage(f"--resume: no run to resume in {out!r} (no config.json); give --out DIR of an earlier run")
+    with open(path) as handle:
+        saved = json.load(handle)
+    saved = {key: saved[key] for key in DEFAULTS if key in saved}
+    if config_file:
+        raise _usage("--resume reads the run's own config.json; do not give --config with it")
+    for key, value in explicit.items():
+        if key in RESUMABLE:
+            continue
+        merged = {**saved["task_options"], **value} if key == "task_options" else value
+        if (key == "hidden" and _hidden(value, "--hidden") != saved["hidden"]) or (
+                key != "hidden" and merged != saved.get(key)):
+            raise _usage(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "
+                         f"{saved.get(key)!r}; only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} "
+                         f"may change on resume")
+    return validate_config({**saved, **{k: v for k, v in explicit.items() if k in RESUMABLE}})
+
+
+def _main(args) -> int:
+    import sys
+
+    explicit = explicit_options(args)
+    config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
+    try:
+        summary = train(config, resume=args.resume, progress=not args.no_progress, plots=not args.no_plots)
+    except TrainingDiverged as err:
+        print(f"deepeprop: error: {err}", file=sys.stderr)
+        return 3
+    except CheckpointError as err:
+        print(f"deepeprop: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{summary['method']} on {summary['task']}: final test {summary['metric_name']} "
+          f"{summary['final_metric']:.4f} (chance {summary['chance']:.4f}) after {summary['iterations']} "
+          f"iterations, {summary['seconds']:.1f} s; results in {config['out']}")
+    return 0

@@ -1,0 +1,52 @@
+"""The ``deepeprop bench`` command on a tiny configuration: a table and JSON with the documented keys."""
+from __future__ import annotations
+
+import json
+
+from deepeprop import bench
+from deepeprop.cli import main
+
+
+def test_bench_writes_table_and_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code = main(["bench", "--T", "5", "--width", "3", "--depth", "2", "--batch", "2", "--repeats", "1",
+                 "--engines", "bptt,eprop,deep_eprop_factored", "--model", "exact", "--alignment",
+                 "--json", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ms/step" in out and "GFLOP/s" in out and "eprop/bptt time" in out
+    result = json.loads(path.read_text())
+    assert result["keys"] == list(bench.ROW_KEYS)
+    rows = {row["engine"]: row for row in result["rows"]}
+    assert set(rows) == {"bptt", "eprop", "deep_eprop_factored"}
+    for key in bench.ROW_KEYS:
+        assert key in rows["bptt"]
+    for method in ("bptt", "eprop"):
+        row = rows[method]
+        assert row["status"] == "ok" and row["per_step_ms"] > 0 and row["peak_bytes"] > 0
+        assert row["peak_bytes"] == row["temp_bytes"] + row["argument_bytes"] + row["output_bytes"]
+        assert row["trace_elements"] > 0 and row["flops_per_step"] > 0 and row["compile_s"] >= 0
+        assert len(row["alignment"]) == 3
+    assert rows["bptt"]["alignment"][-1] == 1.0  # (silent tiny layers give 0 for their cosines)
+    assert all(-1.0 <= c <= 1.0 for c in rows["eprop"]["alignment"])
+    # the default-option model (reset path kept) is not supported by the factored trace: reported, not fatal
+    assert rows["deep_eprop_factored"]["status"].startswith("skipped")
+    assert result["peak_gflops"] > 0
+
+
+def test_bench_rejects_unknown_engine(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--engines", "nope"])
+    assert info.value.code == 2
+    assert "unknown engine" in capsys.readouterr().err
+
+
+def test_theoretical_cost_orders_the_engines():
+    import jax.numpy as jnp
+
+    model = bench.build_model(dict(model="factorisable", readout="leaky", width=16, depth=3), jnp.float32)
+    cost = {m: bench.theoretical_cost(m, model, 4, 100) for m in bench.DEFAULT_ENGINES}
+    assert cost["rtrl"][0] > cost["deep_eprop"][0] > cost["deep_eprop_factored"][0] > cost["eprop"][0]
+    assert cost["rtrl"][1] > cost["deep_eprop"][1] > cost["eprop"][1]

@@ -1,0 +1,106 @@
+"""Factorised e-prop traces and the factored deep trace (MATH.md section 5) against the full engines."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import deepeprop as dp
+from helpers import make_batch, relative_errors
+
+
+def _model(neuron="lif", recurrence="dense", depth=2, readout="leaky", detach=True, tau_m=5.0):
+    options = {"detach_reset": True} if (neuron == "lif" and detach) else None
+    return dp.DeepRNN(3, [4, 5, 6][:depth], 3, neuron=neuron, recurrence=recurrence, readout=readout,
+                      key=jax.random.PRNGKey(0), dtype=jnp.float64, tau_m=tau_m, tau_out=4.0, input_gain=1.5,
+                      neuron_options=options, self_connections=False)
+
+
+@pytest.mark.parametrize("neuron,recurrence,readout", [("lif", "dense", "leaky"), ("leaky", "dense", "linear"),
+                                                       ("lif", "none", "linear")])
+def test_factorised_eprop_equals_unfactorised(neuron, recurrence, readout):
+    model = _model(neuron, recurrence, 3, readout)
+    assert all(dp.make_engine("eprop").factorised_layers(model))
+    inputs, targets = make_batch("mse")
+    fact = dp.gradients(model, inputs, targets, method="eprop")
+    full = dp.gradients(model, inputs, targets, method="eprop", factorize=False)
+    assert max(relative_errors(fact, full, model)) < 1e-10
+
+
+def test_factorisation_is_decided_statically():
+    eprop = dp.make_engine("eprop")
+    assert not any(eprop.factorised_layers(_model(detach=False)))  # reset path: Jb depends on the state
+    assert not any(eprop.factorised_layers(_model(recurrence="diagonal")))  # W_jj inside Jb
+    per_neuron = _model(tau_m=[jnp.linspace(3.0, 6.0, 4), jnp.linspace(3.0, 6.0, 5)])
+    assert not any(eprop.factorised_layers(per_neuron))
+    with_self = dp.DeepRNN(3, [4], 3, key=jax.random.PRNGKey(0), neuron_options={"detach_reset": True})
+    assert not any(eprop.factorised_layers(with_self))
+    with pytest.raises(ValueError, match="factorize=True"):
+        inputs, targets = make_batch("mse")
+        dp.gradients(_model(detach=False), inputs, targets, method="eprop", factorize=True)
+    with pytest.raises(ValueError, match="factorize"):
+        dp.make_engine("eprop", factorize="yes")
+
+
+def test_no_self_connections_masks_the_diagonal():
+    model = _model("leaky", "dense", 2, "leaky")
+    assert float(jnp.max(jnp.abs(jnp.diagonal(model.layers[0].W)))) == 0.0
+    inputs, targets = make_batch("mse")
+    for method in ("bptt", "eprop", "deep_eprop"):
+        grads = dp.gradients(model, inputs, targets, method=method)
+        assert float(jnp.max(jnp.abs(jnp.diagonal(grads.layers[0].W)))) == 0.0
+
+
+@pytest.mark.parametrize("neuron,recurrence,readout,depth", [("lif", "none", "linear", 2), ("leaky", "dense", "linear", 2),
+                                                             ("lif", "none", "leaky", 1)])
+def test_factored_deep_trace_is_exact_with_one_leaky_layer_above(neuron, recurrence, readout, depth):
+    model = _model(neuron, recurrence, depth, readout)
+    inputs, targets = make_batch("mse")
+    grads = dp.gradients(model, inputs, targets, method="deep_eprop_factored")
+    deep = dp.gradients(model, inputs, targets, method="deep_eprop")
+    assert max(relative_errors(grads, deep, model)) < 1e-9
+    if recurrence == "none":
+        reference = dp.gradients(model, inputs, targets, method="bptt")
+        assert max(relative_errors(grads, reference, model)) < 1e-9
+
+
+def test_factored_deep_trace_is_an_approximation_above_two_layers():
+    model = _model("lif", "none", 3, "linear")
+    inputs, targets = make_batch("mse")
+    grads = dp.gradients(model, inputs, targets, method="deep_eprop_factored")
+    deep = dp.gradients(model, inputs, targets, method="deep_eprop")
+    errors = relative_errors(grads, deep, model)
+    assert errors[0] > 1e-3 and max(errors[1:]) < 1e-9
+
+
+@pytest.mark.parametrize("kwargs", [dict(detach=False), dict(recurrence="diagonal"), dict(neuron="alif")])
+def test_factored_deep_trace_rejects_unsupported_models(kwargs):
+    model = _model(**kwargs)
+    inputs, targets = make_batch("mse")
+    with pytest.raises(ValueError, match="deep_eprop_factored needs"):
+        dp.gradients(model, inputs, targets, method="deep_eprop_factored")
+
+
+def test_eprop_without_readout_filter_equals_eprop_with_a_linear_readout_signal():
+    """readout_filter=False: hidden layers see e, not ebar; same as the unfactorised path with the option."""
+    model = _model("lif", "dense", 2, "leaky")
+    inputs, targets = make_batch("mse")
+    fact = dp.gradients(model, inputs, targets, method="eprop", readout_filter=False)
+    full = dp.gradients(model, inputs, targets, method="eprop", readout_filter=False, factorize=False)
+    filtered = dp.gradients(model, inputs, targets, method="eprop")
+    assert max(relative_errors(fact, full, model)) < 1e-10
+    errors = relative_errors(fact, filtered, model)
+    assert errors[0] > 1e-3 and errors[-1] < 1e-12  # the readout's own gradient is unchanged
+
+
+@pytest.mark.parametrize("recurrence,readout,depth", [("none", "leaky", 3), ("dense", "linear", 3)])
+def test_deep_eprop_factorised_first_hop_equals_unfactorised(recurrence, readout, depth):
+    model = _model("lif", recurrence, depth, readout)
+    assert any(dp.make_engine("deep_eprop").factorised_hops(model))
+    inputs, targets = make_batch("mse")
+    fact = dp.gradients(model, inputs, targets, method="deep_eprop")
+    full = dp.gradients(model, inputs, targets, method="deep_eprop", factorize=False)
+    assert max(relative_errors(fact, full, model)) < 1e-10
+    if recurrence == "none":  # exact: equals BPTT
+        reference = dp.gradients(model, inputs, targets, method="bptt")
+        assert max(relative_errors(fact, reference, model)) < 1e-9

@@ -1,0 +1,303 @@
+"""Online learner, training loop, checkpoints and the ``train`` command (tiny networks, float64)."""
+from __future__ import annotations
+
+import json
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import deepeprop as dp
+from deepeprop import cli, training
+from deepeprop.online import OnlineLearner, trainable_spec
+from deepeprop.tasks import get_task
+
+COPY = {"n_symbols": 3, "seq_len": 2, "delay": 2}  # delayed_copy with T = 7
+
+
+def tiny_model(task, hidden=(4, 4), neuron="lif", recurrence="dense", seed=0):
+    return dp.DeepRNN(task.n_in, list(hidden), task.n_out, neuron=neuron, recurrence=recurrence, readout="leaky",
+                      key=jax.random.PRNGKey(seed), dtype=jnp.float64, tau_m=5.0, tau_a=10.0, tau_out=4.0,
+                      input_gain=2.0)
+
+
+def f64(batch):
+    return batch._replace(inputs=batch.inputs.astype(jnp.float64))
+
+
+def tiny_config(out, **overrides):
+    explicit = dict(task="delayed_copy", task_options=dict(COPY), method="deep_eprop", neuron="lif", hidden=[4, 4],
+                    iterations=4, batch_size=4, lr=1e-2, eval_every=2, eval_batch_size=8, dtype="float64",
+                    tau_m=5.0, out=str(out))
+    explicit.update(overrides)
+    return training.resolve_config(explicit)
+
+
+def trainable_leaves(model):
+    return jax.tree_util.tree_leaves(eqx.filter(model, trainable_spec(model)))
+
+
+# ----------------------------------------------------------------------------- the online learner
+@pytest.mark.parametrize("method,update_every", [("bptt", None), ("rtrl", 3), ("eprop", None), ("deep_eprop", 2)])
+def test_every_engine_decreases_the_loss(method, update_every):
+    task = get_task("delayed_copy", **COPY)
+    model = tiny_model(task, hidden=(3, 3) if method == "rtrl" else (4, 4))
+    learner = OnlineLearner(dp.make_engine(method), optax.adam(0.05), loss=task.loss, update_every=update_every)
+    state = learner.init(model)
+    batch = f64(task.batch(0, 8))
+    losses = []
+    for _ in range(12):
+        state, per_step, _ = learner.train_sequence(state, *batch)
+        losses.append(float(jnp.sum(per_step)))
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0], losses
+    # the neurons' fixed constants never change
+    for new, old in zip(state.model.layers, model.layers):
+        assert bool(jnp.all(new.neuron.decay == old.neuron.decay))
+    assert bool(jnp.all(state.model.readout.neuron.decay == model.readout.neuron.decay))
+
+
+def _sgd(model, grads, lr):
+    """Hand-written SGD on the trainable parameters only."""
+    spec = trainable_spec(model)
+    step = jax.tree_util.tree_map(lambda g: -lr * g, eqx.filter(grads, spec))
+    return eqx.apply_updates(model, step)
+
+
+@pytest.mark.parametrize("T,k", [(4, 2), (5, 2)])
+def test_update_every_k_matches_hand_computed_updates(T, k):
+    task = get_task("delayed_copy", n_symbols=3, seq_len=1, delay=T - 3)  # T = 1 + delay + 1 + 1
+    assert task.n_steps == T
+    model = tiny_model(task, neuron="alif")
+    x = task.batch(3, 4).inputs.astype(jnp.float64)  # (T, 4, n_in)
+    y = jax.random.randint(jax.random.PRNGKey(7), (T, 4), 0, task.n_out)  # a label at every step
+    m = jnp.ones((T, 4), jnp.float64)
+    lr = 0.5
+    engine = dp.make_engine("deep_eprop")
+    loss = dp.make_loss(task.loss)
+
+    # by hand: engine.sequence on each chunk, SGD in between, traces and network state carried on
+    @eqx.filter_jit
+    def by_hand(model, x, y, m):
+        estate, start = engine.init(model, x.shape[1]), 0
+        while start < T:  # a Python loop over the (2 or 3) chunks, unrolled once under jit
+            stop = min(start + k, T)
+            estate, _, _ = engine.sequence(model, estate, x[start:stop], y[start:stop], m[start:stop], loss)
+            model = _sgd(model, engine.grads(model, estate), lr)
+            estate = engine.reset_grads(model, estate)
+            start = stop
+        return model
+
+    expected = by_hand(model, x, y, m)
+
+    learner = OnlineLearner(engine, optax.sgd(lr), loss=task.loss, update_every=k)
+    state, _, ys = learner.train_sequence(learner.init(model), x, y, m)
+    assert ys.shape == (T, 4, task.n_out)
+    for got, want in zip(trainable_leaves(state.model), trainable_leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # ... and it is not the same as one update per sequence
+    whole = OnlineLearner(engine, optax.sgd(lr), loss=task.loss)
+    once, _, _ = whole.train_sequence(whole.init(model), x, y, m)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
+               zip(trainable_leaves(once.model), trainable_leaves(state.model))) > 1e-6
+    # the learner compiles once for repeated calls (a counter of traces would show a retrace)
+    before = learner.train_sequence._cached._cache_size() if hasattr(learner.train_sequence, "_cached") else None
+    learner.train_sequence(state, x, y, m)
+    if before is not None:
+        assert learner.train_sequence._cached._cache_size() == before
+
+
+def test_adaptive_feedback_moves_with_the_readout_and_persists():
+    task = get_task("delayed_copy", **COPY)
+    model = tiny_model(task)
+    x, y, m = f64(task.batch(1, 4))
+    decay, lr = 0.01, 0.3
+    learner = OnlineLearner(dp.make_engine("eprop", feedback="adaptive", feedback_seed=1), optax.sgd(lr), loss=task.loss,
+                            feedback_decay=decay)
+    state0 = learner.init(model)
+    b0 = state0.feedback[-1]
+    assert b0.shape == model.readout.U.shape and not bool(jnp.allclose(b0, model.readout.U))
+    state1, _, _ = learner.train_sequence(state0, x, y, m)
+    # same step for W_out and B_out, the same weight decay for both
+    dw = state1.model.readout.U - (1 - decay) * model.readout.U
+    db = state1.feedback[-1] - (1 - decay) * b0
+    np.testing.assert_allclose(db, dw, rtol=0, atol=1e-12)
+    assert float(jnp.max(jnp.abs(dw))) > 1e-6
+    # the hidden feedback matrices stay fixed; B_out carries over to the next sequence
+    for a, b in zip(state1.feedback[:-1], state0.feedback[:-1]):
+        assert bool(jnp.all(a == b))
+    state2, _, _ = learner.train_sequence(state1, x, y, m)
+    db2 = state2.feedback[-1] - (1 - decay) * state1.feedback[-1]
+    np.testing.assert_allclose(db2, state2.model.readout.U - (1 - decay) * state1.model.readout.U, atol=1e-12)
+
+
+def test_learner_rejects_bad_arguments():
+    engine = dp.make_engine("eprop")
+    with pytest.raises(ValueError, match="update_every"):
+        OnlineLearner(engine, optax.sgd(0.1), update_every=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        OnlineLearner(engine, "adam")
+    with pytest.raises(ValueError, match="engine"):
+        OnlineLearner("eprop", optax.sgd(0.1))
+
+
+# ----------------------------------------------------------------------------- the training loop
+def test_run_outputs_and_single_compilation(tmp_path):
+    config = tiny_config(tmp_path / "run", neuron="alif")
+    summary = training.train(config, progress=False, plots=True)
+    out = tmp_path / "run"
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("task", "task_options", "method", "neuron", "hidden", "recurrence", "readout", "iterations",
+                "batch_size", "lr", "update_every", "seed", "eval_every", "feedback", "tau_m", "dtype",
+                "package_version"):
+        assert key in saved, key
+    assert saved["package_version"] == dp.__version__ and saved["hidden"] == [4, 4]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [2, 4]
+    for row in rows:
+        assert {"iteration", "train_loss", "test_loss", "test_metric", "wall_time"} <= set(row)
+        assert np.isfinite(row["test_loss"])
+    on_disk = json.loads((out / "summary.json").read_text())
+    for key in ("task", "method", "final_metric", "metric_name", "iterations", "seconds", "chance"):
+        assert key in on_disk, key
+    assert on_disk["final_metric"] == rows[-1]["test_metric"] and on_disk["metric_name"] == "accuracy"
+    assert on_disk["chance"] == pytest.approx(1 / 3) and on_disk["iterations"] == 4
+    assert summary["compilations"] == {"train": 1, "evaluate": 1}  # no recompilation between iterations
+    for name in ("learning_curves.png", "raster.png", "readout.png", "checkpoint.eqx"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "raster.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _payload(path):
+    return training.read_checkpoint_header(str(path))[1]
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    whole = tiny_config(tmp_path / "whole", update_every=3)
+    training.train(whole, progress=False, plots=False)
+    part = tiny_config(tmp_path / "part", update_every=3, iterations=2)
+    training.train(part, progress=False, plots=False)
+    halfway = _payload(tmp_path / "part" / training.CHECKPOINT)
+    resumed = training.train(dict(part, iterations=4), resume=True, progress=False, plots=False)
+    assert resumed["iterations"] == 4
+    header = training.read_checkpoint_header(str(tmp_path / "part" / training.CHECKPOINT))[0]
+    assert header["iteration"] == 4
+    assert _payload(tmp_path / "part" / training.CHECKPOINT) == _payload(tmp_path / "whole" / training.CHECKPOINT)
+    rows = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["test_loss"] for r in rows] == [r["test_loss"] for r in want]
+    assert halfway != _payload(tmp_path / "part" / training.CHECKPOINT)  # training did move the weights
+
+
+def test_corrupted_or_truncated_checkpoint_is_rejected(tmp_path):
+    config = tiny_config(tmp_path / "run", iterations=2)
+    training.train(config, progress=False, plots=False)
+    path = tmp_path / "run" / training.CHECKPOINT
+    good = path.read_bytes()
+    task, model, learner = training.build(config)
+    like = learner.init(model)
+    state, header = training.load_checkpoint(str(path), like)
+    assert header["iteration"] == 2
+    assert not all(bool(jnp.all(a == b)) for a, b in zip(trainable_leaves(state.model), trainable_leaves(model)))
+
+    cases = {"truncated": good[:-7], "corrupted": good[:-20] + bytes([good[-20] ^ 1]) + good[-19:],
+             "not a deepeprop checkpoint": b"garbage\n" + good}
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    for message, data in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(training.CheckpointError, match=message):
+            training.load_checkpoint(str(path), like)
+        with pytest.raises(training.CheckpointError, match=message):  # a resume stops before touching anything
+            training.train(dict(config, iterations=4), resume=True, progress=False, plots=False)
+        assert path.read_bytes() == data
+        assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics
+    with pytest.raises(training.CheckpointError, match="no checkpoint"):
+        training.load_checkpoint(str(tmp_path / "missing.eqx"), like)
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    config = tiny_config(tmp_path / "run", iterations=6)
+
+    def inject_nan(iteration, state):
+        if iteration == 3:
+            return eqx.tree_at(lambda s: s.model.readout.U, state, state.model.readout.U * jnp.nan)
+        return state
+
+    with pytest.raises(training.TrainingDiverged, match="diverged at iteration 3.*iteration 2"):
+        training.train(config, progress=False, plots=False, fault=inject_nan)
+    task, model, learner = training.build(config)
+    state, header = training.load_checkpoint(str(tmp_path / "run" / training.CHECKPOINT), learner.init(model))
+    assert header["iteration"] == 2
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in trainable_leaves(state.model))
+
+    # the command reports it and exits non-zero
+    def diverge(*args, **kwargs):
+        raise training.TrainingDiverged("training diverged at iteration 1: loss = nan")
+
+    monkeypatch.setattr(training, "train", diverge)
+    code = cli.main(["train", "--task", "digits", "--out", str(tmp_path / "cli"), "--no-progress"])
+    assert code == 3
+    assert "diverged" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the command line
+def test_toml_config_with_flag_override(tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text('method = "eprop"\nneuron = "lif"\nhidden = [5, 3]\nlr = 0.5\niterations = 2\n'
+                    'batch_size = 4\neval_every = 2\ndtype = "float64"\nfeedback = "random"\n'
+                    '[task]\nname = "delayed_copy"\nn_symbols = 3\nseq_len = 2\ndelay = 1\n')
+    out = tmp_path / "out"
+    code = cli.main(["train", "--config", str(toml), "--lr", "0.01", "--task-option", "delay=2",
+                     "--out", str(out), "--no-progress", "--no-plots"])
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["lr"] == 0.01  # the flag wins
+    assert saved["hidden"] == [5, 3] and saved["method"] == "eprop" and saved["feedback"] == "random"
+    assert saved["task"] == "delayed_copy" and saved["task_options"] == {"n_symbols": 3, "seq_len": 2, "delay": 2}
+    assert saved["batch_size"] == 4  # from the file
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--task", "nope"], "--task must be one of .*digits"),
+    (["--method", "sgd"], "--method must be one of"),
+    (["--hidden", "4,x"], "--hidden"),
+    (["--neuron", "izhikevich"], "--neuron must be one of"),
+    (["--update-every", "0"], "--update-every"),
+    (["--lr", "-1"], "--lr"),
+    (["--iterations", "0"], "--iterations"),
+    (["--task-option", "bogus=1"], "--task-option: unknown option"),
+    (["--task-option", "delay_steps"], "NAME=VALUE"),
+    (["--feedback", "adaptive"], "--feedback applies to --method eprop"),
+    (["--method", "eprop", "--feedback", "sideways"], "--feedback must be one of"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--config", "/nonexistent.toml"], "--config: no such file"),
+])
+def test_bad_flags_name_the_flag(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--out", str(tmp_path / "x"), "--no-progress"] + argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "deepeprop" in err and "error" in err
+    import re
+    assert re.search(message, err), err
+
+
+def test_bad_toml_key_and_resume_errors(tmp_path, capsys):
+    toml = tmp_path / "bad.toml"
+    toml.write_text('learning_rate = 0.1\n')
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--config", str(toml)])
+    assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--resume", "--out", str(tmp_path / "empty")])
+    assert "no run to resume" in capsys.readouterr().err
+    # a resumed run may not change the model
+    training.train(tiny_config(tmp_path / "run", iterations=2), progress=False, plots=False)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--resume", "--out", str(tmp_path / "run"), "--hidden", "8,8"])
+    assert "--hidden" in capsys.readouterr().err and os.path.exists(tmp_path / "run" / training.CHECKPOINT)
