@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 import deepeprop as dp
+from deepeprop.gradcheck import layer_vectors
 from deepeprop.jacobians import output_jacobian
 
 N_IN, N_OUT, WIDTH, T, BATCH = 3, 3, 4, 8, 2
@@ -59,11 +60,7 @@ def activity(model, inputs):
 
 def flat_layers(grads, model):
     """Per layer (hidden then readout) the concatenation of its U, W, b gradients."""
-    out = []
-    for layer in grads.layers + (grads.readout,):
-        parts = [layer.U.ravel(), layer.b.ravel()] + ([] if layer.W is None else [layer.W.ravel()])
-        out.append(jnp.concatenate(parts))
-    return out
+    return [jnp.asarray(v) for v in layer_vectors(grads)]
 
 
 def relative_errors(grads, reference, model):

@@ -252,21 +252,11 @@ def compile_engine(method, model, data, **options):
     return compiled, args, compile_s, compiled.memory_analysis()
 
 
-def _flat_layers(grads, model):
-    import jax.numpy as jnp
-
-    out = []
-    for layer in grads.layers + (grads.readout,):
-        parts = [layer.U.ravel(), layer.b.ravel()] + ([] if layer.W is None else [layer.W.ravel()])
-        out.append(jnp.concatenate(parts))
-    return out
-
-
 def cosine_per_layer(grads, reference, model) -> list[float]:
-    import jax.numpy as jnp
+    """Cosine per layer (hidden layers, then readout) to the reference, as ``deepeprop gradcheck`` reports it."""
+    from .gradcheck import compare
 
-    return [float(jnp.dot(g, r) / (jnp.linalg.norm(g) * jnp.linalg.norm(r) + 1e-30))
-            for g, r in zip(_flat_layers(grads, model), _flat_layers(reference, model))]
+    return [row["cosine"] for row in compare(grads, reference)]
 
 
 def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, log=print):
@@ -320,7 +310,8 @@ def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops
     if alignment and "bptt" in outputs:
         reference = outputs["bptt"][1]
         for method, (_, grads) in outputs.items():
-            rows[method]["alignment"] = [round(c, 6) for c in cosine_per_layer(grads, reference, model)]
+            rows[method]["alignment"] = [None if c is None else round(c, 6)
+                                                for c in cosine_per_layer(grads, reference, model)]
     out = [rows[m] for m in engines]
     for row in out:
         log(format_row(row))
@@ -335,7 +326,7 @@ def format_row(row) -> str:
     if row["status"] != "ok":
         return f"{row['case']:<34} {row['engine']:<20} {row['status'][:90]}"
     peak = row["peak_bytes"] / 2 ** 20 if row["peak_bytes"] is not None else float("nan")
-    align = " ".join(f"{c:.3f}" for c in row["alignment"]) if row["alignment"] else ""
+    align = " ".join("n/a" if c is None else f"{c:.3f}" for c in row["alignment"]) if row["alignment"] else ""
     return (f"{row['case']:<34} {row['engine']:<20} {row['T']:>6} {row['width']:>5} {row['depth']:>2} "
             f"{row['batch']:>4} {row['per_step_ms']:>9.4f} {row['compile_s']:>9.2f} {peak:>9.2f} "
             f"{row['trace_elements']:>11} {row['flops_per_step'] / 1e6:>10.2f} {row['achieved_gflops']:>8.2f} {align}")

@@ -7,7 +7,6 @@ This is the tool to see where each approximation loses alignment with the exact 
 from __future__ import annotations
 
 import json
-import math
 
 import jax
 import jax.numpy as jnp
@@ -42,12 +41,15 @@ def layer_vectors(grads) -> list:
 
 
 def compare(grads, reference) -> list[dict]:
-    """Per layer: cosine similarity and relative error ``|g - g_ref| / |g_ref|`` to the reference."""
+    """Per layer: cosine similarity and relative error ``|g - g_ref| / |g_ref|`` to the reference.
+
+    Either is ``None`` where it is undefined (a zero gradient)."""
     rows = []
     for index, (g, r) in enumerate(zip(layer_vectors(grads), layer_vectors(reference))):
         norm_g, norm_r = float(np.linalg.norm(g)), float(np.linalg.norm(r))
-        cosine = float(g @ r / (norm_g * norm_r)) if norm_g > 0 and norm_r > 0 else float("nan")
-        rel = float(np.linalg.norm(g - r) / norm_r) if norm_r > 0 else float("nan")
+        # undefined (None, JSON null) for a layer whose gradient is exactly zero, e.g. a silent spiking layer
+        cosine = float(g @ r / (norm_g * norm_r)) if norm_g > 0 and norm_r > 0 else None
+        rel = float(np.linalg.norm(g - r) / norm_r) if norm_r > 0 else None
         rows.append({"layer": index, "cosine": cosine, "relative_error": rel, "norm": norm_g})
     return rows
 
@@ -109,7 +111,9 @@ def format_table(result: dict) -> str:
             lines.append(f"{method:<12}{'-':<10}  not supported: {entry['error']}")
             continue
         for name, row in zip(names, entry["layers"]):
-            lines.append(f"{method:<12}{name:<10}{row['cosine']:>12.6f}{row['relative_error']:>14.3e}")
+            cosine = "n/a" if row["cosine"] is None else f"{row['cosine']:.6f}"
+            rel = "n/a" if row["relative_error"] is None else f"{row['relative_error']:.3e}"
+            lines.append(f"{method:<12}{name:<10}{cosine:>12}{rel:>14}")
     return "\n".join(lines)
 
 
@@ -148,7 +152,7 @@ def _main(args) -> int:
                            steps=args.steps, batch=args.batch, seed=args.seed, dtype=args.dtype, loss=args.loss,
                            methods=methods)
     if args.json:
-        print(json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+        print(json.dumps(result, indent=2))
     else:
         print(format_table(result))
     return 0
