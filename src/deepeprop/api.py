@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .engines import make_engine
 from .losses import make_loss

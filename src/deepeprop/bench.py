@@ -22,12 +22,17 @@ layer (hidden layers, then readout) between each engine's gradient and BPTT's.
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import json
-import math
 import os
 import platform
 import statistics
 import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 
 DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
 ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
@@ -83,7 +88,6 @@ def _cases(args):
 
 
 def build_model(config, dtype):
-    import jax
 
     from .network import DeepRNN
 
@@ -93,8 +97,6 @@ def build_model(config, dtype):
 
 
 def make_data(config, dtype):
-    import jax
-    import jax.numpy as jnp
 
     T, B = config["T"], config["batch"]
     inputs = (jax.random.uniform(jax.random.PRNGKey(1), (T, B, N_IN)) < 0.05).astype(dtype)
@@ -172,8 +174,6 @@ def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
 
 def eqx_linear_readout(model):
     """``model`` seen as having a linear readout (for the cost of ``eprop[readout_filter=False]``)."""
-    import copy
-
     clone = copy.copy(model)
     object.__setattr__(clone, "readout_kind", "linear")  # static field: only read by theoretical_cost
     return clone
@@ -181,8 +181,6 @@ def eqx_linear_readout(model):
 
 def measure_peak_gflops(dtype, size: int = 1024, repeats: int = 5) -> float:
     """GFLOP/s of ``jnp.dot`` of two ``size x size`` matrices on this machine (median)."""
-    import jax
-    import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
     dot = jax.jit(jnp.dot)
@@ -208,7 +206,6 @@ def _rss_mb() -> float:
 
 def parse_method(method: str) -> tuple[str, dict]:
     """``"eprop[readout_filter=False,factorize=False]"`` -> ``("eprop", {...})``: an engine with options."""
-    import ast
 
     if "[" not in method:
         return method, {}
@@ -226,9 +223,6 @@ def parse_method(method: str) -> tuple[str, dict]:
 
 def compile_engine(method, model, data, **options):
     """``(compiled function, args, compile seconds, memory_analysis)`` of one engine's whole sequence."""
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
 
     from .engines import make_engine
     from .losses import make_loss
@@ -261,8 +255,6 @@ def cosine_per_layer(grads, reference, model) -> list[float]:
 
 def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, log=print):
     """Every engine of one configuration, timed interleaved; one row per engine."""
-    import jax
-    import jax.numpy as jnp
 
     dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype_name]
     model = build_model(config, dtype)
@@ -333,11 +325,9 @@ def format_row(row) -> str:
 
 
 def run(args) -> dict:
-    import jax
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
 
     peak = measure_peak_gflops(jnp.float32 if args.dtype == "float32" else jnp.float64)
     print(f"deepeprop bench: suite={args.suite} dtype={args.dtype} backend={jax.default_backend()} "

@@ -1,8 +1,6 @@
 """Gradient engines, one module each, behind one interface (:mod:`deepeprop.engines.base`)."""
 from __future__ import annotations
 
-import inspect
-
 from .base import Engine, EngineState
 from .bptt import BPTT
 from .deep_eprop import DeepEProp

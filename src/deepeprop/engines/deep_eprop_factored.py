@@ -74,7 +74,7 @@ class FactoredDeepEProp(Engine):
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # (B, n_out)
-        k = jax.lax.stop_gradient(model.readout.neuron.decay[0])
+        k = shared_leak(model.readout)
         leaks = [shared_leak(layer) for layer in model.layers[1:]] + ([k] if model.readout_kind != "linear" else [])
 
         top = steps[-1]

@@ -140,7 +140,7 @@ class EProp(Engine):
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # delta: (B, n_out)
-        k = jax.lax.stop_gradient(model.readout.neuron.decay[0])  # shared readout leak
+        k = shared_leak(model.readout)  # shared readout leak
 
         # the readout's eligibility factorises exactly: eps_out[o, :] = k * eps_out[o, :] + [z_L | 1]
         top = steps[-1]

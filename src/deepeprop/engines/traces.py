@@ -8,10 +8,12 @@ stored compactly as ``(B, n_l, d_l, P_l)``.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..jacobians import LayerStep
+from ..neurons import LIF, Integrator, LeakyRate
 
 
 def apply_block(block: Array, trace: Array) -> Array:
@@ -75,17 +77,9 @@ def has_constant_own_jacobian(layer) -> bool:
     (``Layer.shared_leak``, set from the concrete time constants when the network is built).
     The readout (an :class:`~deepeprop.neurons.Integrator` with its shared ``k``) always qualifies.
     """
-    from ..neurons import LIF, Integrator, LeakyRate
-
     neuron = layer.neuron
-    if isinstance(neuron, Integrator):
-        kind_ok = True
-    elif type(neuron) is LeakyRate:
-        kind_ok = True
-    elif type(neuron) is LIF:
-        kind_ok = bool(neuron.detach_reset)
-    else:
-        kind_ok = False
+    kind_ok = (isinstance(neuron, Integrator) or type(neuron) is LeakyRate
+               or (type(neuron) is LIF and bool(neuron.detach_reset)))
     recurrence_ok = layer.recurrence == "none" or (layer.recurrence == "dense" and not layer.self_connections)
     return kind_ok and recurrence_ok and bool(layer.shared_leak)
 
@@ -105,9 +99,7 @@ def shared_presynaptic(layer, z_prev: Array, x: Array) -> Array:
 
 
 def shared_leak(layer) -> Array:
-    """The layer's leak ``a`` as a scalar (the layer must have ``shared_leak``)."""
-    import jax
-
+    """The layer's leak ``a`` as a scalar (the layer must have ``shared_leak``; the readout always does)."""
     return jax.lax.stop_gradient(layer.neuron.decay[0])
 
 

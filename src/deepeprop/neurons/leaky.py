@@ -4,7 +4,6 @@ State per neuron: ``d = 1`` (the potential ``v``). ``a = exp(-1/tau_m)`` per neu
 """
 from __future__ import annotations
 
-import equinox as eqx
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
