@@ -1,4 +1,4 @@
-"""Test configuration: every test runs in float64 (MATH.md section 6).
+"""Test configuration: every test runs in float64 (docs/math.md, "Identities the tests hold").
 
 The tests compile many small programs once each; XLA's CPU back-end optimisations take most of that
 time and buy nothing for networks of a few neurons, so they are turned down here (about 3x faster

@@ -49,3 +49,30 @@ def test_bad_flags_exit_2_with_message(argv, message, capsys):
 def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "deepeprop.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "gradcheck" in result.stdout
+
+
+def test_gradcheck_per_layer_neurons_and_skip_edges(capsys):
+    code = main(["gradcheck", "--hidden", "4,5,6", "--neuron", "leaky,lif,alif", "--recurrence", "none,diagonal,none",
+                 "--skip", "1:3,0:2", "--steps", "6", "--batch", "2", "--methods", "rtrl,deep_eprop,eprop", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["neuron"] == ["leaky", "lif", "alif"] and result["config"]["skip"] == [[1, 3], [0, 2]]
+    for method in ("rtrl", "deep_eprop"):
+        layers = result["engines"][method]["layers"]
+        assert len(layers) == 4
+        assert all(row["relative_error"] < 1e-9 for row in layers)
+    assert result["engines"]["eprop"]["layers"][0]["relative_error"] > 1e-3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gradcheck", "--hidden", "4,5,6", "--skip", "3:1"], "same-time cycle 1 -> 2 -> 3 -> 1"),
+    (["gradcheck", "--hidden", "4,5", "--skip", "1:7"], "names node 7, which does not exist"),
+    (["gradcheck", "--hidden", "4,5", "--skip", "1-3"], "--skip must be edges I:J"),
+    (["gradcheck", "--hidden", "4,5", "--neuron", "lif,hh"], "invalid choice: 'hh'"),
+    (["gradcheck", "--hidden", "4,5", "--neuron", "lif,alif,lif"], "--neuron must be one value or a list of 2"),
+])
+def test_bad_graph_flags_exit_2_with_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

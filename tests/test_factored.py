@@ -1,4 +1,4 @@
-"""Factorised e-prop traces and the factored deep trace (MATH.md section 5) against the full engines."""
+"""Factorised e-prop traces and the factored deep trace (docs/math.md, "Factorised traces", "Factored deep traces") against the full engines."""
 from __future__ import annotations
 
 import jax

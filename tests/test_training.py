@@ -119,19 +119,19 @@ def test_adaptive_feedback_moves_with_the_readout_and_persists():
     learner = OnlineLearner(dp.make_engine("eprop", feedback="adaptive", feedback_seed=1), optax.sgd(lr), loss=task.loss,
                             feedback_decay=decay)
     state0 = learner.init(model)
-    b0 = state0.feedback[-1]
+    b0 = state0.feedback[-1][0]  # the readout's feedback, per incoming edge (one in a chain)
     assert b0.shape == model.readout.U.shape and not bool(jnp.allclose(b0, model.readout.U))
     state1, _, _ = learner.train_sequence(state0, x, y, m)
     # same step for W_out and B_out, the same weight decay for both
     dw = state1.model.readout.U - (1 - decay) * model.readout.U
-    db = state1.feedback[-1] - (1 - decay) * b0
+    db = state1.feedback[-1][0] - (1 - decay) * b0
     np.testing.assert_allclose(db, dw, rtol=0, atol=1e-12)
     assert float(jnp.max(jnp.abs(dw))) > 1e-6
     # the hidden feedback matrices stay fixed; B_out carries over to the next sequence
-    for a, b in zip(state1.feedback[:-1], state0.feedback[:-1]):
+    for a, b in zip(jax.tree_util.tree_leaves(state1.feedback[:-1]), jax.tree_util.tree_leaves(state0.feedback[:-1])):
         assert bool(jnp.all(a == b))
     state2, _, _ = learner.train_sequence(state1, x, y, m)
-    db2 = state2.feedback[-1] - (1 - decay) * state1.feedback[-1]
+    db2 = state2.feedback[-1][0] - (1 - decay) * state1.feedback[-1][0]
     np.testing.assert_allclose(db2, state2.model.readout.U - (1 - decay) * state1.model.readout.U, atol=1e-12)
 
 
@@ -301,3 +301,27 @@ def test_bad_toml_key_and_resume_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--resume", "--out", str(tmp_path / "run"), "--hidden", "8,8"])
     assert "--hidden" in capsys.readouterr().err and os.path.exists(tmp_path / "run" / training.CHECKPOINT)
+
+
+def test_per_layer_neurons_and_skip_edges_from_toml_and_flags(tmp_path, capsys):
+    toml = tmp_path / "graph.toml"
+    toml.write_text('method = "deep_eprop"\nneuron = ["lif", "alif"]\nrecurrence = ["diagonal", "none"]\n'
+                    'hidden = [4, 3]\nskip = [[0, 2], [1, 3]]\niterations = 2\nbatch_size = 4\neval_every = 2\n'
+                    '[task]\nname = "delayed_copy"\nn_symbols = 3\nseq_len = 2\ndelay = 1\n')
+    out = tmp_path / "graph"
+    assert cli.main(["train", "--config", str(toml), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["neuron"] == ["lif", "alif"] and saved["recurrence"] == ["diagonal", "none"]
+    assert saved["skip"] == [[0, 2], [1, 3]]
+    _, model, _ = training.build(saved)
+    assert model.edges == ((0, 1), (1, 2), (0, 2), (2, 3), (1, 3))
+    assert type(model.layers[1].neuron).__name__ == "ALIF" and model.layers[0].recurrence == "diagonal"
+    # the same options as flags, in their command-line form, are the same run on resume
+    assert cli.main(["train", "--resume", "--out", str(out), "--neuron", "lif,alif", "--skip", "0:2,1:3",
+                     "--iterations", "4", "--no-progress", "--no-plots"]) == 0
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--resume", "--out", str(out), "--skip", "0:2"])
+    assert "--skip" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--out", str(tmp_path / "bad"), "--hidden", "4,4", "--skip", "2:1", "--no-progress"])
+    assert "same-time cycle" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from .engines import make_engine
 from .losses import make_loss
-from .network import DeepRNN
+from .network import Network
 
 
 def _check_finite(array, name):
@@ -14,10 +14,10 @@ def _check_finite(array, name):
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
 
 
-def check_batch(model: DeepRNN, inputs, targets, loss: str, mask=None):
+def check_batch(model: Network, inputs, targets, loss: str, mask=None):
     """Validate and convert one batch at the API boundary. Returns ``(inputs, targets, mask)`` arrays."""
-    if not isinstance(model, DeepRNN):
-        raise ValueError(f"model must be a deepeprop.DeepRNN, got {type(model).__name__}")
+    if not isinstance(model, Network):
+        raise ValueError(f"model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), got {type(model).__name__}")
     loss_fn = make_loss(loss)
     inputs = jnp.asarray(inputs)
     if inputs.ndim != 3:
@@ -76,7 +76,7 @@ def _run(engine, loss_fn, model, inputs, targets, mask):
     return jnp.sum(losses), engine.grads(model, state)
 
 
-def loss_and_gradients(model: DeepRNN, inputs, targets, *, method: str, loss: str = "mse", mask=None, **options):
+def loss_and_gradients(model: Network, inputs, targets, *, method: str, loss: str = "mse", mask=None, **options):
     """Like :func:`gradients`, also returning the loss ``E`` of the sequence: ``(E, grads)``."""
     engine = make_engine(method, **options)
     inputs, targets, mask = check_batch(model, inputs, targets, loss, mask)
@@ -84,7 +84,7 @@ def loss_and_gradients(model: DeepRNN, inputs, targets, *, method: str, loss: st
     return _run(engine, make_loss(loss), model, inputs, targets, mask)
 
 
-def gradients(model: DeepRNN, inputs, targets, *, method: str, loss: str = "mse", mask=None, **options):
+def gradients(model: Network, inputs, targets, *, method: str, loss: str = "mse", mask=None, **options):
     """Gradients of ``E = sum_t E_t`` (each ``E_t`` averaged over the batch) computed by one engine.
 
     Args:

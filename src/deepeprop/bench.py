@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import json
 import os
 import platform
@@ -104,19 +103,27 @@ def make_data(config, dtype):
     return inputs, targets, jnp.ones((T, B), dtype)
 
 
-def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
-    """``(trace_elements, flops_per_step)``: the engine docstring's cost formula for ``model``."""
+def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: bool = True) -> tuple[int, int]:
+    """``(trace_elements, flops_per_step)``: the engine docstring's cost formula for ``model`` (any graph).
+
+    ``readout_filter=False``: e-prop without the readout filter on the hidden traces.
+    """
     from .engines import make_engine
+    from .engines.deep_eprop_factored import FactoredDeepEProp
     from .engines.traces import has_constant_own_jacobian
 
     B = batch
-    layers = model.all_layers
-    n = [layer.size for layer in layers]
-    P = [layer.row_size for layer in layers]
-    d = [layer.neuron.state_size for layer in layers]
-    forward = sum(2 * B * layer.size * (layer.row_size - 1) for layer in layers)  # the W/U matmuls
-    leaky = model.readout_kind != "linear"
+    nodes, graph = model.nodes, model.graph
+    n = [node.size for node in nodes]
+    P = [node.row_size for node in nodes]
+    d = [node.neuron.state_size for node in nodes]
+    forward = sum(2 * B * node.size * (node.row_size - 1) for node in nodes)  # the W/U matmuls
+    leaky = not model.readout_is_linear and readout_filter
     hidden = range(len(model.layers))
+
+    def signal_flops(l):  # the learning signal sent down each edge into l's children
+        return sum(2 * B * n[k] * n[l] for k, _ in graph.children[l])
+
     if method == "bptt":  # stored trajectory; backward ~2x forward
         return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
     if method == "eprop":
@@ -130,53 +137,47 @@ def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
             else:
                 elements += B * n[l] * d[l] * P[l] + (B * n[l] * P[l] if leaky else 0)
                 flops += (2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
-            if l > 0:
-                flops += 2 * B * n[l] * n[l - 1]
+            flops += signal_flops(l)
         return elements, flops
     if method == "deep_eprop":
         elements, flops = 0, forward
         factorised = make_engine("deep_eprop").factorised_hops(model)
-        for l in range(len(layers)):
+        for l in range(len(nodes)):
             elements += B * n[l] * d[l] * P[l]
             flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
-            for k in range(l + 1, len(layers)):
-                if factorised[l] and k == l + 1:  # S[l+1,l] stored as F (B, n_l, P_l)
+            for k in graph.descendants[l]:
+                if k in factorised[l]:  # S[k,l] stored as F (B, n_l, P_l)
                     elements += B * n[l] * P[l]
                     flops += 3 * B * n[l] * P[l]
                     continue
-                if factorised[l] and k == l + 2:  # M[b] (x) F: a B n^3 product for M, element-wise B n^3
-                    elements += B * n[k] * d[k] * n[l] * P[l]
-                    flops += 2 * B * n[k] * n[l + 1] * n[l] + 4 * B * n[k] * d[k] * n[l] * P[l]
-                    continue
                 elements += B * n[k] * d[k] * n[l] * P[l]
-                hop = 3 * B * n[k] * d[k] * n[l] * P[l] if k == l + 1 else 2 * B * n[k] * n[k - 1] * n[l] * P[l]
-                flops += hop + 2 * B * n[k] * d[k] * n[l] * P[l]
+                flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Jb * S
+                for j in graph.parents[k]:
+                    if j == l:  # element-wise hop from the eligibility
+                        flops += 3 * B * n[k] * d[k] * n[l] * P[l]
+                    elif j in factorised[l]:  # M[b] (x) F: a B n^3 product for M, element-wise B n^3
+                        flops += 2 * B * n[k] * n[j] * n[l] + 2 * B * n[k] * d[k] * n[l] * P[l]
+                    elif j in graph.descendants[l]:  # a matrix product with U_{k<-j}
+                        flops += 2 * B * n[k] * n[j] * n[l] * P[l]
         return elements, flops
     if method == "deep_eprop_factored":
         elements, flops = B * P[-1], forward + 2 * B * n[-1] * P[-1]
-        L = len(model.layers)
         for l in hidden:
-            levels = L - 1 - l + int(leaky)
-            own = B * P[l] if has_constant_own_jacobian(layers[l]) else B * n[l] * d[l] * P[l]
+            levels = len(FactoredDeepEProp._prefixes(model, l))  # one F per filtered path prefix
+            own = B * P[l] if has_constant_own_jacobian(nodes[l]) else B * n[l] * d[l] * P[l]
+            paths = len(graph.paths(l))
             elements += own + levels * B * n[l] * P[l]
-            flops += (2 * levels + 4) * B * n[l] * P[l] + (2 * B * n[l] * n[l - 1] if l > 0 else 0)
+            flops += (2 * levels + 2 + 2 * paths) * B * n[l] * P[l] + signal_flops(l)
         return elements, flops
     if method == "rtrl":
         elements, flops = 0, forward
-        for l in range(len(layers)):
-            for k in range(l, len(layers)):
+        for l in range(len(nodes)):
+            for k in (l,) + graph.descendants[l]:
                 size = B * n[k] * d[k] * n[l] * P[l]
                 elements += size
-                flops += 2 * size * (layers[k].row_size - 1)  # W and U products on the influence matrix
+                flops += 2 * size * (nodes[k].row_size - 1)  # W and U products on the influence matrix
         return elements, flops
     return 0, 0
-
-
-def eqx_linear_readout(model):
-    """``model`` seen as having a linear readout (for the cost of ``eprop[readout_filter=False]``)."""
-    clone = copy.copy(model)
-    object.__setattr__(clone, "readout_kind", "linear")  # static field: only read by theoretical_cost
-    return clone
 
 
 def measure_peak_gflops(dtype, size: int = 1024, repeats: int = 5) -> float:
@@ -268,7 +269,7 @@ def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops
                    readout=config["readout"], peak_gflops=round(peak_gflops, 2))
         elements, flops = theoretical_cost(method, model, config["batch"], config["T"])
         if method.startswith("eprop[") and "readout_filter=False" in method:  # no ebar: the linear-readout cost
-            elements, flops = theoretical_cost("eprop", eqx_linear_readout(model), config["batch"], config["T"])
+            elements, flops = theoretical_cost("eprop", model, config["batch"], config["T"], readout_filter=False)
         row.update(trace_elements=int(elements), flops_per_step=int(flops))
         try:
             compiled, args, compile_s, memory = compile_engine(method, model, data)

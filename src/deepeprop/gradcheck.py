@@ -16,6 +16,7 @@ from .api import gradients
 from .engines import ENGINES
 from .network import DTYPES, READOUTS, RECURRENCES, DeepRNN
 from .neurons import NEURONS
+from .architecture import is_rate_model, neuron_names, recurrences, skip_edges
 
 
 def parse_sizes(text: str, name: str = "--hidden") -> list[int]:
@@ -32,10 +33,10 @@ def parse_sizes(text: str, name: str = "--hidden") -> list[int]:
 
 
 def layer_vectors(grads) -> list:
-    """Per layer (hidden then readout), all of its parameter gradients as one vector."""
+    """Per node (hidden then readout), all of its parameter gradients as one vector."""
     out = []
-    for layer in grads.layers + (grads.readout,):
-        parts = [layer.U.ravel(), layer.b.ravel()] + ([] if layer.W is None else [layer.W.ravel()])
+    for node in grads.nodes:
+        parts = [p.weight.ravel() for p in node.inputs] + [node.b.ravel()] + ([] if node.W is None else [node.W.ravel()])
         out.append(np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]))
     return out
 
@@ -54,25 +55,36 @@ def compare(grads, reference) -> list[dict]:
     return rows
 
 
-def make_inputs(key, steps: int, batch: int, n_in: int, neuron: str, dtype):
-    """Random inputs that make the network active: Bernoulli spikes for spiking models, Gaussian otherwise."""
-    if neuron == "leaky":
+def make_inputs(key, steps: int, batch: int, n_in: int, neuron, dtype):
+    """Random inputs that make the network active: Gaussian when the first layer is a leaky rate layer,
+    Bernoulli spikes otherwise."""
+    if is_rate_model(neuron):
         return jax.random.normal(key, (steps, batch, n_in), dtype)
     return jax.random.bernoulli(key, 0.2, (steps, batch, n_in)).astype(dtype)
 
 
 def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), readout="leaky", steps=50, batch=4,
-                  seed=0, dtype="float64", n_in=8, n_out=3, loss="mse", methods=None) -> dict:
-    """Build a network, run every engine on one random batch, and compare each with BPTT per layer."""
+                  seed=0, dtype="float64", n_in=8, n_out=3, loss="mse", methods=None, skip=()) -> dict:
+    """Build a network, run every engine on one random batch, and compare each with BPTT per layer.
+
+    ``neuron`` and ``recurrence``: one name or a list with one per hidden layer; ``skip``: extra edges
+    ``(i, j)`` as in :func:`deepeprop.DeepRNN`.
+    """
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     if steps <= 0 or batch <= 0:
         raise ValueError(f"--steps and --batch must be positive, got {steps} and {batch}")
+    depth = len(hidden)
+    neuron = neuron_names(neuron, depth)
+    recurrence = recurrences(recurrence, depth)
+    skip = skip_edges(list(skip), depth)
     methods = [m for m in ENGINES if m != "bptt"] if methods is None else list(methods)
     key = jax.random.PRNGKey(seed)
     k_model, k_x, k_y = jax.random.split(key, 3)
+    all_rate = all(is_rate_model(neuron, i) for i in range(depth))
     model = DeepRNN(n_in, list(hidden), n_out, neuron=neuron, recurrence=recurrence, readout=readout,
-                    key=k_model, dtype=DTYPES[dtype], input_gain=1.0 if neuron == "leaky" else 2.0)
+                    key=k_model, dtype=DTYPES[dtype], input_gain=1.0 if all_rate else 2.0,
+                    skip=[tuple(e) for e in skip])
     inputs = make_inputs(k_x, steps, batch, n_in, neuron, model.dtype)
     if loss == "mse":
         targets = jax.random.normal(k_y, (steps, batch, n_out), model.dtype)
@@ -82,8 +94,8 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
     reference = gradients(model, inputs, targets, method="bptt", loss=loss)
     result = {
         "config": {"neuron": neuron, "recurrence": recurrence, "hidden": list(hidden), "readout": readout,
-                   "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in, "n_out": n_out,
-                   "loss": loss},
+                   "skip": skip, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in,
+                   "n_out": n_out, "loss": loss},
         "activity": [float(jnp.mean(z)) for z in zs],
         "engines": {},
     }
@@ -97,12 +109,17 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
     return result
 
 
+def _describe(value) -> str:
+    return value if isinstance(value, str) else ",".join(value)
+
+
 def format_table(result: dict) -> str:
     config = result["config"]
     depth = len(config["hidden"])
     names = [f"layer {i + 1}" for i in range(depth)] + ["readout"]
-    lines = [f"gradcheck: {config['neuron']} neurons, {config['recurrence']} recurrence, hidden "
-             f"{','.join(map(str, config['hidden']))}, {config['readout']} readout, T={config['steps']}, "
+    skips = "".join(f", skip {i}->{j}" for i, j in config.get("skip", []))
+    lines = [f"gradcheck: {_describe(config['neuron'])} neurons, {_describe(config['recurrence'])} recurrence, hidden "
+             f"{','.join(map(str, config['hidden']))}{skips}, {config['readout']} readout, T={config['steps']}, "
              f"B={config['batch']}, {config['dtype']}, seed {config['seed']}",
              "mean activity per layer: " + ", ".join(f"{a:.3f}" for a in result["activity"]),
              "", f"{'engine':<12}{'layer':<10}{'cosine':>12}{'rel. error':>14}"]
@@ -117,11 +134,29 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _choice_list(choices):
+    """An argparse type: one choice or a comma-separated list of them (argparse's wording for a bad one)."""
+    import argparse
+
+    def parse(text: str) -> str:
+        for part in text.split(","):
+            if part.strip() not in choices:
+                raise argparse.ArgumentTypeError(f"invalid choice: {part.strip()!r} (choose from "
+                                                 f"{', '.join(choices)}, or a comma-separated list of them)")
+        return text
+
+    return parse
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("gradcheck", help="compare every gradient engine with BPTT, per layer",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("--neuron", choices=tuple(NEURONS), default="lif")
-    parser.add_argument("--recurrence", choices=RECURRENCES, default="dense")
+    parser.add_argument("--neuron", type=_choice_list(NEURONS), default="lif",
+                        help="leaky, lif or alif, or one per layer comma-separated (e.g. lif,alif,leaky)")
+    parser.add_argument("--recurrence", type=_choice_list(RECURRENCES), default="dense",
+                        help="none, diagonal or dense, or one per layer comma-separated")
+    parser.add_argument("--skip", default="", help="extra same-time edges I:J, comma-separated (0 = input, "
+                        "L+1 = readout), e.g. 1:3,0:2")
     parser.add_argument("--hidden", default="16,16,16", help="layer sizes, comma-separated (default 16,16,16)")
     parser.add_argument("--readout", choices=READOUTS, default="leaky")
     parser.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
@@ -148,9 +183,15 @@ def _main(args) -> int:
         unknown = [m for m in methods if m not in ENGINES or m == "bptt"]
         if unknown:
             raise UsageError(f"--methods must name engines among {[m for m in ENGINES if m != 'bptt']}, got {unknown}")
-    result = run_gradcheck(neuron=args.neuron, recurrence=args.recurrence, hidden=hidden, readout=args.readout,
+    try:
+        neuron = neuron_names(args.neuron, len(hidden))
+        recurrence = recurrences(args.recurrence, len(hidden))
+        skip = skip_edges(args.skip, len(hidden))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    result = run_gradcheck(neuron=neuron, recurrence=recurrence, hidden=hidden, readout=args.readout,
                            steps=args.steps, batch=args.batch, seed=args.seed, dtype=args.dtype, loss=args.loss,
-                           methods=methods)
+                           methods=methods, skip=skip)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -1,6 +1,6 @@
-"""The local derivatives every engine needs, from one source (MATH.md sections 2-4).
+"""The local derivatives every engine needs, from one source (docs/math.md, "Local derivatives").
 
-For one layer at time ``t`` (shapes per batch element ``b`` and neuron ``j``):
+For one node at time ``t`` (shapes per batch element ``b`` and neuron ``j``):
 
 * ``own``   ``(B, n, d, d)``: ``dM/ds[t-1]`` at fixed current -- the neuron's own dynamics (leak, reset
   through ``z[t-1]``, adaptation). Block diagonal: neuron ``j`` depends only on itself.
@@ -10,9 +10,9 @@ For one layer at time ``t`` (shapes per batch element ``b`` and neuron ``j``):
 
 From these, with the layer's weights:
 
-* the within-layer Jacobian ``J[t] = own + ds_dI (x) W @ diag(dz_prev)``;
+* the within-node Jacobian ``J[t] = own + ds_dI (x) W @ diag(dz_prev)``;
 * its block diagonal ``Jb[t] = own + ds_dI (x) W_jj dz_prev`` (what e-prop keeps);
-* the depth Jacobian ``D[k,t] = ds_dI[k] (x) U_k @ diag(dz[k-1,t])``.
+* the depth Jacobian of an edge ``j -> k``: ``D[k<-j,t] = ds_dI[k] (x) U_{k<-j} @ diag(dz[j,t])``.
 
 The neuron-level derivatives are read off with ``d`` forward-mode products of the neuron's own step
 (each neuron is independent, so one tangent per state component gives every neuron's column at once):
@@ -20,7 +20,7 @@ any neuron model that follows :mod:`deepeprop.neurons.base` gets them without ha
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -58,11 +58,12 @@ def output_jacobian(layer: Layer, state: Array) -> tuple[Array, Array]:
     return z, dz_cols  # (B, n), (B, n, d)
 
 
-def linearize(layer: Layer, s_prev: Array, x: Array) -> LayerStep:
-    """Step ``layer`` from ``s_prev`` (B, n, d) with input ``x`` (B, n_in) and return its local derivatives."""
+def linearize(layer: Layer, s_prev: Array, sources: Sequence[Array]) -> LayerStep:
+    """Step ``layer`` from ``s_prev`` (B, n, d) with its sources' outputs (one (B, n_j) per incoming edge)
+    and return its local derivatives."""
     neuron = layer.neuron
     z_prev, dz_prev = output_jacobian(layer, s_prev)
-    current = layer.current(z_prev, x)  # (B, n)
+    current = layer.current(z_prev, sources)  # (B, n)
 
     def own_column(tangent):
         return jax.jvp(lambda s: neuron.step(s, current), (s_prev,), (tangent,))[1]
@@ -72,5 +73,5 @@ def linearize(layer: Layer, s_prev: Array, x: Array) -> LayerStep:
     z, dz = output_jacobian(layer, state)
     w_diag = layer.recurrent_diagonal()  # (n,)
     block = own + ds_dI[..., :, None] * (w_diag[None, :, None, None] * dz_prev[..., None, :])
-    return LayerStep(state=state, z=z, z_prev=z_prev, presynaptic=layer.presynaptic(z_prev, x),
+    return LayerStep(state=state, z=z, z_prev=z_prev, presynaptic=layer.presynaptic(z_prev, sources),
                      own=own, ds_dI=ds_dI, dz_prev=dz_prev, dz=dz, block=block)

@@ -1,58 +1,86 @@
-"""The deep recurrent network (MATH.md section 1).
+"""The network: a directed acyclic graph of nodes joined by same-time edges (docs/math.md, "The network").
 
-    I[l,t] = W_l @ z[l,t-1] + U_l @ z[l-1,t] + b_l        s[l,t] = M_l(s[l,t-1], z[l,t-1], I[l,t])
+    I[k,t] = W_k z[k,t-1] + sum_{j in parents(k)} U_{k<-j} z[j,t] + b_k      s[k,t] = M_k(s[k,t-1], I[k,t])
 
-Layers ``l = 1..L`` feed the layer above at the same time step; ``z[0,t] = x[t]``. The readout is one
-more layer on top: an :class:`~deepeprop.neurons.Integrator` with ``y[t] = k*y[t-1] + W_out @ z[L,t]
-+ b_out`` (``k = 0`` for a linear readout), so every engine treats it as layer ``L+1``.
+Node ids: ``0`` is the input (``z[0,t] = x[t]``), ``1..N`` the nodes in topological order (every edge
+goes from a lower id to a higher one, so parents are finished before their children within a step), and
+the last node ``N`` is the readout, whose output is ``y[t]``. A node (:class:`Layer`) holds its neuron
+model, its within-node recurrence ``W`` (none, diagonal or dense), its bias and its incoming edges
+(:class:`Projection`: a source id and a trainable weight matrix). The readout is usually an
+:class:`~deepeprop.neurons.Integrator` (``y[t] = k*y[t-1] + I[t]``, ``k = 0`` for a linear readout).
 
-For the engines, a layer's trainable parameters are viewed as one matrix ``theta_l`` of shape
-``(n_l, P_l)`` whose row ``j`` holds everything neuron ``j``'s current depends on:
-``[U_l[j, :] | W_l[j, :] (dense) or W_l[j] (diagonal) | b_l[j]]``. ``presynaptic`` gives, per neuron, the
-vector that row multiplies, so ``dI[l,t,j]/dtheta_l[j, :] = presynaptic[j, :]``.
+Engines see a node's trainable parameters as one matrix ``theta_k`` of shape ``(n_k, P_k)`` whose row
+``j`` holds everything neuron ``j``'s current depends on: ``[U_{k<-j1}[j, :] | U_{k<-j2}[j, :] | ... |
+W_k[j, :] (dense) or W_k[j] (diagonal) | b_k[j]]``, the incoming edges in their stored order.
+:meth:`Layer.presynaptic` gives, per neuron, the vector that row multiplies (``dI[k,t,j]/dtheta_k[j, :]``).
+
+Constructors: :class:`Network` from built nodes (checks the graph), :func:`build_network` from layer
+specifications and an edge list (any DAG), :func:`DeepRNN` for the chain with per-layer neurons and
+recurrences and skip edges.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .neurons import NEURONS, Integrator, NeuronModel
+from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak
 
 RECURRENCES = ("none", "diagonal", "dense")
 READOUTS = ("linear", "leaky")
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
-# Per layer of states: a tuple (s[1], ..., s[L], y) of (B, n_l, d_l) arrays.
+# Per node of states: a tuple (s[1], ..., s[N]) of (B, n_k, d_k) arrays, the readout's last.
 NetState = tuple
 
 
-class Layer(eqx.Module):
-    """One layer: synapses ``U`` (feed-forward), ``W`` (within-layer), ``b``, and a neuron model."""
+class Projection(eqx.Module):
+    """A same-time edge into a node: ``U_{k<-source} z[source, t]``, ``weight`` (n_k, n_source), trained."""
 
-    U: Array  # (n, n_in)
+    weight: Array  # (n_k, n_source)
+    source: int = eqx.field(static=True)  # 0 = the network input, else a node id
+
+    def __call__(self, z_source: Array) -> Array:
+        """(B, n_source) -> (B, n_k)."""
+        return z_source @ self.weight.T
+
+
+class Layer(eqx.Module):
+    """One node: incoming edges, within-node recurrence ``W``, bias ``b``, and a neuron model."""
+
+    inputs: tuple[Projection, ...]
     W: Array | None  # (n, n) dense, (n,) diagonal, or None
     b: Array  # (n,)
-    neuron: NeuronModel
+    neuron: AbstractNeuron
     recurrence: str = eqx.field(static=True)
     # Dense recurrence without self-connections: ``W_jj`` is masked to zero (fixed, never trained), so the
     # only within-neuron dynamics are the neuron's own. Lets engines factorise e-prop's traces.
     self_connections: bool = eqx.field(static=True, default=True)
-    # True when every neuron of the layer has the same leak (set from the concrete time constants at
-    # construction; the decay is a fixed constant). Engines read it to decide statically on factorising.
-    shared_leak: bool = eqx.field(static=True, default=False)
+
+    @property
+    def U(self) -> Array:
+        """The weight of the first incoming edge (in a chain: from the layer below, or the readout's ``W_out``)."""
+        return self.inputs[0].weight
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """The source ids of the incoming edges, in the order of ``theta``'s column blocks."""
+        return tuple(p.source for p in self.inputs)
 
     @property
     def size(self) -> int:
-        return self.U.shape[0]
+        return self.b.shape[0]
 
     @property
     def n_in(self) -> int:
-        return self.U.shape[1]
+        """The total width of the incoming edges (the columns of ``theta`` before ``W`` and ``b``)."""
+        return sum(p.weight.shape[1] for p in self.inputs)
 
     @property
     def row_size(self) -> int:
@@ -60,22 +88,18 @@ class Layer(eqx.Module):
         extra = {"none": 0, "diagonal": 1, "dense": self.size}[self.recurrence]
         return self.n_in + extra + 1
 
+    @property
+    def has_own_recurrence(self) -> bool:
+        """Whether ``W`` acts inside each neuron (diagonal, or dense with self-connections): static."""
+        return self.recurrence == "diagonal" or (self.recurrence == "dense" and self.self_connections)
+
     def recurrent_diagonal(self) -> Array:
         """``W_jj`` per neuron (zeros without recurrence): the part of ``W`` inside each neuron."""
-        if self.recurrence == "none" or (self.recurrence == "dense" and not self.self_connections):
-            return jnp.zeros((self.size,), self.U.dtype)
+        if not self.has_own_recurrence:
+            return jnp.zeros((self.size,), self.b.dtype)
         if self.recurrence == "diagonal":
             return self.W
         return jnp.diagonal(self.W)
-
-    def current(self, z_prev: Array, x: Array) -> Array:
-        """``I = W @ z_prev + U @ x + b``: (B, n), (B, n_in) -> (B, n)."""
-        current = x @ self.U.T + self.b
-        if self.recurrence == "diagonal":
-            current = current + z_prev * self.W
-        elif self.recurrence == "dense":
-            current = current + z_prev @ self.recurrent_matrix().T
-        return current
 
     def recurrent_matrix(self) -> Array:
         """Dense ``W`` as used in the forward pass (diagonal masked out without self-connections)."""
@@ -83,27 +107,48 @@ class Layer(eqx.Module):
             return self.W
         return self.W * (1.0 - jnp.eye(self.size, dtype=self.W.dtype))
 
-    def step(self, s_prev: Array, x: Array) -> Array:
-        """One time step of the layer: ``s_prev`` (B, n, d), input ``x`` (B, n_in) -> ``s`` (B, n, d)."""
-        z_prev = self.neuron.output(s_prev)  # (B, n)
-        return self.neuron.step(s_prev, self.current(z_prev, x))
-
-    def presynaptic(self, z_prev: Array, x: Array) -> Array:
-        """Per neuron, the vector its row of ``theta`` multiplies: (B, n), (B, n_in) -> (B, n, P)."""
-        batch, n = z_prev.shape
-        ones = jnp.ones((batch, 1), x.dtype)
-        if self.recurrence == "dense":
-            shared = jnp.concatenate([x, z_prev, ones], axis=-1)  # (B, P)
-            return jnp.broadcast_to(shared[:, None, :], (batch, n, shared.shape[-1]))
-        x_b = jnp.broadcast_to(x[:, None, :], (batch, n, x.shape[-1]))  # (B, n, n_in)
-        ones_b = jnp.ones((batch, n, 1), x.dtype)
+    def current(self, z_prev: Array, sources: Sequence[Array]) -> Array:
+        """``I = W @ z_prev + sum_j U_j @ z_j + b``: (B, n) and one (B, n_j) per edge -> (B, n)."""
+        current = self.b
+        for projection, z in zip(self.inputs, sources):
+            current = current + projection(z)
         if self.recurrence == "diagonal":
-            return jnp.concatenate([x_b, z_prev[..., None], ones_b], axis=-1)
-        return jnp.concatenate([x_b, ones_b], axis=-1)
+            current = current + z_prev * self.W
+        elif self.recurrence == "dense":
+            current = current + z_prev @ self.recurrent_matrix().T
+        return current
+
+    def step(self, s_prev: Array, sources: Sequence[Array]) -> Array:
+        """One time step: ``s_prev`` (B, n, d) and the sources' outputs -> ``s`` (B, n, d)."""
+        z_prev = self.neuron.output(s_prev)  # (B, n)
+        return self.neuron.step(s_prev, self.current(z_prev, sources))
+
+    def shared_presynaptic(self, z_prev: Array, sources: Sequence[Array]) -> Array:
+        """The presynaptic vector shared by every neuron of a node without per-neuron recurrence: (B, P).
+
+        ``[z_j1 | z_j2 | ... | z_prev | 1]`` for dense recurrence, without ``z_prev`` for none; row ``j`` of
+        :meth:`presynaptic` is this vector for every ``j`` (``W_jj``'s entry is masked in the gradient).
+        """
+        if self.recurrence == "diagonal":
+            raise ValueError("a node with diagonal recurrence has no shared presynaptic vector")
+        ones = jnp.ones(z_prev.shape[:1] + (1,), z_prev.dtype)
+        recurrent = [z_prev] if self.recurrence == "dense" else []
+        return jnp.concatenate(list(sources) + recurrent + [ones], axis=-1)
+
+    def presynaptic(self, z_prev: Array, sources: Sequence[Array]) -> Array:
+        """Per neuron, the vector its row of ``theta`` multiplies: (B, n) and sources -> (B, n, P)."""
+        batch, n = z_prev.shape
+        if self.recurrence != "diagonal":
+            shared = self.shared_presynaptic(z_prev, sources)  # (B, P)
+            return jnp.broadcast_to(shared[:, None, :], (batch, n, shared.shape[-1]))
+        inputs = jnp.concatenate(list(sources), axis=-1)  # (B, n_in)
+        x_b = jnp.broadcast_to(inputs[:, None, :], (batch, n, inputs.shape[-1]))  # (B, n, n_in)
+        ones_b = jnp.ones((batch, n, 1), z_prev.dtype)
+        return jnp.concatenate([x_b, z_prev[..., None], ones_b], axis=-1)
 
     def theta(self) -> Array:
-        """The layer's parameters as one ``(n, P)`` matrix (see the module docstring)."""
-        parts = [self.U]
+        """The node's parameters as one ``(n, P)`` matrix (see the module docstring)."""
+        parts = [p.weight for p in self.inputs]
         if self.recurrence == "diagonal":
             parts.append(self.W[:, None])
         elif self.recurrence == "dense":
@@ -111,44 +156,296 @@ class Layer(eqx.Module):
         parts.append(self.b[:, None])
         return jnp.concatenate(parts, axis=1)
 
-    def split_theta(self, theta: Array) -> tuple[Array, Array | None, Array]:
-        """Inverse of :meth:`theta`: ``(n, P)`` -> ``(U, W, b)``."""
-        n_in = self.n_in
-        U = theta[:, :n_in]
+    def split_theta(self, theta: Array) -> tuple[tuple[Array, ...], Array | None, Array]:
+        """Inverse of :meth:`theta`: ``(n, P)`` -> ``(edge weights, W, b)``."""
+        weights, start = [], 0
+        for p in self.inputs:
+            width = p.weight.shape[1]
+            weights.append(theta[:, start:start + width])
+            start += width
         if self.recurrence == "diagonal":
-            W = theta[:, n_in]
+            W = theta[:, start]
         elif self.recurrence == "dense":
-            W = theta[:, n_in:n_in + self.size]
+            W = theta[:, start:start + self.size]
+            if not self.self_connections:
+                W = W * (1.0 - jnp.eye(self.size, dtype=W.dtype))  # masked: no gradient on W_jj
         else:
             W = None
-        return U, W, theta[:, -1]
+        return tuple(weights), W, theta[:, -1]
+
+    def shared_leak(self) -> Array | None:
+        """The node's own Jacobian ``Jb = a`` as one scalar, when it is one: a shared constant leak of the
+        neuron with ``ds/dI = 1`` and no recurrence inside a neuron (docs/math.md, "Factorised traces").
+        Read from the fields as they are (never a stored flag); ``None`` otherwise."""
+        if self.has_own_recurrence:
+            return None
+        return shared_constant_leak(self.neuron)
 
 
-def _per_layer(value, depth: int, name: str) -> list:
-    """A scalar/array for every layer, or a list with one entry per layer."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != depth:
-            raise ValueError(f"{name} must be one value or a list of {depth} (one per hidden layer), got {len(value)}")
-        return list(value)
-    return [value] * depth
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """The static structure of a network, by node position ``0..N-1`` (node id minus one; ``-1`` = input).
+
+    ``parents[k]``: the source position of each incoming edge of node ``k``, in ``theta``'s order.
+    ``children[j]``: ``(k, slot)`` for each edge ``j -> k`` (``slot`` indexes ``parents[k]``).
+    ``descendants[l]``: the positions reachable from ``l`` by same-time edges (``l`` excluded), sorted.
+    """
+
+    parents: tuple[tuple[int, ...], ...]
+    children: tuple[tuple[tuple[int, int], ...], ...]
+    descendants: tuple[tuple[int, ...], ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.parents)
+
+    @property
+    def readout(self) -> int:
+        return len(self.parents) - 1
+
+    def paths(self, start: int) -> tuple[tuple[int, ...], ...]:
+        """Every path from node ``start`` to the readout, as tuples of positions (``start`` first)."""
+        if start == self.readout:
+            return ((start,),)
+        return tuple((start,) + rest for k, _ in self.children[start] for rest in self.paths(k))
 
 
-def _check_size(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (hasattr(value, "__index__")):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+@functools.lru_cache(maxsize=256)
+def _graph(sources: tuple[tuple[int, ...], ...]) -> Graph:
+    parents = tuple(tuple(s - 1 for s in node) for node in sources)
+    children = [[] for _ in parents]
+    for k, node in enumerate(parents):
+        for slot, j in enumerate(node):
+            if j >= 0:
+                children[j].append((k, slot))
+    descendants: list[tuple[int, ...]] = [()] * len(parents)
+    for j in reversed(range(len(parents))):
+        reach = set()
+        for k, _ in children[j]:
+            reach |= {k, *descendants[k]}
+        descendants[j] = tuple(sorted(reach))
+    return Graph(parents, tuple(tuple(c) for c in children), tuple(descendants))
+
+
+def check_edges(edges, n_nodes: int, *, what: str = "edges") -> list[tuple[int, int]]:
+    """Validate same-time edges ``(src, dst)`` over ids ``0`` (input) .. ``n_nodes`` (readout).
+
+    Refuses an edge to or from a node that does not exist, an edge into the input, a duplicate edge, and a
+    same-time cycle (named); an acyclic edge against the id order is refused with the order to use.
+    """
+    checked = []
+    for edge in edges:
+        if (not isinstance(edge, (tuple, list)) or len(edge) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in edge)):
+            raise ValueError(f"{what} must be pairs of node ids (src, dst), got {edge!r}")
+        src, dst = int(edge[0]), int(edge[1])
+        for node in (src, dst):
+            if not 0 <= node <= n_nodes:
+                raise ValueError(f"{what}: edge ({src}, {dst}) names node {node}, which does not exist: node ids are "
+                                 f"0 (the input), 1..{n_nodes - 1} (hidden) and {n_nodes} (the readout)")
+        if dst == 0:
+            raise ValueError(f"{what}: edge ({src}, {dst}) goes into the input (node 0); edges go into nodes 1..{n_nodes}")
+        if src == dst:
+            raise ValueError(f"{what}: edge ({src}, {dst}) is a same-time cycle (a node feeding itself at the same "
+                             "time step); within-node recurrence is the node's `recurrence`, one step late")
+        if src == n_nodes:
+            raise ValueError(f"{what}: edge ({src}, {dst}) leaves the readout (node {n_nodes}); the readout is the output node")
+        if (src, dst) in checked:
+            raise ValueError(f"{what}: edge ({src}, {dst}) is given twice")
+        checked.append((src, dst))
+    cycle = _find_cycle(checked, n_nodes)
+    if cycle:
+        raise ValueError(f"{what} form a same-time cycle " + " -> ".join(map(str, cycle)) + ": a node's current at "
+                         "time t cannot depend on itself at time t; make one of these connections recurrent instead")
+    backwards = [(s, d) for s, d in checked if s > d]
+    if backwards:
+        raise ValueError(f"{what}: edge {backwards[0]} goes from a higher node id to a lower one; number the nodes in "
+                         "topological order (every edge from a lower id to a higher one)")
+    return checked
+
+
+def _find_cycle(edges, n_nodes: int) -> list[int] | None:
+    children = {node: [] for node in range(n_nodes + 1)}
+    for src, dst in edges:
+        children[src].append(dst)
+    state = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for child in children[node]:
+            if state.get(child) == 1:
+                return path[path.index(child):] + [child]
+            if child not in state:
+                found = visit(child, path + [child])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for start in range(n_nodes + 1):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+class Network(eqx.Module):
+    """A network as a graph of nodes (see the module docstring); the engines consume this.
+
+    Args:
+        nodes: the nodes (:class:`Layer`) with ids ``1..N`` in topological order, the readout last.
+        n_in: input channels (the width of node 0).
+
+    Raises ``ValueError`` for an edge from a node that does not exist or goes against the order (a cycle
+    is named), a width mismatch, a node without incoming edges, or a node with no path to the readout.
+    Usually built by :func:`DeepRNN` or :func:`build_network`.
+    """
+
+    nodes: tuple[Layer, ...]
+    n_in: int = eqx.field(static=True)
+
+    def __init__(self, nodes: Sequence[Layer], n_in: int):
+        nodes = tuple(nodes)
+        if not nodes or not all(isinstance(node, Layer) for node in nodes):
+            raise ValueError("nodes must be a non-empty sequence of deepeprop Layer modules (the readout last)")
+        if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in <= 0:
+            raise ValueError(f"n_in must be a positive int, got {n_in!r}")
+        count = len(nodes)
+        edges = [(p.source, k) for k, node in enumerate(nodes, start=1) for p in node.inputs]
+        check_edges(edges, count, what="edges")
+        widths = [n_in] + [node.size for node in nodes]
+        for k, node in enumerate(nodes, start=1):
+            if not node.inputs:
+                raise ValueError(f"node {k} has no incoming edge: every node needs at least one")
+            for p in node.inputs:
+                if p.weight.shape != (node.size, widths[p.source]):
+                    raise ValueError(f"edge ({p.source}, {k}) must have a weight of shape (n_{k}, n_{p.source}) = "
+                                     f"{(node.size, widths[p.source])}, got {p.weight.shape}")
+            if node.neuron.size != node.size:
+                raise ValueError(f"node {k}'s neuron model has {node.neuron.size} neurons, the node {node.size}")
+        self.nodes = nodes
+        self.n_in = n_in
+        graph = self.graph
+        for k in range(count - 1):
+            if graph.readout not in graph.descendants[k]:
+                raise ValueError(f"node {k + 1} has no path to the readout (node {count}): its parameters would get no "
+                                 "gradient; connect it or remove it")
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def graph(self) -> Graph:
+        """The static structure (parents, children, descendants by position)."""
+        return _graph(tuple(node.sources for node in self.nodes))
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """Every same-time edge as ``(src id, dst id)``, grouped by destination."""
+        return tuple((p.source, k) for k, node in enumerate(self.nodes, start=1) for p in node.inputs)
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The hidden nodes (ids ``1..N-1``)."""
+        return self.nodes[:-1]
+
+    @property
+    def readout(self) -> Layer:
+        """The output node (id ``N``)."""
+        return self.nodes[-1]
+
+    @property
+    def all_layers(self) -> tuple[Layer, ...]:
+        """Hidden nodes then the readout, the order every engine iterates in (same as :attr:`nodes`)."""
+        return self.nodes
+
+    @property
+    def readout_is_linear(self) -> bool:
+        """Static: the readout is an integrator with ``k = 0``."""
+        neuron = self.readout.neuron
+        return isinstance(neuron, Integrator) and neuron.is_linear
+
+    @property
+    def n_out(self) -> int:
+        return self.readout.size
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return tuple(node.size for node in self.layers)
+
+    @property
+    def dtype(self):
+        return self.readout.b.dtype
+
+    # ----------------------------------------------------------------- dynamics
+    def init_state(self, batch: int) -> NetState:
+        """Zero state: a tuple of ``(B, n_k, d_k)`` arrays, the readout's last."""
+        return tuple(node.neuron.init_state(batch, self.dtype) for node in self.nodes)
+
+    def step(self, state: NetState, x: Array) -> tuple[NetState, Array]:
+        """One time step: ``x`` (B, n_in) -> new state and readout ``y`` (B, n_out). Nodes in topological order."""
+        outputs = [x]  # z by node id
+        new_state = []
+        for node, s_prev in zip(self.nodes, state):
+            s = node.step(s_prev, [outputs[source] for source in node.sources])
+            outputs.append(node.neuron.output(s))
+            new_state.append(s)
+        return tuple(new_state), outputs[-1]
+
+    def run(self, inputs: Array, state: NetState | None = None, *, record: bool = False):
+        """Run over a sequence: ``inputs`` (T, B, n_in) -> (final state, ``y`` (T, B, n_out)).
+
+        With ``record=True`` also returns the hidden outputs ``z``: a tuple of (T, B, n_k) arrays.
+        """
+        if state is None:
+            state = self.init_state(inputs.shape[1])
+
+        def body(carry, x):
+            new_state, y = self.step(carry, x)
+            if record:
+                zs = tuple(node.neuron.output(s) for node, s in zip(self.layers, new_state[:-1]))
+                return new_state, (y, zs)
+            return new_state, y
+
+        final, out = jax.lax.scan(body, state, inputs)
+        if record:
+            return final, out[0], out[1]
+        return final, out
+
+
+# ---------------------------------------------------------------------------- building networks
+@dataclasses.dataclass
+class LayerSpec:
+    """One hidden node for :func:`build_network`.
+
+    Args:
+        size: the number of neurons.
+        neuron: a name from :data:`deepeprop.NEURONS` (``"leaky"``, ``"lif"``, ``"alif"``), a neuron-model
+            class (built as ``cls(size, **neuron_options, dtype=dtype)``, with ``tau_m``/``tau_a`` where it
+            takes them), or an instance built for this size (then ``tau_m``, ``tau_a`` and
+            ``neuron_options`` must be left unset).
+        recurrence: ``"none"``, ``"diagonal"`` or ``"dense"``.
+        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal.
+        tau_m, tau_a: time constants in steps (a number or an ``(size,)`` array); ``None``: 20 and 200.
+        neuron_options: further keyword arguments of a named neuron (``threshold``, ``detach_reset``, ...).
+    """
+
+    size: int
+    neuron: Any = "lif"
+    recurrence: str = "dense"
+    self_connections: bool = True
+    tau_m: Any = None
+    tau_a: Any = None
+    neuron_options: dict | None = None
 
 
 def _check_choice(value, name: str, choices) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
 
-def _resolve_dtype(dtype):
+def resolve_dtype(dtype):
+    """``jnp.float32``/``jnp.float64`` or their names -> a numpy dtype, with a clear error otherwise."""
     try:
         resolved = jnp.dtype(dtype)
     except TypeError:
@@ -161,164 +458,246 @@ def _resolve_dtype(dtype):
     return resolved
 
 
-class DeepRNN(eqx.Module):
-    """A deep recurrent (rate or spiking) network with a linear or leaky readout.
+def _make_neuron(spec: LayerSpec, name: str, dtype) -> AbstractNeuron:
+    """The neuron model of one layer spec (by name, class or instance), checked against its size and dtype."""
+    neuron = spec.neuron
+    if isinstance(neuron, AbstractNeuron):
+        if spec.tau_m is not None or spec.tau_a is not None or spec.neuron_options:
+            raise ValueError(f"{name}: tau_m, tau_a and neuron_options apply to a neuron given by name or class; "
+                             f"the {type(neuron).__name__} instance is already built")
+        if neuron.size != spec.size:
+            raise ValueError(f"{name}: the {type(neuron).__name__} instance has {neuron.size} neurons, the layer "
+                             f"{spec.size}: build it for the layer's size")
+        for leaf in jax.tree_util.tree_leaves(eqx.filter(neuron, eqx.is_inexact_array)):
+            if leaf.dtype != dtype:
+                raise ValueError(f"{name}: the {type(neuron).__name__} instance holds {leaf.dtype} arrays, the network "
+                                 f"is {jnp.dtype(dtype).name}: build it with dtype={jnp.dtype(dtype).name}")
+        return neuron
+    if isinstance(neuron, str):
+        if neuron not in NEURONS:
+            raise ValueError(f"{name} must be one of {tuple(NEURONS)}, a neuron-model class or instance, got {neuron!r}")
+        cls = NEURONS[neuron]
+    elif isinstance(neuron, type) and issubclass(neuron, AbstractNeuron):
+        cls = neuron
+    else:
+        raise ValueError(f"{name} must be one of {tuple(NEURONS)}, a neuron-model class or instance "
+                         f"(a deepeprop.AbstractNeuron), got {neuron!r}")
+    options = spec.neuron_options or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"neuron_options must be a dict of keyword arguments, got {options!r}")
+    kwargs = dict(options, dtype=dtype)
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    for tau_name, default in (("tau_m", 20.0), ("tau_a", 200.0)):
+        value = getattr(spec, tau_name)
+        if tau_name in accepted:
+            kwargs[tau_name] = default if value is None else value
+        elif value is not None:
+            raise ValueError(f"{tau_name} not accepted by neuron {cls.__name__} ({name})")
+    try:
+        return cls(spec.size, **kwargs)
+    except TypeError as err:
+        label = spec.neuron if isinstance(spec.neuron, str) else cls.__name__
+        raise ValueError(f"neuron_options not accepted by neuron {label!r}: {err}") from None
+
+
+def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: Sequence[tuple[int, int]],
+                  key, readout: str = "leaky", dtype=jnp.float32, tau_out: float = 20.0, input_gain: float = 1.0,
+                  recurrent_gain: float = 1.0) -> Network:
+    """A network from layer specifications and any acyclic same-time edge list (the general constructor).
 
     Args:
-        n_in: input channels.
-        hidden: hidden layer sizes, bottom to top (any depth >= 1), e.g. ``[64, 64, 64]``.
-        n_out: readout units.
-        neuron: ``"leaky"`` (rate, ``tanh``), ``"lif"`` or ``"alif"``.
-        recurrence: within-layer recurrence ``W_l``: ``"none"``, ``"diagonal"`` (element-wise) or ``"dense"``.
-        readout: ``"linear"`` (``y = W_out z + b_out``) or ``"leaky"`` (``y[t] = k*y[t-1] + W_out z + b_out``).
-        key: a ``jax.random`` key.
-        dtype: ``jnp.float32`` (default) or ``jnp.float64``.
-        tau_m: membrane time constant in time steps: a number, an ``(n_l,)`` array (per neuron), or a
-            list with one of those per hidden layer. Fixed, not trained.
-        tau_a: adaptation time constant (ALIF only), same forms as ``tau_m``.
+        n_in: input channels (node ``0``).
+        layers: one :class:`LayerSpec` per hidden node, ids ``1..L`` in this order.
+        n_out: readout units (node ``L+1``).
+        edges: ``(src, dst)`` pairs, ``src`` in ``0..L``, ``dst`` in ``1..L+1``, ``src < dst``; a node's incoming
+            edges make the column blocks of its ``theta`` in the order given.
+        key: a ``jax.random`` key. readout: ``"linear"`` or ``"leaky"``. dtype: float32 or float64.
         tau_out: the leaky readout's time constant (``k = exp(-1/tau_out)``).
-        neuron_options: passed to the neuron model (``threshold``, ``gamma``, ``beta``, ``surrogate``,
-            ``detach_reset``).
-        input_gain, recurrent_gain: scale of the initial ``U`` and ``W``.
-        self_connections: with ``recurrence="dense"``, ``False`` masks ``W``'s diagonal to zero (no neuron
-            feeds itself; its gradient is zero). Then e-prop's eligibility factorises per presynaptic
-            input when the neuron's own Jacobian is a shared constant (see :mod:`deepeprop.engines.eprop`).
+        input_gain, recurrent_gain: scale of the initial edge weights and ``W``.
 
-    Initialisation: ``U ~ N(0, 1/n_in)``, dense ``W ~ N(0, 1/n)``, diagonal ``W ~ U(-0.5, 0.5)``,
-    ``W_out ~ N(0, 1/n_L)``, biases zero. For leaky rate units each row is also scaled by ``1 - a_j``
-    (and ``W_out`` by ``1 - k``) so that potentials stay O(1) at the leaky integrator's steady state.
+    Example -- two parallel layers joined by a third, which also sees the input::
+
+        net = dp.build_network(4, [dp.LayerSpec(16, "lif"), dp.LayerSpec(16, "leaky", recurrence="diagonal"),
+                                   dp.LayerSpec(8, "alif")], 2,
+                               edges=[(0, 1), (0, 2), (1, 3), (2, 3), (0, 3), (3, 4)], key=jax.random.PRNGKey(0))
+
+    Initialisation: edge weights ``~ N(0, gain^2 / fan_in)`` with ``fan_in`` the node's total input width, dense
+    ``W ~ N(0, 1/n)``, diagonal ``W ~ U(-0.5, 0.5)``, readout weights ``~ N(0, 1/fan_in)``, biases zero; rows
+    are scaled by the neuron's :meth:`~deepeprop.AbstractNeuron.input_scale` (``1 - a`` for leaky rate units),
+    and readout edges from non-spiking nodes by ``1 - k``. Key use: node ``k`` draws from
+    ``split(key, L + 1)[k - 1]`` (its first edge and ``W``), further edges from ``fold_in`` of that key.
     """
+    n_in = _check_size(n_in, "n_in")
+    n_out = _check_size(n_out, "n_out")
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError(f"layers must be a non-empty list of LayerSpec, got {layers!r}")
+    for i, spec in enumerate(layers):
+        if not isinstance(spec, LayerSpec):
+            raise ValueError(f"layers[{i}] must be a deepeprop.LayerSpec, got {spec!r}")
+    _check_choice(readout, "readout", READOUTS)
+    dtype = resolve_dtype(dtype)
+    if not isinstance(key, jax.Array) or key.shape not in ((2,), ()):
+        raise ValueError("key must be a jax.random key (jax.random.PRNGKey(seed) or jax.random.key(seed))")
+    for gain_name, gain in (("input_gain", input_gain), ("recurrent_gain", recurrent_gain), ("tau_out", tau_out)):
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
+            raise ValueError(f"{gain_name} must be a finite number > 0, got {gain!r}")
+    if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
+        raise ValueError(f"edges must be a list of (src, dst) pairs, got {edges!r}")
+    count = len(layers) + 1
+    edges = check_edges(edges, count)
+    sizes = [n_in] + [_check_size(spec.size, f"layers[{i}].size") for i, spec in enumerate(layers)] + [n_out]
+    incoming = {k: [s for s, d in edges if d == k] for k in range(1, count + 1)}
 
-    layers: tuple[Layer, ...]
-    readout: Layer
-    # "linear" or "leaky": lets engines skip the readout filter statically when k = 0.
-    readout_kind: str = eqx.field(static=True, default="leaky")
-
-    def __init__(self, n_in: int, hidden: Sequence[int], n_out: int, *, neuron: str = "lif",
-                 recurrence: str = "dense", readout: str = "leaky", key, dtype=jnp.float32,
-                 tau_m=20.0, tau_a=200.0, tau_out: float = 20.0, neuron_options: dict | None = None,
-                 input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections: bool = True):
-        n_in = _check_size(n_in, "n_in")
-        n_out = _check_size(n_out, "n_out")
-        if isinstance(hidden, (int,)) or not isinstance(hidden, (list, tuple)):
-            raise ValueError(f"hidden must be a non-empty list of positive ints (layer sizes), got {hidden!r}")
-        if len(hidden) == 0:
-            raise ValueError("hidden must be a non-empty list of positive ints (layer sizes), got []")
-        hidden = [_check_size(h, f"hidden[{i}]") for i, h in enumerate(hidden)]
-        neuron_cls = NEURONS.get(neuron)
-        if neuron_cls is None:
-            raise ValueError(f"neuron must be one of {tuple(NEURONS)}, got {neuron!r}")
-        _check_choice(recurrence, "recurrence", RECURRENCES)
-        _check_choice(readout, "readout", READOUTS)
-        dtype = _resolve_dtype(dtype)
-        if not isinstance(key, jax.Array) or key.shape not in ((2,), ()):
-            raise ValueError("key must be a jax.random key (jax.random.PRNGKey(seed) or jax.random.key(seed))")
-        for gain_name, gain in (("input_gain", input_gain), ("recurrent_gain", recurrent_gain), ("tau_out", tau_out)):
-            if not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
-                raise ValueError(f"{gain_name} must be a finite number > 0, got {gain!r}")
-        if not isinstance(self_connections, bool):
-            raise ValueError(f"self_connections must be True or False, got {self_connections!r}")
-        options = dict(neuron_options or {})
-        if neuron == "alif":
-            tau_as = _per_layer(tau_a, len(hidden), "tau_a")
-        tau_ms = _per_layer(tau_m, len(hidden), "tau_m")
-
-        layers = []
-        keys = jax.random.split(key, len(hidden) + 1)
-        fan_in = n_in
-        for i, n in enumerate(hidden):
-            kwargs = dict(options, tau_m=tau_ms[i], dtype=dtype)
-            if neuron == "alif":
-                kwargs["tau_a"] = tau_as[i]
-            try:
-                cell = neuron_cls(n, **kwargs)
-            except TypeError as err:
-                raise ValueError(f"neuron_options not accepted by neuron {neuron!r}: {err}") from None
-            ku, kw = jax.random.split(keys[i])
-            U = jax.random.normal(ku, (n, fan_in), dtype) * (input_gain / math.sqrt(fan_in))
+    keys = jax.random.split(key, count)
+    k_out = math.exp(-1.0 / tau_out) if readout == "leaky" else 0.0
+    nodes = []
+    neurons = []
+    for k in range(1, count + 1):
+        is_readout = k == count
+        if is_readout:
+            spec, cell = None, Integrator(n_out, decay=k_out)
+        else:
+            spec = layers[k - 1]
+            _check_choice(spec.recurrence, f"layers[{k - 1}].recurrence", RECURRENCES)
+            if not isinstance(spec.self_connections, bool):
+                raise ValueError(f"self_connections must be True or False, got {spec.self_connections!r}")
+            cell = _make_neuron(spec, f"layers[{k - 1}].neuron", dtype)
+        neurons.append(cell)
+        n = sizes[k]
+        sources = incoming[k]
+        if not sources:
+            raise ValueError(f"node {k} has no incoming edge: every node needs at least one")
+        fan_in = sum(sizes[s] for s in sources)
+        node_key = keys[k - 1]
+        ku, kw = jax.random.split(node_key)
+        projections = []
+        for index, source in enumerate(sources):
+            k_edge = (node_key if is_readout else ku) if index == 0 else jax.random.fold_in(node_key, index)
+            if is_readout:  # (1 - k) / sqrt(fan_in), undone for spiking (and input) sources
+                weight = jax.random.normal(k_edge, (n, sizes[source]), dtype) * ((1.0 - k_out) / math.sqrt(fan_in))
+                if source == 0 or neurons[source - 1].spiking:
+                    weight = weight / (1.0 - k_out)
+            else:
+                weight = jax.random.normal(k_edge, (n, sizes[source]), dtype) * (input_gain / math.sqrt(fan_in))
+            projections.append(weight)
+        W = None
+        recurrence, self_connections = "none", True
+        if not is_readout:
+            recurrence, self_connections = spec.recurrence, spec.self_connections or spec.recurrence != "dense"
             if recurrence == "dense":
                 W = jax.random.normal(kw, (n, n), dtype) * (recurrent_gain / math.sqrt(n))
                 if not self_connections:
                     W = W * (1.0 - jnp.eye(n, dtype=dtype))
             elif recurrence == "diagonal":
                 W = jax.random.uniform(kw, (n,), dtype, -0.5, 0.5) * recurrent_gain
-            else:
-                W = None
-            if neuron == "leaky":
-                row_scale = 1.0 - cell.decay  # (n,)
-                U = U * row_scale[:, None]
-                if W is not None:
-                    W = W * (row_scale[:, None] if W.ndim == 2 else row_scale)
-            shared = bool(jnp.all(cell.decay == cell.decay[0]))
-            layers.append(Layer(U, W, jnp.zeros((n,), dtype), cell, recurrence,
-                                self_connections=self_connections or recurrence != "dense", shared_leak=shared))
-            fan_in = n
-        k = math.exp(-1.0 / tau_out) if readout == "leaky" else 0.0
-        W_out = jax.random.normal(keys[-1], (n_out, fan_in), dtype) * ((1.0 - k) / math.sqrt(fan_in))
-        if neuron != "leaky":
-            W_out = W_out / (1.0 - k)
-        self.layers = tuple(layers)
-        self.readout_kind = readout
-        self.readout = Layer(W_out, None, jnp.zeros((n_out,), dtype), Integrator(n_out, decay=k, dtype=dtype), "none",
-                             shared_leak=True)
+            row_scale = jnp.broadcast_to(jnp.asarray(cell.input_scale(), dtype), (n,))
+            projections = [w * row_scale[:, None] for w in projections]
+            if W is not None:
+                W = W * (row_scale[:, None] if W.ndim == 2 else row_scale)
+        inputs = tuple(Projection(w, source) for w, source in zip(projections, sources))
+        nodes.append(Layer(inputs, W, jnp.zeros((n,), dtype), cell, recurrence, self_connections=self_connections))
+    return Network(nodes, n_in)
 
-    # ----------------------------------------------------------------- structure
-    @property
-    def all_layers(self) -> tuple[Layer, ...]:
-        """Hidden layers then the readout: the ``L+1`` layers every engine iterates over."""
-        return self.layers + (self.readout,)
 
-    @property
-    def n_in(self) -> int:
-        return self.layers[0].n_in
+def _per_layer(value, depth: int, name: str) -> list:
+    """One value for every layer, or a list with one entry per layer."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != depth:
+            raise ValueError(f"{name} must be one value or a list of {depth} (one per hidden layer), got {len(value)}")
+        return list(value)
+    return [value] * depth
 
-    @property
-    def n_out(self) -> int:
-        return self.readout.size
 
-    @property
-    def hidden(self) -> tuple[int, ...]:
-        return tuple(layer.size for layer in self.layers)
+def _check_size(value, name: str) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    value = int(value)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
 
-    @property
-    def dtype(self):
-        return self.readout.U.dtype
 
-    @property
-    def recurrence(self) -> str:
-        return self.layers[0].recurrence
+def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recurrence="dense", readout: str = "leaky",
+            key, dtype=jnp.float32, tau_m=None, tau_a=None, tau_out: float = 20.0, neuron_options=None,
+            input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections=True,
+            skip: Sequence[tuple[int, int]] = ()) -> Network:
+    """A deep recurrent (rate or spiking) network: the chain ``input -> 1 -> ... -> L -> readout``, plus skips.
 
-    # ----------------------------------------------------------------- dynamics
-    def init_state(self, batch: int) -> NetState:
-        """Zero state: a tuple of ``(B, n_l, d_l)`` arrays, the readout's last."""
-        return tuple(layer.neuron.init_state(batch, self.dtype) for layer in self.all_layers)
+    Args:
+        n_in: input channels.
+        hidden: hidden layer sizes, bottom to top (any depth >= 1), e.g. ``[64, 64, 64]``.
+        n_out: readout units.
+        neuron: one value for every layer or a list with one per layer; each a name (``"leaky"`` (rate,
+            ``tanh``), ``"lif"``, ``"alif"``), a neuron-model class (yours, subclassing
+            :class:`~deepeprop.AbstractNeuron`), or an instance built for that layer's size (``dp.LIF(5, tau_m=12.0)``).
+        recurrence: within-layer ``W_l``: ``"none"``, ``"diagonal"`` (element-wise) or ``"dense"``; one or a list.
+        readout: ``"linear"`` (``y = W_out z + b_out``) or ``"leaky"`` (``y[t] = k*y[t-1] + W_out z + b_out``).
+        key: a ``jax.random`` key.
+        dtype: ``jnp.float32`` (default) or ``jnp.float64``.
+        tau_m: membrane time constant in time steps (default 20): a number (one leak shared by the layer), an
+            ``(n_l,)`` array (per neuron), or a list with one of those per hidden layer. Fixed, not trained.
+        tau_a: adaptation time constant (ALIF only, default 200), same forms as ``tau_m``.
+        tau_out: the leaky readout's time constant (``k = exp(-1/tau_out)``).
+        neuron_options: keyword arguments of the named neuron models (``threshold``, ``gamma``, ``beta``,
+            ``surrogate``, ``detach_reset``): one dict, or a list with one per layer.
+        input_gain, recurrent_gain: scale of the initial edge weights and ``W``.
+        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal to zero (no neuron feeds
+            itself); one or a list. Then e-prop's eligibility factorises when the neuron's leak is shared.
+        skip: extra same-time edges ``(i, j)``, ``i < j``, where ``0`` is the input, ``1..L`` the hidden layers and
+            ``L+1`` the readout, e.g. ``[(1, 3)]`` or ``[(0, 2), (1, 4)]``.
 
-    def step(self, state: NetState, x: Array) -> tuple[NetState, Array]:
-        """One time step: ``x`` (B, n_in) -> new state and readout ``y`` (B, n_out)."""
-        new_state = []
-        signal = x
-        for layer, s_prev in zip(self.all_layers, state):
-            s = layer.step(s_prev, signal)
-            signal = layer.neuron.output(s)
-            new_state.append(s)
-        return tuple(new_state), signal
+    Returns a :class:`Network`. Without ``skip`` and with one neuron and recurrence it is the model (and the
+    random weights) of the first version; see :func:`build_network` for the initialisation.
+    """
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)) or len(hidden) == 0:
+        raise ValueError(f"hidden must be a non-empty list of positive ints (layer sizes), got {hidden!r}")
+    hidden = [_check_size(h, f"hidden[{i}]") for i, h in enumerate(hidden)]
+    depth = len(hidden)
+    neurons = _per_layer(neuron, depth, "neuron")
+    recurrences = _per_layer(recurrence, depth, "recurrence")
+    for i, value in enumerate(recurrences):
+        _check_choice(value, "recurrence" if not isinstance(recurrence, (list, tuple)) else f"recurrence[{i}]",
+                      RECURRENCES)
+    connections = _per_layer(self_connections, depth, "self_connections")
+    for value in connections:
+        if not isinstance(value, bool):
+            raise ValueError(f"self_connections must be True or False, got {value!r}")
+    options = _per_layer(neuron_options, depth, "neuron_options") if isinstance(neuron_options, (list, tuple)) \
+        else [neuron_options] * depth
+    for value in options:
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"neuron_options must be a dict (or a list of one dict per layer), got {value!r}")
+    tau_ms = _per_layer(tau_m, depth, "tau_m")
+    tau_as = _per_layer(tau_a, depth, "tau_a")
+    specs = []
+    for i in range(depth):
+        named = not isinstance(neurons[i], AbstractNeuron)
+        if not isinstance(neurons[i], AbstractNeuron) and isinstance(neurons[i], str) and neurons[i] not in NEURONS:
+            raise ValueError(f"neuron must be one of {tuple(NEURONS)}, a neuron-model class or instance, "
+                             f"got {neurons[i]!r}")
+        takes_tau_a = neurons[i] == "alif" or (isinstance(neurons[i], type) and _accepts(neurons[i], "tau_a"))
+        specs.append(LayerSpec(hidden[i], neurons[i], recurrences[i], connections[i],
+                               tau_m=tau_ms[i] if named else None,
+                               tau_a=tau_as[i] if named and takes_tau_a else None,
+                               neuron_options=options[i] if named else None))
+    if all(isinstance(n, AbstractNeuron) for n in neurons) and (
+            tau_m is not None or tau_a is not None or neuron_options):
+        raise ValueError("tau_m, tau_a and neuron_options apply to neurons given by name or class; every "
+                         "neuron here is an instance, already built")
+    if isinstance(skip, (str, bytes)) or not isinstance(skip, (list, tuple)):
+        raise ValueError(f"skip must be a list of (i, j) pairs, got {skip!r}")
+    chain = [(i, i + 1) for i in range(depth + 1)]
+    for edge in skip:
+        if isinstance(edge, (tuple, list)) and len(edge) == 2 and tuple(edge) in chain:
+            raise ValueError(f"skip: edge {tuple(edge)} is already in the chain (a skip must jump over a layer)")
+    check_edges(list(chain) + [tuple(e) if isinstance(e, list) else e for e in skip], depth + 1, what="skip")
+    return build_network(n_in, specs, n_out, edges=chain + [tuple(e) for e in skip], key=key, readout=readout,
+                         dtype=dtype, tau_out=tau_out, input_gain=input_gain, recurrent_gain=recurrent_gain)
 
-    def run(self, inputs: Array, state: NetState | None = None, *, record: bool = False):
-        """Run over a sequence: ``inputs`` (T, B, n_in) -> (final state, ``y`` (T, B, n_out)).
 
-        With ``record=True`` also returns the hidden outputs ``z``: a tuple of (T, B, n_l) arrays.
-        """
-        if state is None:
-            state = self.init_state(inputs.shape[1])
+def _accepts(cls, name: str) -> bool:
+    import inspect
 
-        def body(carry, x):
-            new_state, y = self.step(carry, x)
-            if record:
-                zs = tuple(layer.neuron.output(s) for layer, s in zip(self.layers, new_state[:-1]))
-                return new_state, (y, zs)
-            return new_state, y
-
-        final, out = jax.lax.scan(body, state, inputs)
-        if record:
-            return final, out[0], out[1]
-        return final, out
+    return name in inspect.signature(cls.__init__).parameters

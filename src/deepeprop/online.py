@@ -19,7 +19,7 @@ neurons' fixed constants (decays, thresholds) are outside the optimizer's parame
 change (``eqx.partition`` by :func:`trainable_spec`).
 
 Adaptive feedback (Bellec et al. 2020, "adaptive e-prop"): with ``eprop``'s ``feedback="adaptive"`` the
-engine sends the readout error down through a feedback matrix ``B_out`` (shape of ``W_out``) that starts
+engine sends the readout error down through feedback matrices ``B_out`` (shapes of ``W_out``'s edges) that start
 random; after every update the learner moves ``B_out`` by the same step as ``W_out`` and applies the same
 weight decay to both (``X <- X - feedback_decay * X``), so that ``B_out`` aligns with ``W_out``. The
 feedback matrices live in :class:`LearnerState` and carry over from sequence to sequence; the rest of the
@@ -39,25 +39,25 @@ import optax
 
 from .engines import Engine
 from .losses import make_loss
-from .network import DeepRNN
+from .network import Network
 
 
 class LearnerState(eqx.Module):
     """Everything that carries from one training sequence to the next."""
 
-    model: DeepRNN
+    model: Network
     opt_state: Any  # optax state of the trainable parameters
-    feedback: Any  # eprop's adaptive feedback matrices (tuple, readout last), else None
+    feedback: Any  # eprop's adaptive feedback matrices (per node, per edge; readout last), else None
 
 
-def trainable_spec(model: DeepRNN):
+def trainable_spec(model: Network):
     """A pytree of bools with ``model``'s structure: True at the trained ``U``, ``W``, ``b`` arrays only."""
     spec = jax.tree_util.tree_map(lambda _: False, model)
 
     def where(m):
         out = []
-        for layer in m.all_layers:
-            out += [layer.U, layer.b] + ([] if layer.W is None else [layer.W])
+        for node in m.nodes:
+            out += [p.weight for p in node.inputs] + [node.b] + ([] if node.W is None else [node.W])
         return out
 
     return eqx.tree_at(where, spec, replace=[True] * len(where(model)))
@@ -104,10 +104,10 @@ class OnlineLearner(eqx.Module):
         self.feedback_decay = float(feedback_decay)
 
     # ------------------------------------------------------------------ state
-    def init(self, model: DeepRNN) -> LearnerState:
+    def init(self, model: Network) -> LearnerState:
         """The optimizer state of ``model``'s trainable parameters, and the initial feedback matrices."""
-        if not isinstance(model, DeepRNN):
-            raise ValueError(f"model must be a deepeprop.DeepRNN, got {type(model).__name__}")
+        if not isinstance(model, Network):
+            raise ValueError(f"model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), got {type(model).__name__}")
         self.engine.check_model(model)
         params = eqx.filter(model, trainable_spec(model))
         feedback = None
@@ -116,18 +116,18 @@ class OnlineLearner(eqx.Module):
         return LearnerState(model=model, opt_state=self.optimizer.init(params), feedback=feedback)
 
     # ------------------------------------------------------------------ one update
-    def apply_grads(self, model: DeepRNN, opt_state, feedback, grads):
+    def apply_grads(self, model: Network, opt_state, feedback, grads):
         """One optimizer update from engine gradients (model structure) -> ``(model, opt_state, feedback)``."""
         spec = trainable_spec(model)
         params = eqx.filter(model, spec)
         updates, opt_state = self.optimizer.update(eqx.filter(grads, spec), opt_state, params)
         new_model = eqx.apply_updates(model, updates)
-        if feedback is not None:
-            step = updates.readout.U  # (n_out, n_L): W_out's update
+        if feedback is not None:  # every readout edge: B moves with W_out, both decay
             decay = self.feedback_decay
-            w_out = new_model.readout.U - decay * model.readout.U
-            new_model = eqx.tree_at(lambda m: m.readout.U, new_model, w_out)
-            b_out = feedback[-1] + step - decay * feedback[-1]
+            steps = [p.weight for p in updates.readout.inputs]  # W_out's update, per readout edge
+            w_out = [new.weight - decay * old.weight for new, old in zip(new_model.readout.inputs, model.readout.inputs)]
+            new_model = eqx.tree_at(lambda m: [p.weight for p in m.readout.inputs], new_model, w_out)
+            b_out = tuple(b + step - decay * b for b, step in zip(feedback[-1], steps))
             feedback = feedback[:-1] + (b_out,)
         return new_model, opt_state, feedback
 

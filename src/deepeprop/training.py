@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "neuron": "alif",
     "hidden": [64, 64],
     "recurrence": "dense",
+    "skip": [],
     "readout": "leaky",
     "tau_m": 20.0,
     "tau_a": 200.0,
@@ -170,18 +171,23 @@ def validate_config(config: dict) -> dict:
     """Check every option, naming the flag of a bad one. Returns the normalised config."""
     from .engines import ENGINES
     from .engines.eprop import FEEDBACKS
-    from .network import DTYPES, READOUTS, RECURRENCES
-    from .neurons import NEURONS
+    from .architecture import neuron_names, recurrences, skip_edges
+    from .network import DTYPES, READOUTS
     from .tasks import TASKS, get_task
 
     c = dict(config)
     if c["task"] not in TASKS:
         raise _usage(f"--task must be one of {sorted(TASKS)}, got {c['task']!r}")
-    for name, choices in (("method", ENGINES), ("neuron", NEURONS), ("recurrence", RECURRENCES),
-                          ("readout", READOUTS), ("dtype", DTYPES), ("optimizer", OPTIMIZERS)):
-        if c[name] not in choices:
+    for name, choices in (("method", ENGINES), ("readout", READOUTS), ("dtype", DTYPES), ("optimizer", OPTIMIZERS)):
+        if not isinstance(c[name], str) or c[name] not in choices:
             raise _usage(f"--{name} must be one of {sorted(choices)}, got {c[name]!r}")
     c["hidden"] = _hidden(c["hidden"], "--hidden")
+    try:  # one value or one per hidden layer; skip edges checked against the chain
+        c["neuron"] = neuron_names(c["neuron"], len(c["hidden"]))
+        c["recurrence"] = recurrences(c["recurrence"], len(c["hidden"]))
+        c["skip"] = skip_edges(c["skip"], len(c["hidden"]))
+    except ValueError as err:
+        raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
                           ("seed", 0)):
         value = c[name]
@@ -227,6 +233,7 @@ def build(config: dict):
     task = get_task(config["task"], **config["task_options"])
     model = DeepRNN(task.n_in, config["hidden"], task.n_out, neuron=config["neuron"],
                     recurrence=config["recurrence"], readout=config["readout"],
+                    skip=[tuple(edge) for edge in config["skip"]],
                     key=jax.random.PRNGKey(config["seed"]), dtype=DTYPES[config["dtype"]],
                     tau_m=config["tau_m"], tau_a=config["tau_a"], tau_out=config["tau_out"],
                     input_gain=config["input_gain"])
@@ -509,9 +516,13 @@ def _prediction(y, mask) -> int:
 FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so that only given flags count
     "task": ("--task", dict(help=f"task name (default {DEFAULTS['task']})")),
     "method": ("--method", dict(help=f"gradient engine: bptt, rtrl, eprop, deep_eprop (default {DEFAULTS['method']})")),
-    "neuron": ("--neuron", dict(help=f"leaky, lif or alif (default {DEFAULTS['neuron']})")),
+    "neuron": ("--neuron", dict(help=f"leaky, lif or alif, or one per layer comma-separated, e.g. lif,alif "
+                                    f"(default {DEFAULTS['neuron']})")),
     "hidden": ("--hidden", dict(help="hidden layer sizes, comma-separated (default 64,64)")),
-    "recurrence": ("--recurrence", dict(help="none, diagonal or dense (default dense)")),
+    "recurrence": ("--recurrence", dict(help="none, diagonal or dense, or one per layer comma-separated "
+                                        "(default dense)")),
+    "skip": ("--skip", dict(help="extra same-time edges I:J, comma-separated (0 = input, 1..L hidden, L+1 = "
+                            "readout), e.g. 1:3,0:2 (TOML: skip = [[1, 3]])")),
     "readout": ("--readout", dict(help="linear or leaky (default leaky)")),
     "tau_m": ("--tau-m", dict(type=float, help="membrane time constant in steps (default 20)")),
     "tau_a": ("--tau-a", dict(type=float, help="ALIF adaptation time constant in steps (default 200)")),
@@ -569,15 +580,17 @@ def _resume_config(explicit: dict, config_file) -> dict:
         raise _usage(f"--resume: no run to resume in {out!r} (no config.json); give --out DIR of an earlier run")
     with open(path) as handle:
         saved = json.load(handle)
-    saved = {key: saved[key] for key in DEFAULTS if key in saved}
+    # a key the run's version did not know (e.g. skip) had its default's meaning then
+    saved = {key: saved[key] if key in saved else DEFAULTS[key] for key in DEFAULTS}
     if config_file:
         raise _usage("--resume reads the run's own config.json; do not give --config with it")
     for key, value in explicit.items():
         if key in RESUMABLE:
             continue
         merged = {**saved["task_options"], **value} if key == "task_options" else value
-        if (key == "hidden" and _hidden(value, "--hidden") != saved["hidden"]) or (
-                key != "hidden" and merged != saved.get(key)):
+        if key in ("hidden", "neuron", "recurrence", "skip"):  # compare the normalised forms
+            merged = validate_config({**saved, key: value})[key]
+        if merged != saved.get(key):
             raise _usage(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "
                          f"{saved.get(key)!r}; only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} "
                          f"may change on resume")

@@ -13,7 +13,7 @@ carry on across chunks until :meth:`Engine.reset_grads`; network state and trace
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import equinox as eqx
 import jax
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..jacobians import LayerStep, linearize
-from ..network import DeepRNN
+from ..network import Layer, Network
 
 
 class EngineState(eqx.Module):
@@ -32,40 +32,38 @@ class EngineState(eqx.Module):
     grads: Any  # engine-specific accumulator of dE/dtheta
 
 
-def forward_linearized(model: DeepRNN, net_state: tuple, x: Array) -> list[LayerStep]:
-    """One network step with every layer's local derivatives, bottom to top (readout last)."""
-    steps = []
-    signal = x
-    for layer, s_prev in zip(model.all_layers, net_state):
-        step = linearize(layer, s_prev, signal)
-        steps.append(step)
-        signal = step.z
+def source_outputs(steps: Sequence[LayerStep], x: Array, node: Layer) -> list[Array]:
+    """The outputs ``z[j,t]`` of ``node``'s sources (the input ``x`` for source 0), in its edges' order."""
+    return [x if source == 0 else steps[source - 1].z for source in node.sources]
+
+
+def forward_linearized(model: Network, net_state: tuple, x: Array) -> list[LayerStep]:
+    """One network step with every node's local derivatives, in topological order (readout last)."""
+    steps: list[LayerStep] = []
+    for node, s_prev in zip(model.nodes, net_state):
+        steps.append(linearize(node, s_prev, source_outputs(steps, x, node)))
     return steps
 
 
-def zero_theta_grads(model: DeepRNN) -> tuple:
-    """Per layer (readout last), zeros shaped like ``theta_l`` (n_l, P_l)."""
-    return tuple(jnp.zeros((layer.size, layer.row_size), model.dtype) for layer in model.all_layers)
+def zero_theta_grads(model: Network) -> tuple:
+    """Per node (readout last), zeros shaped like ``theta_k`` (n_k, P_k)."""
+    return tuple(jnp.zeros((node.size, node.row_size), model.dtype) for node in model.nodes)
 
 
-def theta_grads_to_model(model: DeepRNN, theta_grads: tuple):
-    """Per-layer ``(n_l, P_l)`` gradients -> a pytree with the structure ``equinox.filter_grad`` gives.
+def theta_grads_to_model(model: Network, theta_grads: tuple):
+    """Per-node ``(n_k, P_k)`` gradients -> a pytree with the structure ``equinox.filter_grad`` gives.
 
-    Fixed constants (time constants, readout leak) get zeros, as ``filter_grad`` gives them.
+    Fixed constants (time constants) get zeros, as ``filter_grad`` gives them; a masked ``W_jj`` gets zero.
     """
     grads = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
     for index, theta in enumerate(theta_grads):
-        layer = model.all_layers[index]
-        U, W, b = layer.split_theta(theta)
-        if W is not None and W.ndim == 2 and not layer.self_connections:
-            W = W * (1.0 - jnp.eye(layer.size, dtype=W.dtype))  # masked: no gradient on W_jj
-        if index == len(model.layers):
-            where = lambda g: (g.readout.U, g.readout.b)  # noqa: E731
-            grads = eqx.tree_at(where, grads, (U, b))
-        elif W is None:
-            grads = eqx.tree_at(lambda g, i=index: (g.layers[i].U, g.layers[i].b), grads, (U, b))
-        else:
-            grads = eqx.tree_at(lambda g, i=index: (g.layers[i].U, g.layers[i].W, g.layers[i].b), grads, (U, W, b))
+        weights, W, b = model.nodes[index].split_theta(theta)
+
+        def where(g, i=index):
+            node = g.nodes[i]
+            return tuple(p.weight for p in node.inputs) + ((node.W,) if node.W is not None else ()) + (node.b,)
+
+        grads = eqx.tree_at(where, grads, weights + ((W,) if W is not None else ()) + (b,))
     return grads
 
 
@@ -74,25 +72,28 @@ class Engine(eqx.Module):
 
     name: ClassVar[str] = ""
     online: ClassVar[bool] = True
+    # Declared capabilities (the tests pick engines from the registry by these):
+    exact: ClassVar[bool] = False  # equals BPTT on every network
+    exact_elementwise: ClassVar[bool] = False  # equals BPTT when every node's recurrence is element-wise
 
-    def check_model(self, model: DeepRNN) -> None:
+    def check_model(self, model: Network) -> None:
         """Raise ``ValueError`` if this engine cannot compute gradients for ``model``."""
 
-    def init(self, model: DeepRNN, batch: int) -> EngineState:
+    def init(self, model: Network, batch: int) -> EngineState:
         raise NotImplementedError
 
-    def step(self, model: DeepRNN, state: EngineState, x: Array, target: Array, mask: Array, loss):
+    def step(self, model: Network, state: EngineState, x: Array, target: Array, mask: Array, loss):
         """One time step: ``x`` (B, n_in), ``target`` (B, n_out) or (B,), ``mask`` (B,) ->
         ``(state, (y, loss_t))``."""
         raise NotImplementedError
 
-    def grads(self, model: DeepRNN, state: EngineState):
+    def grads(self, model: Network, state: EngineState):
         return theta_grads_to_model(model, state.grads)
 
-    def reset_grads(self, model: DeepRNN, state: EngineState) -> EngineState:
+    def reset_grads(self, model: Network, state: EngineState) -> EngineState:
         return eqx.tree_at(lambda s: s.grads, state, jax.tree_util.tree_map(jnp.zeros_like, state.grads))
 
-    def sequence(self, model: DeepRNN, state: EngineState, inputs: Array, targets: Array, mask: Array, loss):
+    def sequence(self, model: Network, state: EngineState, inputs: Array, targets: Array, mask: Array, loss):
         """Run ``inputs`` (T, B, n_in) with ``targets`` and ``mask`` (T, B): -> (state, ys (T, B, n_out), losses (T,))."""
         def body(carry, xs):
             x, target, m = xs

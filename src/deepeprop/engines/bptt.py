@@ -21,6 +21,7 @@ from .base import Engine, EngineState
 
 class BPTT(Engine):
     name = "bptt"
+    exact = True
     online = False
 
     def init(self, model, batch):

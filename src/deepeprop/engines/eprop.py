@@ -1,17 +1,18 @@
-"""E-prop (Bellec et al. 2020), run layer by layer: naive multi-layer e-prop (MATH.md section 3).
+"""E-prop (Bellec et al. 2020), run node by node: naive multi-layer e-prop (docs/math.md, "E-prop").
 
-Equation, for each hidden layer ``l``:
+Equation, for each hidden node ``l`` (in a chain, ``children(l) = {l+1}``):
 
     eps[l,t] = Jb[l,t] * eps[l,t-1] + dbarM_l/dtheta_l       e[l,t] = dz[l,t]/ds * eps[l,t]
     ebar[l,t] = k * ebar[l,t-1] + e[l,t]                     (the leaky readout's filter; k = 0 if linear)
-    L[L,t]   = B_out^T @ dE_t/dy[t]                          (learning signal on z[L,t])
-    L[l-1,t] = B_l^T @ (ds_dI[l] * dz[l] * L[l,t])           (sent down through the same-time Jacobians)
+    g[N,t]   = dE_t/dy[t] * ds_dI[N]                         (dE_t/dI of the readout N)
+    L[l,t]   = sum_{k in children(l)} B_{k<-l}^T @ g[k,t]     (learning signal on z[l,t])
+    g[l,t]   = ds_dI[l] * dz[l] * L[l,t]                     (sent down through the same-time Jacobians)
     dE/dtheta_l ~= sum_t L[l,t] * ebar[l,t]
 
-Feedback: ``"symmetric"`` (``B_out = W_out``, ``B_l = U_l``: the instantaneous ``dE_t/dz``), ``"random"``
-(fixed random matrices of the same shapes, drawn from ``feedback_seed``; Bellec's random e-prop, extended
-through depth as feedback alignment) or ``"adaptive"`` (starts random; the online learner moves ``B_out``
-with ``W_out``'s update and weight decay, as in Bellec et al.). The readout's own parameters get their
+Feedback: ``"symmetric"`` (``B_{k<-l} = U_{k<-l}``: the instantaneous ``dE_t/dz``), ``"random"`` (fixed
+random matrices of the same shapes, one per edge, drawn from ``feedback_seed``; Bellec's random e-prop,
+extended through depth as feedback alignment) or ``"adaptive"`` (starts random; the online learner moves
+the readout's ``B`` with its ``W_out``'s update and weight decay, as in Bellec et al.). The readout's own parameters get their
 exact gradient (their eligibility is filtered by the readout's leak ``k``, which must be shared by all
 readout units).
 
@@ -51,8 +52,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .base import Engine, EngineState, forward_linearized, zero_theta_grads
-from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, shared_presynaptic
+from .base import Engine, EngineState, forward_linearized, source_outputs, zero_theta_grads
+from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak
 
 FEEDBACKS = ("symmetric", "random", "adaptive")
 _FEEDBACK_STREAM = 0xFEEDBAC  # folded into feedback_seed's key
@@ -62,7 +63,7 @@ class EPropTraces(eqx.Module):
     eligibility: tuple  # per hidden layer: (B, P_l) factorised; (n_l, B, P_l) if d_l = 1; else (B, n_l, d_l, P_l)
     filtered: tuple  # per hidden layer ebar: (n_l, B, P_l), or (B, n_l, P_l) if d_l > 1; (0,) if linear readout
     readout_eligibility: jax.Array  # (B, P_out): the readout's factorised trace
-    feedback: tuple  # (B_1 .. B_L, B_out) with the shapes of U_1 .. U_L, W_out; B_1 unused
+    feedback: tuple  # per node, per incoming edge: a matrix shaped like the edge's U (unused from the input)
 
 
 class EProp(Engine):
@@ -79,12 +80,13 @@ class EProp(Engine):
             raise ValueError(f"factorize must be None (automatic), True or False, got {self.factorize!r}")
 
     def factorised_layers(self, model) -> tuple[bool, ...]:
-        """Per hidden layer, whether its eligibility is stored factorised (static structure only)."""
+        """Per hidden node, whether its eligibility is stored factorised (static structure only)."""
         if self.factorize is False:
             return tuple(False for _ in model.layers)
         return tuple(has_constant_own_jacobian(layer) for layer in model.layers)
 
     def check_model(self, model):
+        check_readout_leak(model, self.name)
         if self.factorize is True and not all(self.factorised_layers(model)):
             raise ValueError("eprop with factorize=True needs every hidden layer to have a shared, "
                              "state-independent own Jacobian: neuron 'leaky', or 'lif' with "
@@ -92,19 +94,26 @@ class EProp(Engine):
                              "self_connections=False; one time constant per layer (scalar tau_m)")
 
     def init(self, model, batch):
+        self.check_model(model)
         dtype = model.dtype
         hidden = model.layers
         # a key of its own (not the model's PRNGKey(seed)), else B_out would equal W_out for equal seeds
         feedback_key = jax.random.fold_in(jax.random.PRNGKey(self.feedback_seed), _FEEDBACK_STREAM)
-        keys = jax.random.split(feedback_key, len(model.all_layers))
-        feedback = []
-        for key, layer in zip(keys, model.all_layers):
-            if self.feedback == "symmetric":
-                feedback.append(jnp.zeros((0,), dtype))  # unused: the forward weights are read each step
-            else:
-                feedback.append(jax.random.normal(key, layer.U.shape, dtype) / jnp.sqrt(layer.n_in).astype(dtype))
+        keys = jax.random.split(feedback_key, len(model.nodes))
+        feedback = []  # per node, per incoming edge: the matrix the learning signal goes down through
+        for key, node in zip(keys, model.nodes):
+            per_edge = []
+            for slot, projection in enumerate(node.inputs):
+                if self.feedback == "symmetric":
+                    per_edge.append(jnp.zeros((0,), dtype))  # unused: the forward weights are read each step
+                    continue
+                edge_key = key if slot == 0 else jax.random.fold_in(key, slot)
+                shape = projection.weight.shape
+                per_edge.append(jax.random.normal(edge_key, shape, dtype) / jnp.sqrt(shape[1]).astype(dtype))
+            feedback.append(tuple(per_edge))
         factorised = self.factorised_layers(model)
-        leaky = model.readout_kind != "linear" and self.readout_filter
+        leaky = not model.readout_is_linear and self.readout_filter
+
         def eligibility_shape(layer, fact):
             if fact:
                 return (batch, layer.row_size)
@@ -127,34 +136,39 @@ class EProp(Engine):
         )
         return EngineState(net=model.init_state(batch), traces=traces, grads=zero_theta_grads(model))
 
-    def _feedback_matrix(self, model, traces, index):
-        """The matrix the learning signal is sent down through from layer ``index`` (readout last)."""
+    def _feedback_matrix(self, model, traces, node, slot):
+        """The matrix the learning signal goes down through along edge ``slot`` of node ``node`` (position)."""
         if self.feedback == "symmetric":
-            return model.all_layers[index].U
-        return traces.feedback[index]
+            return model.nodes[node].inputs[slot].weight
+        return traces.feedback[node][slot]
 
     def step(self, model, state, x, target, mask, loss):
         traces = state.traces
+        graph = model.graph
         factorised = self.factorised_layers(model)
-        leaky = model.readout_kind != "linear" and self.readout_filter
+        leaky = not model.readout_is_linear and self.readout_filter
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # delta: (B, n_out)
         k = shared_leak(model.readout)  # shared readout leak
 
-        # the readout's eligibility factorises exactly: eps_out[o, :] = k * eps_out[o, :] + [z_L | 1]
+        # the readout's eligibility factorises exactly: eps_out[o, :] = k * eps_out[o, :] + [z_parents | 1]
         top = steps[-1]
-        readout_trace = k * traces.readout_eligibility + shared_presynaptic(model.readout, top.z_prev, steps[-2].z)
-        grads = [None] * len(model.all_layers)
-        grads[-1] = state.grads[-1] + (delta * top.ds_dI[..., 0]).T @ readout_trace
+        readout_trace = k * traces.readout_eligibility + model.readout.shared_presynaptic(
+            top.z_prev, source_outputs(steps, x, model.readout))
+        grads = [None] * len(model.nodes)
+        current_signal = {graph.readout: delta * top.ds_dI[..., 0]}  # dE_t/dI per node, same time step
+        grads[-1] = state.grads[-1] + current_signal[graph.readout].T @ readout_trace
 
-        signal = delta @ self._feedback_matrix(model, traces, len(model.layers))  # (B, n_L) on z[L,t]
         eligibility, filtered = [None] * len(model.layers), [None] * len(model.layers)
-        for l in reversed(range(len(model.layers))):
+        for l in reversed(range(len(model.layers))):  # reverse topological order: children first
             step, layer = steps[l], model.layers[l]
-            below = x if l == 0 else steps[l - 1].z
+            # learning signal on z[l,t]: sum over the children of D[k<-l]^T (feedback matrices for random)
+            signal = sum(current_signal[c] @ self._feedback_matrix(model, traces, c, slot)
+                         for c, slot in graph.children[l])  # (B, n_l)
             if factorised[l]:  # one presynaptic trace per layer: e = psi (x) xbar
-                xbar = shared_leak(layer) * traces.eligibility[l] + shared_presynaptic(layer, step.z_prev, below)
+                xbar = shared_leak(layer) * traces.eligibility[l] + layer.shared_presynaptic(
+                    step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[..., 0] * step.ds_dI[..., 0]  # (B, n_l)
                 eligibility[l] = xbar
                 if leaky:  # ebar stored neuron-major (n_l, B, P_l): the contraction over B is ~3x faster on CPU
@@ -182,8 +196,15 @@ class EProp(Engine):
                     ebar = traces.filtered[l]
                     grads[l] = state.grads[l] + jnp.einsum("bj,bjp->jp", signal, e)
             filtered[l] = ebar
-            if l > 0:  # down through the same-time depth Jacobian D[l]^T
-                current_signal = jnp.sum(step.ds_dI * step.dz * signal[..., None], axis=-1)  # (B, n_l)
-                signal = current_signal @ self._feedback_matrix(model, traces, l)  # (B, n_{l-1})
+            if any(j >= 0 for j in graph.parents[l]):  # a hidden node below: pass dE_t/dI[l] on
+                current_signal[l] = jnp.sum(step.ds_dI * step.dz * signal[..., None], axis=-1)  # (B, n_l)
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
         return EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads)), (y, loss_t)
+
+
+def check_readout_leak(model, name: str) -> None:
+    """e-prop's readout filter needs one leak ``k`` shared by the readout units (an integrator readout)."""
+    if not has_constant_own_jacobian(model.readout):
+        raise ValueError(f"{name} needs a readout whose own Jacobian is one shared constant leak k (a "
+                         f"deepeprop.Integrator readout without recurrence); this readout's neuron is "
+                         f"{type(model.readout.neuron).__name__}")

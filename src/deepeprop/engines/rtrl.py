@@ -1,20 +1,24 @@
-"""Real-time recurrent learning across time and depth: exact forward-mode gradients (MATH.md section 2).
+"""Real-time recurrent learning across time and depth: exact forward-mode gradients (docs/math.md, "RTRL").
 
-Equation, for every pair of layers ``k >= l`` (the readout is layer ``L+1``):
+Equation, for every node ``l`` and every node ``k`` that is ``l`` or one of its descendants (the readout is
+the last node):
 
     G[l,l,t] = J[l,t] @ G[l,l,t-1] + dbarM_l/dtheta_l
-    G[k,l,t] = J[k,t] @ G[k,l,t-1] + D[k,t] @ G[k-1,l,t]          (k > l)
-    dE/dtheta_l = sum_t dE_t/dy[t] @ G[L+1,l,t]
+    G[k,l,t] = J[k,t] @ G[k,l,t-1] + sum_{j in parents(k), j = l or below l} D[k<-j,t] @ G[j,l,t]
+    dE/dtheta_l = sum_t dE_t/dy[t] @ G[N,l,t]
 
-with the full within-layer Jacobian ``J = own + ds_dI (x) W diag(dz_prev)`` and the depth Jacobian
-``D[k] = ds_dI (x) U_k diag(dz[k-1])`` (:mod:`deepeprop.jacobians`).
+with the full within-node Jacobian ``J = own + ds_dI (x) W diag(dz_prev)`` and the depth Jacobian of an
+edge ``D[k<-j] = ds_dI[k] (x) U_{k<-j} diag(dz[j])`` (:mod:`deepeprop.jacobians`).
 
-Cost: ``G[k,l]`` holds ``B * n_k * d_k * n_l * P_l`` numbers (``~B n^3`` per pair of layers), each step a
-matrix product with ``W`` or ``U`` (``~B n^4``); constant in sequence length.
+Cost: ``G[k,l]`` holds ``B * n_k * d_k * n_l * P_l`` numbers (``~B n^3`` per ancestor pair), each step a
+matrix product with ``W`` and with ``U`` of every edge on a path from ``l`` (``~B n^4``); constant in
+sequence length.
 
 Drops: nothing: equals BPTT to rounding error. Small networks only (``max_trace_elements`` guards memory).
 """
 from __future__ import annotations
+
+import math
 
 import equinox as eqx
 import jax
@@ -30,15 +34,19 @@ def _off_diagonal(W):
 
 class RTRL(Engine):
     name = "rtrl"
+    exact = True
     max_trace_elements: int = eqx.field(static=True, default=50_000_000)
 
-    def _influence_shapes(self, model, batch):
-        layers = model.all_layers
-        return [[(batch, layers[k].size, layers[k].neuron.state_size, layers[l].size, layers[l].row_size)
-                 for k in range(l, len(layers))] for l in range(len(layers))]
+    @staticmethod
+    def _influence_shapes(model, batch):
+        """Per node ``l``: the shapes of ``G[k,l]`` for ``k`` in ``(l,) + descendants(l)``."""
+        nodes, graph = model.nodes, model.graph
+        return [[(batch, nodes[k].size, nodes[k].neuron.state_size, nodes[l].size, nodes[l].row_size)
+                 for k in (l,) + graph.descendants[l]] for l in range(len(nodes))]
 
     def check_model(self, model):
-        total = sum(int(jnp.prod(jnp.array(s))) for row in self._influence_shapes(model, 1) for s in row)
+        # Python ints: no fixed-width product that could wrap around
+        total = sum(math.prod(s) for row in self._influence_shapes(model, 1) for s in row)
         if total > self.max_trace_elements:
             raise ValueError(f"rtrl needs {total} numbers of influence matrix per batch element, above "
                              f"max_trace_elements={self.max_trace_elements}: use a smaller network, raise "
@@ -50,28 +58,31 @@ class RTRL(Engine):
         return EngineState(net=model.init_state(batch), traces=influence, grads=zero_theta_grads(model))
 
     def step(self, model, state, x, target, mask, loss):
-        layers = model.all_layers
+        nodes, graph = model.nodes, model.graph
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # delta: (B, n_out)
 
         def apply_within(k, G):  # J[k,t] @ G
             out = apply_block(steps[k].block, G)
-            if layers[k].recurrence == "dense":
-                out = out + project_state(_off_diagonal(layers[k].W), steps[k].ds_dI, steps[k].dz_prev, G)
+            if nodes[k].recurrence == "dense":
+                W = nodes[k].recurrent_matrix()
+                out = out + project_state(_off_diagonal(W), steps[k].ds_dI, steps[k].dz_prev, G)
             return out
 
         influence, grads = [], []
-        for l in range(len(layers)):
-            n_l = layers[l].size
-            eye = jnp.eye(n_l, dtype=model.dtype)
+        for l in range(len(nodes)):
+            eye = jnp.eye(nodes[l].size, dtype=model.dtype)
             fresh = immediate(steps[l])[:, :, :, None, :] * eye[None, :, None, :, None]  # (B, n, d, n, P)
-            below = apply_within(l, state.traces[l][0]) + fresh
-            row = [below]
-            for k in range(l + 1, len(layers)):
-                depth = project_state(layers[k].U, steps[k].ds_dI, steps[k - 1].dz, below)
-                below = apply_within(k, state.traces[l][k - l]) + depth
-                row.append(below)
-            influence.append(tuple(row))
-            grads.append(state.grads[l] + error_contract(delta, below))
+            previous = dict(zip((l,) + graph.descendants[l], state.traces[l]))
+            new = {l: apply_within(l, previous[l]) + fresh}  # G[l,l]
+            for k in graph.descendants[l]:  # topological order: every parent on a path from l is done
+                G = apply_within(k, previous[k])
+                for slot, j in enumerate(graph.parents[k]):
+                    if j in new:  # j is l or one of its descendants
+                        G = G + project_state(nodes[k].inputs[slot].weight, steps[k].ds_dI, steps[j].dz, new[j])
+                new[k] = G
+            influence.append(tuple(new[k] for k in (l,) + graph.descendants[l]))
+            grads.append(state.grads[l] + error_contract(delta, new[graph.readout]))
         return EngineState(net=tuple(s.state for s in steps), traces=tuple(influence), grads=tuple(grads)), (y, loss_t)
+

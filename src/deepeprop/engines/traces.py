@@ -8,12 +8,10 @@ stored compactly as ``(B, n_l, d_l, P_l)``.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..jacobians import LayerStep
-from ..neurons import LIF, Integrator, LeakyRate
 
 
 def apply_block(block: Array, trace: Array) -> Array:
@@ -71,36 +69,21 @@ def error_contract(delta: Array, top_trace: Array) -> Array:
 def has_constant_own_jacobian(layer) -> bool:
     """True when every neuron of ``layer`` has the same, state-independent ``Jb = a`` and ``ds/dI = 1``.
 
-    Decided from static structure only: a leaky rate unit, or a LIF neuron with ``detach_reset=True``
-    (the reset path is the only state dependence of LIF's own Jacobian); no diagonal recurrence and no
-    self-connection (``W_jj`` would add ``W_jj * psi`` to ``Jb``); and a leak shared by the layer
-    (``Layer.shared_leak``, set from the concrete time constants when the network is built).
-    The readout (an :class:`~deepeprop.neurons.Integrator` with its shared ``k``) always qualifies.
+    Asked of the node as it is (:meth:`~deepeprop.network.Layer.shared_leak`): the neuron declares a constant
+    leak (:meth:`~deepeprop.AbstractNeuron.constant_leak`; leaky rate units, LIF with ``detach_reset=True``,
+    the readout's integrator) that is one scalar for the node (a scalar time constant), and no recurrence
+    acts inside a neuron (no diagonal ``W``, no self-connection). Decided from shapes and static fields, so
+    it is known when the program is traced and cannot go stale when a model is edited.
     """
-    neuron = layer.neuron
-    kind_ok = (isinstance(neuron, Integrator) or type(neuron) is LeakyRate
-               or (type(neuron) is LIF and bool(neuron.detach_reset)))
-    recurrence_ok = layer.recurrence == "none" or (layer.recurrence == "dense" and not layer.self_connections)
-    return kind_ok and recurrence_ok and bool(layer.shared_leak)
-
-
-def shared_presynaptic(layer, z_prev: Array, x: Array) -> Array:
-    """The presynaptic vector shared by every neuron of a layer without per-neuron recurrence: (B, P).
-
-    ``[x | z_prev | 1]`` for dense recurrence, ``[x | 1]`` without; row ``j`` of
-    :meth:`Layer.presynaptic` is this vector for every ``j`` (``W_jj``'s entry is masked in the gradient).
-    """
-    ones = jnp.ones(x.shape[:1] + (1,), x.dtype)
-    if layer.recurrence == "dense":
-        return jnp.concatenate([x, z_prev, ones], axis=-1)
-    if layer.recurrence == "none":
-        return jnp.concatenate([x, ones], axis=-1)
-    raise ValueError("a layer with diagonal recurrence has no shared presynaptic vector")
+    return layer.shared_leak() is not None
 
 
 def shared_leak(layer) -> Array:
-    """The layer's leak ``a`` as a scalar (the layer must have ``shared_leak``; the readout always does)."""
-    return jax.lax.stop_gradient(layer.neuron.decay[0])
+    """The node's shared leak ``a`` as a scalar (the node must have one; see :func:`has_constant_own_jacobian`)."""
+    leak = layer.shared_leak()
+    if leak is None:
+        raise ValueError("this node has no shared constant leak (its own Jacobian is not one scalar)")
+    return leak
 
 
 def project_state(weights: Array, ds_dI: Array, dz: Array, state_trace: Array) -> Array:

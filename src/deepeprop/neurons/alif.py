@@ -1,12 +1,13 @@
-"""Adaptive LIF neuron (Bellec et al. 2020; MATH.md section 1).
+"""Adaptive LIF neuron (Bellec et al. 2020; docs/math.md, "The network").
 
     v[t] = a*v[t-1] + I[t] - thr*z[t-1]        b[t] = r*b[t-1] + z[t-1]
     A[t] = thr + beta*b[t]                      z[t] = H(v[t] - A[t])
 
 State per neuron: ``d = 2`` (``v``, ``b``). The surrogate acts on ``(v - A)/thr``, so
-``dz/dv = psi`` and ``dz/db = -beta*psi``. ``a = exp(-1/tau_m)``, ``r = exp(-1/tau_a)``, per neuron,
-fixed. ``detach_reset`` as for :class:`~deepeprop.neurons.lif.LIF` (it stops the gradient of the
-reset term only; the adaptation path is always kept).
+``dz/dv = psi`` and ``dz/db = -beta*psi``. ``a = exp(-1/tau_m)``, ``r = exp(-1/tau_a)``, shared (scalar
+time constant) or per neuron, fixed. ``detach_reset`` as for :class:`~deepeprop.neurons.lif.LIF` (it
+stops the gradient of the reset term only; the adaptation path is always kept). No constant leak: the
+adaptation couples the two state variables.
 """
 from __future__ import annotations
 
@@ -15,29 +16,45 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
-from .base import check_positive, decay_from_tau, spike_fn
-from .lif import LIF
+from .base import AbstractNeuron, check_positive, check_size, check_surrogate, decay_from_tau, spike_fn
+from .lif import soft_reset_potential
 
 
-class ALIF(LIF):
-    adaptation_decay: Array  # (n,) r = exp(-1/tau_a), fixed
+class ALIF(AbstractNeuron):
+    n: int = eqx.field(static=True)
+    decay: Array  # () or (n,): a = exp(-1/tau_m), fixed
+    adaptation_decay: Array  # () or (n,): r = exp(-1/tau_a), fixed
+    threshold: float = eqx.field(static=True)
+    gamma: float = eqx.field(static=True)
+    surrogate_id: int = eqx.field(static=True)
+    detach_reset: bool = eqx.field(static=True)
     beta: float = eqx.field(static=True)
     state_size = 2
+    spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, tau_a=200.0, beta: float = 0.07, threshold: float = 0.6,
                  gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool = False,
                  dtype=jnp.float32):
-        super().__init__(n, tau_m=tau_m, threshold=threshold, gamma=gamma, surrogate=surrogate,
-                         detach_reset=detach_reset, dtype=dtype)
-        self.adaptation_decay = decay_from_tau(tau_a, n, dtype, "tau_a")
+        self.n = check_size(n, "n")
+        self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
+        self.adaptation_decay = decay_from_tau(tau_a, self.n, dtype, "tau_a")
+        self.threshold = check_positive(threshold, "threshold")
+        self.gamma = check_positive(gamma, "gamma")
+        self.surrogate_id = check_surrogate(surrogate)
+        if not isinstance(detach_reset, bool):
+            raise ValueError(f"detach_reset must be True or False, got {detach_reset!r}")
+        self.detach_reset = detach_reset
         self.beta = check_positive(beta, "beta")
 
+    @property
+    def size(self) -> int:
+        return self.n
+
     def step(self, state: Array, current: Array) -> Array:
-        a = lax.stop_gradient(self.decay)  # (n,)
-        r = lax.stop_gradient(self.adaptation_decay)  # (n,)
+        r = lax.stop_gradient(self.adaptation_decay)  # () or (n,)
         v_prev, b_prev = state[..., 0], state[..., 1]  # (B, n) each
         z_prev = self.output(state)  # (B, n)
-        v = a * v_prev + current - self.threshold * self._reset(z_prev)
+        v = soft_reset_potential(self.decay, v_prev, current, z_prev, self.threshold, self.detach_reset)
         b = r * b_prev + z_prev
         return jnp.stack([v, b], axis=-1)  # (B, n, 2)
 

@@ -18,9 +18,9 @@ neuron model gets every engine for free.
 """
 from __future__ import annotations
 
+import abc
 import functools
 import math
-from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -61,11 +61,10 @@ def _spike_fn_jvp(surrogate_id, primals, tangents):
 
 
 def decay_from_tau(tau, n: int, dtype, name: str) -> Array:
-    """``exp(-1/tau)`` (time step 1) for a scalar or per-neuron ``(n,)`` time constant."""
+    """``exp(-1/tau)`` (time step 1): shape ``()`` for a scalar time constant (one leak shared by the
+    node, which the factorised fast paths need), ``(n,)`` for a per-neuron one."""
     tau_arr = jnp.asarray(tau, dtype=dtype)
-    if tau_arr.ndim == 0:
-        tau_arr = jnp.full((n,), tau_arr, dtype=dtype)
-    if tau_arr.shape != (n,):
+    if tau_arr.shape not in ((), (n,)):
         raise ValueError(f"{name} must be a scalar or an array of shape ({n},), got shape {tau_arr.shape}")
     if not bool(jnp.all(jnp.isfinite(tau_arr))) or not bool(jnp.all(tau_arr > 0)):
         raise ValueError(f"{name} must be finite and > 0 (time constants in time steps)")
@@ -84,21 +83,116 @@ def check_surrogate(surrogate: str) -> int:
     return SURROGATES.index(surrogate)
 
 
-class NeuronModel(eqx.Module):
-    """Abstract neuron model (see the module docstring for the contract)."""
+class AbstractNeuron(eqx.Module):
+    """Abstract neuron model: the contract of the module docstring (Equinox's abstract/final pattern).
 
-    state_size: ClassVar[int] = 1
-    spiking: ClassVar[bool] = False
+    Subclasses are final: they set the class variables, implement ``size``, ``step`` and ``output``, and
+    declare their capabilities by overriding :meth:`constant_leak` (and :meth:`input_scale` for the
+    initialisation), never by a flag that could go stale: each is computed from the model's fields as
+    they are. :func:`check_neuron` verifies a model against its declarations numerically.
+    """
+
+    state_size: eqx.AbstractClassVar[int]
+    spiking: eqx.AbstractClassVar[bool]
 
     @property
+    @abc.abstractmethod
     def size(self) -> int:
-        raise NotImplementedError
+        """``n``: the number of neurons."""
+
+    @abc.abstractmethod
+    def step(self, state: Array, current: Array) -> Array:
+        """``s[t] = M(s[t-1], z[t-1], I[t])``: ``(B, n, d), (B, n) -> (B, n, d)``."""
+
+    @abc.abstractmethod
+    def output(self, state: Array) -> Array:
+        """``z[t] = f(s[t])``: ``(B, n, d) -> (B, n)``."""
 
     def init_state(self, batch: int, dtype) -> Array:
         return jnp.zeros((batch, self.size, self.state_size), dtype=dtype)  # (B, n, d)
 
-    def step(self, state: Array, current: Array) -> Array:
-        raise NotImplementedError
+    def constant_leak(self) -> Array | None:
+        """Capability: the leak ``a`` when ``dM/ds[t-1] = a`` for every state (no reset or adaptation path),
+        ``d = 1`` and ``dM/dI = 1``; ``None`` otherwise (the default).
 
-    def output(self, state: Array) -> Array:
-        raise NotImplementedError
+        Shape ``()`` when one leak is shared by every neuron of the node, ``(n,)`` when it is per neuron.
+        Engines store e-prop's eligibility as one presynaptic trace per node when it is shared (see
+        ``docs/math.md``, "Factorised traces"). The value is read from the fields as they are.
+        """
+        return None
+
+    def input_scale(self) -> Array | float:
+        """Per-neuron scale of the initial input weights (default 1); leaky rate units use ``1 - a``."""
+        return 1.0
+
+
+# The name the first version used; kept so that existing code and user neurons keep working.
+NeuronModel = AbstractNeuron
+
+
+def shared_constant_leak(neuron: AbstractNeuron) -> Array | None:
+    """The neuron's :meth:`~AbstractNeuron.constant_leak` if it is one scalar shared by every neuron, else ``None``."""
+    leak = neuron.constant_leak()
+    if leak is None or jnp.ndim(leak) != 0 or neuron.state_size != 1:
+        return None
+    return jax.lax.stop_gradient(jnp.asarray(leak))
+
+
+def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: float = 1.0) -> None:
+    """Verify a neuron model against the contract and its declared capabilities; raise ``ValueError`` if not.
+
+    Checks at random states and currents (float64 if enabled): the shapes of ``init_state``, ``step`` and
+    ``output``; that neuron ``j``'s next state and output depend only on its own state and current (the
+    element-wise contract the engines' block-diagonal Jacobians rely on); and, if
+    :meth:`~AbstractNeuron.constant_leak` is declared, that ``dM/ds[t-1]`` equals it and ``dM/dI = 1``.
+    """
+    if not isinstance(neuron, AbstractNeuron):
+        raise ValueError(f"neuron must be a deepeprop.AbstractNeuron, got {type(neuron).__name__}")
+    key = jax.random.PRNGKey(0) if key is None else key
+    n, d = neuron.size, neuron.state_size
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    zero = neuron.init_state(batch, dtype)
+    if zero.shape != (batch, n, d):
+        raise ValueError(f"{type(neuron).__name__}.init_state must give shape (B, n, d) = {(batch, n, d)}, "
+                         f"got {zero.shape}")
+    k_s, k_i = jax.random.split(key)
+    state = scale * jax.random.normal(k_s, (batch, n, d), dtype)
+    current = scale * jax.random.normal(k_i, (batch, n), dtype)
+    nxt = neuron.step(state, current)
+    if nxt.shape != (batch, n, d):
+        raise ValueError(f"{type(neuron).__name__}.step must give shape (B, n, d) = {(batch, n, d)}, got {nxt.shape}")
+    out = neuron.output(state)
+    if out.shape != (batch, n):
+        raise ValueError(f"{type(neuron).__name__}.output must give shape (B, n) = {(batch, n)}, got {out.shape}")
+    full = jax.jacfwd(lambda s, i: neuron.step(s, i), argnums=(0, 1))(state, current)
+    dz = jax.jacfwd(neuron.output)(state)  # (B, n, B, n, d)
+    same = (jnp.eye(batch)[:, None, :, None] * jnp.eye(n)[None, :, None, :]).astype(dtype)  # (B, n, B, n)
+    leaks = [float(jnp.max(jnp.abs(full[0] * (1 - same)[:, :, None, :, :, None]))),
+             float(jnp.max(jnp.abs(full[1] * (1 - same)[:, :, None, :, :]))),
+             float(jnp.max(jnp.abs(dz * (1 - same)[..., None])))]
+    if max(leaks) > 0:
+        raise ValueError(f"{type(neuron).__name__} is not element-wise: a neuron's step or output depends on "
+                         "another neuron's state or current (the engines assume block-diagonal Jacobians)")
+    leak = neuron.constant_leak()
+    if leak is not None:
+        if d != 1:
+            raise ValueError(f"{type(neuron).__name__} declares constant_leak but has state_size {d} (must be 1)")
+        if jnp.ndim(leak) not in (0, 1) or (jnp.ndim(leak) == 1 and jnp.shape(leak) != (n,)):
+            raise ValueError(f"{type(neuron).__name__}.constant_leak must have shape () or ({n},), "
+                             f"got {jnp.shape(leak)}")
+        own = jnp.einsum("bjbj->bj", full[0][..., 0, :, :, 0])  # (B, n)
+        ds_dI = jnp.einsum("bjbj->bj", full[1][..., 0, :, :])  # (B, n)
+        expected = jnp.broadcast_to(jnp.asarray(leak, dtype), (batch, n))
+        if not bool(jnp.allclose(own, expected, atol=1e-6)) or not bool(jnp.allclose(ds_dI, 1.0, atol=1e-6)):
+            raise ValueError(f"{type(neuron).__name__} declares constant_leak, but its step's own Jacobian is "
+                             "not that leak or dM/dI is not 1 at a random state: remove the declaration")
+
+
+def check_size(value, name: str) -> int:
+    """A positive Python int (numpy ints accepted)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    value = int(value)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value

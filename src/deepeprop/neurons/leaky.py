@@ -1,30 +1,42 @@
-"""Leaky rate unit: ``v[t] = a*v[t-1] + I[t]``, ``z[t] = tanh(v[t])`` (MATH.md section 1).
+"""Leaky rate unit: ``v[t] = a*v[t-1] + I[t]``, ``z[t] = tanh(v[t])`` (docs/math.md, "The network").
 
-State per neuron: ``d = 1`` (the potential ``v``). ``a = exp(-1/tau_m)`` per neuron, fixed.
+State per neuron: ``d = 1`` (the potential ``v``). ``a = exp(-1/tau_m)``, fixed: one leak shared by the
+node for a scalar ``tau_m``, one per neuron for an ``(n,)`` array. Capability: ``constant_leak() = a``.
 """
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
-from .base import NeuronModel, decay_from_tau
+from .base import AbstractNeuron, check_size, decay_from_tau
 
 
-class LeakyRate(NeuronModel):
-    decay: Array  # (n,) a = exp(-1/tau_m), fixed
+class LeakyRate(AbstractNeuron):
+    n: int = eqx.field(static=True)
+    decay: Array  # () shared or (n,) per neuron: a = exp(-1/tau_m), fixed
+    state_size = 1
+    spiking = False
 
     def __init__(self, n: int, *, tau_m=20.0, dtype=jnp.float32):
-        self.decay = decay_from_tau(tau_m, n, dtype, "tau_m")
+        self.n = check_size(n, "n")
+        self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
 
     @property
     def size(self) -> int:
-        return self.decay.shape[0]
+        return self.n
 
     def step(self, state: Array, current: Array) -> Array:
-        a = lax.stop_gradient(self.decay)  # (n,)
+        a = lax.stop_gradient(self.decay)  # () or (n,)
         v = a * state[..., 0] + current  # (B, n)
         return v[..., None]  # (B, n, 1)
 
     def output(self, state: Array) -> Array:
         return jnp.tanh(state[..., 0])  # (B, n)
+
+    def constant_leak(self) -> Array:
+        return lax.stop_gradient(self.decay)
+
+    def input_scale(self) -> Array:
+        return jnp.broadcast_to(1.0 - self.decay, (self.n,))  # potentials O(1) at the leaky steady state

@@ -1,4 +1,4 @@
-"""Leaky integrate-and-fire neuron with soft reset (Bellec et al. 2020; MATH.md section 1).
+"""Leaky integrate-and-fire neuron with soft reset (Bellec et al. 2020; docs/math.md, "The network").
 
     v[t] = a*v[t-1] + I[t] - thr*z[t-1]        z[t] = H(v[t] - thr)
 
@@ -7,6 +7,9 @@ State per neuron: ``d = 1`` (the membrane potential). ``dz/dv`` is the surrogate
 sigmoid. ``detach_reset=True`` stops the gradient through the reset term ``thr*z[t-1]``, as in the
 original e-prop paper (its eligibility then drops the reset path); the default keeps it, and every
 engine (BPTT included) sees the same choice, so gradients stay comparable.
+
+Capability: with ``detach_reset=True`` the own Jacobian is the leak ``a`` at every state, so
+``constant_leak() = a``; with the reset path kept it depends on the state (``a - thr*psi``): ``None``.
 """
 from __future__ import annotations
 
@@ -15,39 +18,48 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
-from .base import NeuronModel, check_positive, check_surrogate, decay_from_tau, spike_fn
+from .base import AbstractNeuron, check_positive, check_size, check_surrogate, decay_from_tau, spike_fn
 
 
-class LIF(NeuronModel):
-    decay: Array  # (n,) a = exp(-1/tau_m), fixed
+def soft_reset_potential(decay, v_prev, current, z_prev, threshold, detach_reset):
+    """``a*v[t-1] + I[t] - thr*z[t-1]``, the reset optionally detached: shared by LIF and ALIF."""
+    reset = lax.stop_gradient(z_prev) if detach_reset else z_prev
+    return lax.stop_gradient(decay) * v_prev + current - threshold * reset
+
+
+class LIF(AbstractNeuron):
+    n: int = eqx.field(static=True)
+    decay: Array  # () shared or (n,) per neuron: a = exp(-1/tau_m), fixed
     threshold: float = eqx.field(static=True)
     gamma: float = eqx.field(static=True)
     surrogate_id: int = eqx.field(static=True)
     detach_reset: bool = eqx.field(static=True)
+    state_size = 1
     spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, threshold: float = 0.6, gamma: float = 0.3,
                  surrogate: str = "triangle", detach_reset: bool = False, dtype=jnp.float32):
-        self.decay = decay_from_tau(tau_m, n, dtype, "tau_m")
+        self.n = check_size(n, "n")
+        self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
         self.threshold = check_positive(threshold, "threshold")
         self.gamma = check_positive(gamma, "gamma")
         self.surrogate_id = check_surrogate(surrogate)
-        self.detach_reset = bool(detach_reset)
+        if not isinstance(detach_reset, bool):
+            raise ValueError(f"detach_reset must be True or False, got {detach_reset!r}")
+        self.detach_reset = detach_reset
 
     @property
     def size(self) -> int:
-        return self.decay.shape[0]
-
-    def _reset(self, z_prev: Array) -> Array:
-        return lax.stop_gradient(z_prev) if self.detach_reset else z_prev
+        return self.n
 
     def step(self, state: Array, current: Array) -> Array:
-        a = lax.stop_gradient(self.decay)  # (n,)
-        v_prev = state[..., 0]  # (B, n)
         z_prev = self.output(state)  # (B, n)
-        v = a * v_prev + current - self.threshold * self._reset(z_prev)
+        v = soft_reset_potential(self.decay, state[..., 0], current, z_prev, self.threshold, self.detach_reset)
         return v[..., None]  # (B, n, 1)
 
     def output(self, state: Array) -> Array:
         x = (state[..., 0] - self.threshold) / self.threshold
         return spike_fn(x, jnp.asarray(self.gamma / self.threshold, x.dtype), self.surrogate_id)
+
+    def constant_leak(self) -> Array | None:
+        return lax.stop_gradient(self.decay) if self.detach_reset else None
