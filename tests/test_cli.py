@@ -76,3 +76,17 @@ def test_bad_graph_flags_exit_2_with_message(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_gradcheck_residual_cell_stack(capsys):
+    code = main(["gradcheck", "--hidden", "4,8,8", "--neuron", "lru,gelu,identity", "--recurrence", "none",
+                 "--residual", "2:3,0:3", "--steps", "6", "--batch", "2", "--methods", "rtrl,deep_eprop,eprop", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["residual"] == [[2, 3], [0, 3]]
+    for method in ("rtrl", "deep_eprop"):
+        assert all(row["relative_error"] < 1e-9 for row in result["engines"][method]["layers"])
+    assert result["engines"]["eprop"]["layers"][0]["relative_error"] > 1e-3
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--hidden", "4,5", "--neuron", "lru,gelu", "--recurrence", "none", "--residual", "1:2"])
+    assert "needs equal widths" in capsys.readouterr().err

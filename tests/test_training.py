@@ -325,3 +325,16 @@ def test_per_layer_neurons_and_skip_edges_from_toml_and_flags(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path / "bad"), "--hidden", "4,4", "--skip", "2:1", "--no-progress"])
     assert "same-time cycle" in capsys.readouterr().err
+
+
+def test_cell_stack_with_residual_edges_trains_from_toml(tmp_path):
+    toml = tmp_path / "cells.toml"
+    toml.write_text('method = "deep_eprop"\nneuron = ["lru", "gelu", "identity"]\nrecurrence = "none"\n'
+                    'hidden = [6, 4, 4]\nresidual = [[2, 3], [0, 3]]\niterations = 2\nbatch_size = 4\n'
+                    'eval_every = 2\n[task]\nname = "copy"\npattern_length = 2\nn_symbols = 3\ndelay = 1\n')
+    out = tmp_path / "cells"
+    assert cli.main(["train", "--config", str(toml), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["residual"] == [[2, 3], [0, 3]] and saved["neuron"] == ["lru", "gelu", "identity"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "copy" and 0.0 <= summary["final_metric"] <= 1.0

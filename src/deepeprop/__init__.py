@@ -4,7 +4,8 @@ from .engines import ENGINES, Engine, EngineState, make_engine
 from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
-from .neurons import ALIF, LIF, NEURONS, AbstractNeuron, Integrator, LeakyRate, check_neuron, spike_fn
+from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
+                      LeakyRate, MinGRU, ReLU, Tanh, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
 from .tasks import TASKS, Batch, Task, get_task
 
@@ -14,6 +15,7 @@ __all__ = [
     "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Layer", "Projection",
     "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Engine", "EngineState", "ENGINES", "make_engine",
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
-    "ALIF", "LIF", "LeakyRate", "Integrator", "AbstractNeuron", "NEURONS", "check_neuron", "spike_fn",
+    "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
+    "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",
     "OnlineLearner", "LearnerState", "TASKS", "Task", "Batch", "get_task",
 ]

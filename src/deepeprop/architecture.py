@@ -5,7 +5,9 @@ One place for the parsing and the checks that ``deepeprop train`` and ``deepepro
 * ``--neuron lif`` or ``--neuron lif,alif,leaky`` (TOML ``neuron = "lif"`` or ``neuron = ["lif", "alif"]``);
 * ``--recurrence dense`` or ``--recurrence none,diagonal`` (the same forms);
 * ``--skip 1:3,0:2`` (TOML ``skip = [[1, 3], [0, 2]]``): extra same-time edges ``(i, j)``, ``0`` the input,
-  ``1..L`` the hidden layers, ``L+1`` the readout (:func:`deepeprop.DeepRNN`).
+  ``1..L`` the hidden layers, ``L+1`` the readout (:func:`deepeprop.DeepRNN`);
+* ``--residual 2:3,0:3`` (TOML ``residual = [[2, 3], [0, 3]]``): fixed identity edges, one on a chain edge
+  replacing it.
 
 A single value stays a string and a list stays a list, so a config written to ``config.json`` reads back
 the same.
@@ -48,8 +50,7 @@ def recurrences(value, depth: int, name: str = "--recurrence"):
     return per_layer_choice(value, name, RECURRENCES, depth)
 
 
-def skip_edges(value, depth: int, name: str = "--skip") -> list[list[int]]:
-    """``"1:3,0:2"`` / ``[[1, 3], [0, 2]]`` -> ``[[1, 3], [0, 2]]``, checked against a chain of ``depth`` layers."""
+def _parse_edges(value, name: str) -> list[list[int]]:
     if value is None or value == "" or value == []:
         return []
     edges = []
@@ -57,10 +58,10 @@ def skip_edges(value, depth: int, name: str = "--skip") -> list[list[int]]:
         for part in value.split(","):
             pieces = part.strip().split(":")
             try:
-                edges.append([int(pieces[0]), int(pieces[1])])
                 if len(pieces) != 2:
                     raise ValueError
-            except (ValueError, IndexError):
+                edges.append([int(pieces[0]), int(pieces[1])])
+            except ValueError:
                 raise ValueError(f"{name} must be edges I:J separated by commas (e.g. 1:3,0:2), got {value!r}") from None
     elif isinstance(value, (list, tuple)):
         for edge in value:
@@ -71,18 +72,31 @@ def skip_edges(value, depth: int, name: str = "--skip") -> list[list[int]]:
     else:
         raise ValueError(f"{name} must be edges I:J separated by commas (e.g. 1:3) or a list of [i, j] pairs, "
                          f"got {value!r}")
+    return edges
+
+
+def skip_edges(value, depth: int, name: str = "--skip", residual=()) -> list[list[int]]:
+    """``"1:3,0:2"`` / ``[[1, 3], [0, 2]]`` -> ``[[1, 3], [0, 2]]``, checked against a chain of ``depth`` layers
+    (and the already parsed ``residual`` edges)."""
+    edges = _parse_edges(value, name)
     chain = [(i, i + 1) for i in range(depth + 1)]
     for edge in edges:
         if tuple(edge) in chain:
             raise ValueError(f"{name}: edge {tuple(edge)} is already in the chain (a skip must jump over a layer)")
-    try:
-        check_edges(chain + [tuple(e) for e in edges], depth + 1, what=name)
-    except ValueError as err:
-        raise ValueError(str(err)) from None
+    extra = [tuple(e) for e in residual if tuple(e) not in chain]
+    check_edges(chain + [tuple(e) for e in edges] + extra, depth + 1, what=name)
+    return edges
+
+
+def residual_edges(value, depth: int, name: str = "--residual") -> list[list[int]]:
+    """Fixed identity edges in the same forms as :func:`skip_edges`; one on a chain edge replaces it."""
+    edges = _parse_edges(value, name)
+    chain = [(i, i + 1) for i in range(depth + 1)]
+    check_edges(chain + [tuple(e) for e in edges if tuple(e) not in chain], depth + 1, what=name)
     return edges
 
 
 def is_rate_model(neuron, position: int = 0) -> bool:
-    """Whether hidden layer ``position`` (default the first) is a leaky rate layer in this (normalised) value."""
+    """Whether hidden layer ``position`` (default the first) is a non-spiking model in this (normalised) value."""
     names = [neuron] if isinstance(neuron, str) else list(neuron)
-    return names[min(position, len(names) - 1)] == "leaky"
+    return not NEURONS[names[min(position, len(names) - 1)]].spiking

@@ -16,7 +16,7 @@ from .api import gradients
 from .engines import ENGINES
 from .network import DTYPES, READOUTS, RECURRENCES, DeepRNN
 from .neurons import NEURONS
-from .architecture import is_rate_model, neuron_names, recurrences, skip_edges
+from .architecture import is_rate_model, neuron_names, recurrences, residual_edges, skip_edges
 
 
 def parse_sizes(text: str, name: str = "--hidden") -> list[int]:
@@ -36,7 +36,9 @@ def layer_vectors(grads) -> list:
     """Per node (hidden then readout), all of its parameter gradients as one vector."""
     out = []
     for node in grads.nodes:
-        parts = [p.weight.ravel() for p in node.inputs] + [node.b.ravel()] + ([] if node.W is None else [node.W.ravel()])
+        parts = ([p.weight.ravel() for p in node.inputs if p.weight is not None] + [node.b.ravel()]
+                 + ([] if node.W is None else [node.W.ravel()])
+                 + [getattr(node.neuron, name).ravel() for name in node.trained_neuron_parameters])
         out.append(np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]))
     return out
 
@@ -64,11 +66,11 @@ def make_inputs(key, steps: int, batch: int, n_in: int, neuron, dtype):
 
 
 def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), readout="leaky", steps=50, batch=4,
-                  seed=0, dtype="float64", n_in=8, n_out=3, loss="mse", methods=None, skip=()) -> dict:
+                  seed=0, dtype="float64", n_in=8, n_out=3, loss="mse", methods=None, skip=(), residual=()) -> dict:
     """Build a network, run every engine on one random batch, and compare each with BPTT per layer.
 
-    ``neuron`` and ``recurrence``: one name or a list with one per hidden layer; ``skip``: extra edges
-    ``(i, j)`` as in :func:`deepeprop.DeepRNN`.
+    ``neuron`` and ``recurrence``: one name or a list with one per hidden layer; ``skip`` and ``residual``:
+    extra (trained or identity) edges ``(i, j)`` as in :func:`deepeprop.DeepRNN`.
     """
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -77,14 +79,15 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
     depth = len(hidden)
     neuron = neuron_names(neuron, depth)
     recurrence = recurrences(recurrence, depth)
-    skip = skip_edges(list(skip), depth)
+    residual = residual_edges(list(residual), depth)
+    skip = skip_edges(list(skip), depth, residual=residual)
     methods = [m for m in ENGINES if m != "bptt"] if methods is None else list(methods)
     key = jax.random.PRNGKey(seed)
     k_model, k_x, k_y = jax.random.split(key, 3)
     all_rate = all(is_rate_model(neuron, i) for i in range(depth))
     model = DeepRNN(n_in, list(hidden), n_out, neuron=neuron, recurrence=recurrence, readout=readout,
                     key=k_model, dtype=DTYPES[dtype], input_gain=1.0 if all_rate else 2.0,
-                    skip=[tuple(e) for e in skip])
+                    skip=[tuple(e) for e in skip], residual=[tuple(e) for e in residual])
     inputs = make_inputs(k_x, steps, batch, n_in, neuron, model.dtype)
     if loss == "mse":
         targets = jax.random.normal(k_y, (steps, batch, n_out), model.dtype)
@@ -94,7 +97,7 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
     reference = gradients(model, inputs, targets, method="bptt", loss=loss)
     result = {
         "config": {"neuron": neuron, "recurrence": recurrence, "hidden": list(hidden), "readout": readout,
-                   "skip": skip, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in,
+                   "skip": skip, "residual": residual, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in,
                    "n_out": n_out, "loss": loss},
         "activity": [float(jnp.mean(z)) for z in zs],
         "engines": {},
@@ -118,19 +121,20 @@ def format_table(result: dict) -> str:
     depth = len(config["hidden"])
     names = [f"layer {i + 1}" for i in range(depth)] + ["readout"]
     skips = "".join(f", skip {i}->{j}" for i, j in config.get("skip", []))
+    skips += "".join(f", residual {i}->{j}" for i, j in config.get("residual", []))
     lines = [f"gradcheck: {_describe(config['neuron'])} neurons, {_describe(config['recurrence'])} recurrence, hidden "
              f"{','.join(map(str, config['hidden']))}{skips}, {config['readout']} readout, T={config['steps']}, "
              f"B={config['batch']}, {config['dtype']}, seed {config['seed']}",
              "mean activity per layer: " + ", ".join(f"{a:.3f}" for a in result["activity"]),
-             "", f"{'engine':<12}{'layer':<10}{'cosine':>12}{'rel. error':>14}"]
+             "", f"{'engine':<21}{'layer':<10}{'cosine':>12}{'rel. error':>14}"]
     for method, entry in result["engines"].items():
         if "error" in entry:
-            lines.append(f"{method:<12}{'-':<10}  not supported: {entry['error']}")
+            lines.append(f"{method:<21}{'-':<10}  not supported: {entry['error']}")
             continue
         for name, row in zip(names, entry["layers"]):
             cosine = "n/a" if row["cosine"] is None else f"{row['cosine']:.6f}"
             rel = "n/a" if row["relative_error"] is None else f"{row['relative_error']:.3e}"
-            lines.append(f"{method:<12}{name:<10}{cosine:>12}{rel:>14}")
+            lines.append(f"{method:<21}{name:<10}{cosine:>12}{rel:>14}")
     return "\n".join(lines)
 
 
@@ -157,6 +161,7 @@ def register(subparsers) -> None:
                         help="none, diagonal or dense, or one per layer comma-separated")
     parser.add_argument("--skip", default="", help="extra same-time edges I:J, comma-separated (0 = input, "
                         "L+1 = readout), e.g. 1:3,0:2")
+    parser.add_argument("--residual", default="", help="fixed identity edges I:J (equal widths), e.g. 2:3,0:3")
     parser.add_argument("--hidden", default="16,16,16", help="layer sizes, comma-separated (default 16,16,16)")
     parser.add_argument("--readout", choices=READOUTS, default="leaky")
     parser.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
@@ -186,12 +191,13 @@ def _main(args) -> int:
     try:
         neuron = neuron_names(args.neuron, len(hidden))
         recurrence = recurrences(args.recurrence, len(hidden))
-        skip = skip_edges(args.skip, len(hidden))
+        residual = residual_edges(args.residual, len(hidden))
+        skip = skip_edges(args.skip, len(hidden), residual=residual)
     except ValueError as err:
         raise UsageError(str(err)) from None
     result = run_gradcheck(neuron=neuron, recurrence=recurrence, hidden=hidden, readout=args.readout,
                            steps=args.steps, batch=args.batch, seed=args.seed, dtype=args.dtype, loss=args.loss,
-                           methods=methods, skip=skip)
+                           methods=methods, skip=skip, residual=residual)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -41,14 +41,26 @@ NetState = tuple
 
 
 class Projection(eqx.Module):
-    """A same-time edge into a node: ``U_{k<-source} z[source, t]``, ``weight`` (n_k, n_source), trained."""
+    """A same-time edge into a node: ``U_{k<-source} z[source, t]``.
 
-    weight: Array  # (n_k, n_source)
+    ``weight`` (n_k c_k, n_source o_source) is trained; ``weight=None`` is a fixed identity (a residual
+    edge, equal widths), which has no parameters.
+    """
+
+    weight: Array | None  # (n_k c_k, n_source o_source), or None: identity
     source: int = eqx.field(static=True)  # 0 = the network input, else a node id
 
+    @property
+    def trainable(self) -> bool:
+        return self.weight is not None
+
     def __call__(self, z_source: Array) -> Array:
-        """(B, n_source) -> (B, n_k)."""
-        return z_source @ self.weight.T
+        """(B, n_source o_source) -> (B, n_k c_k)."""
+        return z_source if self.weight is None else z_source @ self.weight.T
+
+    def matrix(self, width: int, dtype) -> Array:
+        """The edge as a matrix: the weight, or the identity of the given width."""
+        return jnp.eye(width, dtype=dtype) if self.weight is None else self.weight
 
 
 class Layer(eqx.Module):
@@ -75,18 +87,38 @@ class Layer(eqx.Module):
 
     @property
     def size(self) -> int:
-        return self.b.shape[0]
+        """``n``: the number of neurons."""
+        return self.neuron.size
+
+    @property
+    def currents(self) -> int:
+        """``c``: input currents per neuron."""
+        return self.neuron.n_currents
+
+    @property
+    def outputs(self) -> int:
+        """``o``: outputs per neuron; edges out of this node read ``n * o`` numbers."""
+        return self.neuron.n_outputs
+
+    @property
+    def trained_neuron_parameters(self) -> tuple[str, ...]:
+        return self.neuron.trainable
 
     @property
     def n_in(self) -> int:
-        """The total width of the incoming edges (the columns of ``theta`` before ``W`` and ``b``)."""
-        return sum(p.weight.shape[1] for p in self.inputs)
+        """The total width of the trained incoming edges (the columns of ``theta``'s blocks before ``W`` and ``b``)."""
+        return sum(p.weight.shape[1] for p in self.inputs if p.trainable)
+
+    @property
+    def synaptic_row_size(self) -> int:
+        """``P``: the parameters of one current of one neuron (its rows of the trained edges, ``W``, ``b``)."""
+        extra = {"none": 0, "diagonal": 1, "dense": self.size}[self.recurrence]
+        return self.n_in + extra + 1
 
     @property
     def row_size(self) -> int:
-        """``P``: the number of parameters in row ``j`` of ``theta`` (see the module docstring)."""
-        extra = {"none": 0, "diagonal": 1, "dense": self.size}[self.recurrence]
-        return self.n_in + extra + 1
+        """``R = c P + q``: the number of parameters in row ``j`` of ``theta`` (see the module docstring)."""
+        return self.currents * self.synaptic_row_size + len(self.trained_neuron_parameters)
 
     @property
     def has_own_recurrence(self) -> bool:
@@ -107,8 +139,13 @@ class Layer(eqx.Module):
             return self.W
         return self.W * (1.0 - jnp.eye(self.size, dtype=self.W.dtype))
 
+    def output(self, state: Array) -> Array:
+        """The node's output, flattened neuron-major: (B, n, d) -> (B, n o)."""
+        z = self.neuron.output(state)
+        return z if self.outputs == 1 else z.reshape(z.shape[0], -1)
+
     def current(self, z_prev: Array, sources: Sequence[Array]) -> Array:
-        """``I = W @ z_prev + sum_j U_j @ z_j + b``: (B, n) and one (B, n_j) per edge -> (B, n)."""
+        """``I = W @ z_prev + sum_j U_j @ z_j + b``: (B, n o) and one (B, n_j o_j) per edge -> (B, n c)."""
         current = self.b
         for projection, z in zip(self.inputs, sources):
             current = current + projection(z)
@@ -118,10 +155,18 @@ class Layer(eqx.Module):
             current = current + z_prev @ self.recurrent_matrix().T
         return current
 
+    def neuron_current(self, current: Array) -> Array:
+        """The flat current (B, n c) in the form the neuron's step takes: (B, n) or (B, n, c)."""
+        return current if self.currents == 1 else current.reshape(current.shape[0], self.size, self.currents)
+
     def step(self, s_prev: Array, sources: Sequence[Array]) -> Array:
         """One time step: ``s_prev`` (B, n, d) and the sources' outputs -> ``s`` (B, n, d)."""
-        z_prev = self.neuron.output(s_prev)  # (B, n)
-        return self.neuron.step(s_prev, self.current(z_prev, sources))
+        z_prev = self.output(s_prev)  # (B, n o)
+        return self.neuron.step(s_prev, self.neuron_current(self.current(z_prev, sources)))
+
+    def trained_sources(self, sources: Sequence[Array]) -> list[Array]:
+        """The outputs of the sources of trained edges (identity edges have no parameters)."""
+        return [z for projection, z in zip(self.inputs, sources) if projection.trainable]
 
     def shared_presynaptic(self, z_prev: Array, sources: Sequence[Array]) -> Array:
         """The presynaptic vector shared by every neuron of a node without per-neuron recurrence: (B, P).
@@ -133,45 +178,53 @@ class Layer(eqx.Module):
             raise ValueError("a node with diagonal recurrence has no shared presynaptic vector")
         ones = jnp.ones(z_prev.shape[:1] + (1,), z_prev.dtype)
         recurrent = [z_prev] if self.recurrence == "dense" else []
-        return jnp.concatenate(list(sources) + recurrent + [ones], axis=-1)
+        return jnp.concatenate(self.trained_sources(sources) + recurrent + [ones], axis=-1)
 
     def presynaptic(self, z_prev: Array, sources: Sequence[Array]) -> Array:
-        """Per neuron, the vector its row of ``theta`` multiplies: (B, n) and sources -> (B, n, P)."""
-        batch, n = z_prev.shape
+        """Per neuron, the vector each of its currents' rows multiplies: (B, n o) and sources -> (B, n, P)."""
+        batch, n = z_prev.shape[0], self.size
         if self.recurrence != "diagonal":
             shared = self.shared_presynaptic(z_prev, sources)  # (B, P)
             return jnp.broadcast_to(shared[:, None, :], (batch, n, shared.shape[-1]))
-        inputs = jnp.concatenate(list(sources), axis=-1)  # (B, n_in)
+        inputs = jnp.concatenate(self.trained_sources(sources), axis=-1)  # (B, n_in)
         x_b = jnp.broadcast_to(inputs[:, None, :], (batch, n, inputs.shape[-1]))  # (B, n, n_in)
         ones_b = jnp.ones((batch, n, 1), z_prev.dtype)
         return jnp.concatenate([x_b, z_prev[..., None], ones_b], axis=-1)
 
     def theta(self) -> Array:
-        """The node's parameters as one ``(n, P)`` matrix (see the module docstring)."""
-        parts = [p.weight for p in self.inputs]
+        """The node's parameters as one ``(n, R)`` matrix (see the module docstring)."""
+        parts = [p.weight for p in self.inputs if p.trainable]  # (n c, width) each
         if self.recurrence == "diagonal":
             parts.append(self.W[:, None])
         elif self.recurrence == "dense":
             parts.append(self.W)
         parts.append(self.b[:, None])
-        return jnp.concatenate(parts, axis=1)
+        synaptic = jnp.concatenate(parts, axis=1).reshape(self.size, -1)  # (n, c P): neuron j's c rows in turn
+        neuron = [getattr(self.neuron, name)[:, None] for name in self.trained_neuron_parameters]
+        return jnp.concatenate([synaptic] + neuron, axis=1)
 
-    def split_theta(self, theta: Array) -> tuple[tuple[Array, ...], Array | None, Array]:
-        """Inverse of :meth:`theta`: ``(n, P)`` -> ``(edge weights, W, b)``."""
+    def split_theta(self, theta: Array) -> tuple[tuple[Array | None, ...], Array | None, Array, tuple[Array, ...]]:
+        """Inverse of :meth:`theta`: ``(n, R)`` -> ``(edge weights (None for identity edges), W, b, neuron params)``."""
+        c, P = self.currents, self.synaptic_row_size
+        rows = theta[:, :c * P].reshape(self.size * c, P)  # (n c, P)
         weights, start = [], 0
         for p in self.inputs:
+            if not p.trainable:
+                weights.append(None)
+                continue
             width = p.weight.shape[1]
-            weights.append(theta[:, start:start + width])
+            weights.append(rows[:, start:start + width])
             start += width
         if self.recurrence == "diagonal":
-            W = theta[:, start]
+            W = rows[:, start]
         elif self.recurrence == "dense":
-            W = theta[:, start:start + self.size]
+            W = rows[:, start:start + self.size]
             if not self.self_connections:
                 W = W * (1.0 - jnp.eye(self.size, dtype=W.dtype))  # masked: no gradient on W_jj
         else:
             W = None
-        return tuple(weights), W, theta[:, -1]
+        neuron = tuple(theta[:, c * P + i] for i in range(len(self.trained_neuron_parameters)))
+        return tuple(weights), W, rows[:, -1], neuron
 
     def shared_leak(self) -> Array | None:
         """The node's own Jacobian ``Jb = a`` as one scalar, when it is one: a shared constant leak of the
@@ -290,6 +343,14 @@ def _find_cycle(edges, n_nodes: int) -> list[int] | None:
     return None
 
 
+def _check_recurrence(k: int, recurrence: str, neuron: AbstractNeuron) -> None:
+    """A within-node ``W`` needs one current and one output per neuron (it mixes the outputs into the current)."""
+    if recurrence != "none" and (neuron.n_currents != 1 or neuron.n_outputs != 1):
+        raise ValueError(f"node {k}: recurrence {recurrence!r} needs one current and one output per neuron; "
+                         f"{type(neuron).__name__} has {neuron.n_currents} and {neuron.n_outputs} (its recurrence "
+                         "is inside the neuron model): use recurrence 'none'")
+
+
 class Network(eqx.Module):
     """A network as a graph of nodes (see the module docstring); the engines consume this.
 
@@ -314,16 +375,23 @@ class Network(eqx.Module):
         count = len(nodes)
         edges = [(p.source, k) for k, node in enumerate(nodes, start=1) for p in node.inputs]
         check_edges(edges, count, what="edges")
-        widths = [n_in] + [node.size for node in nodes]
+        widths = [n_in] + [node.size * node.outputs for node in nodes]  # what edges out of each node read
         for k, node in enumerate(nodes, start=1):
             if not node.inputs:
                 raise ValueError(f"node {k} has no incoming edge: every node needs at least one")
+            current_width = node.size * node.currents
+            if node.b.shape != (current_width,):
+                raise ValueError(f"node {k}'s bias must have shape (n c,) = ({current_width},), got {node.b.shape}")
             for p in node.inputs:
-                if p.weight.shape != (node.size, widths[p.source]):
-                    raise ValueError(f"edge ({p.source}, {k}) must have a weight of shape (n_{k}, n_{p.source}) = "
-                                     f"{(node.size, widths[p.source])}, got {p.weight.shape}")
-            if node.neuron.size != node.size:
-                raise ValueError(f"node {k}'s neuron model has {node.neuron.size} neurons, the node {node.size}")
+                if p.weight is None and widths[p.source] != current_width:
+                    raise ValueError(f"residual edge ({p.source}, {k}) needs equal widths: node {p.source} gives "
+                                     f"{widths[p.source]} numbers, node {k} takes {current_width} currents")
+                if p.weight is not None and p.weight.shape != (current_width, widths[p.source]):
+                    raise ValueError(f"edge ({p.source}, {k}) must have a weight of shape (n_{k} c_{k}, n_{p.source} "
+                                     f"o_{p.source}) = {(current_width, widths[p.source])}, got {p.weight.shape}")
+            _check_recurrence(k, node.recurrence, node.neuron)
+            if not any(p.trainable for p in node.inputs) and node.recurrence == "diagonal":
+                raise ValueError(f"node {k} with diagonal recurrence needs at least one trained incoming edge")
         self.nodes = nodes
         self.n_in = n_in
         graph = self.graph
@@ -383,18 +451,18 @@ class Network(eqx.Module):
 
     def step(self, state: NetState, x: Array) -> tuple[NetState, Array]:
         """One time step: ``x`` (B, n_in) -> new state and readout ``y`` (B, n_out). Nodes in topological order."""
-        outputs = [x]  # z by node id
+        outputs = [x]  # z by node id, (B, n o) each
         new_state = []
         for node, s_prev in zip(self.nodes, state):
             s = node.step(s_prev, [outputs[source] for source in node.sources])
-            outputs.append(node.neuron.output(s))
+            outputs.append(node.output(s))
             new_state.append(s)
         return tuple(new_state), outputs[-1]
 
     def run(self, inputs: Array, state: NetState | None = None, *, record: bool = False):
         """Run over a sequence: ``inputs`` (T, B, n_in) -> (final state, ``y`` (T, B, n_out)).
 
-        With ``record=True`` also returns the hidden outputs ``z``: a tuple of (T, B, n_k) arrays.
+        With ``record=True`` also returns the hidden outputs ``z``: a tuple of (T, B, n_k o_k) arrays.
         """
         if state is None:
             state = self.init_state(inputs.shape[1])
@@ -402,7 +470,7 @@ class Network(eqx.Module):
         def body(carry, x):
             new_state, y = self.step(carry, x)
             if record:
-                zs = tuple(node.neuron.output(s) for node, s in zip(self.layers, new_state[:-1]))
+                zs = tuple(node.output(s) for node, s in zip(self.layers, new_state[:-1]))
                 return new_state, (y, zs)
             return new_state, y
 
@@ -458,7 +526,7 @@ def resolve_dtype(dtype):
     return resolved
 
 
-def _make_neuron(spec: LayerSpec, name: str, dtype) -> AbstractNeuron:
+def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
     """The neuron model of one layer spec (by name, class or instance), checked against its size and dtype."""
     neuron = spec.neuron
     if isinstance(neuron, AbstractNeuron):
@@ -489,6 +557,8 @@ def _make_neuron(spec: LayerSpec, name: str, dtype) -> AbstractNeuron:
     import inspect
 
     accepted = inspect.signature(cls.__init__).parameters
+    if "key" in accepted and "key" not in kwargs:  # a model that draws its constants (the LRU's ring)
+        kwargs["key"] = key
     for tau_name, default in (("tau_m", 20.0), ("tau_a", 200.0)):
         value = getattr(spec, tau_name)
         if tau_name in accepted:
@@ -504,7 +574,7 @@ def _make_neuron(spec: LayerSpec, name: str, dtype) -> AbstractNeuron:
 
 def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: Sequence[tuple[int, int]],
                   key, readout: str = "leaky", dtype=jnp.float32, tau_out: float = 20.0, input_gain: float = 1.0,
-                  recurrent_gain: float = 1.0) -> Network:
+                  recurrent_gain: float = 1.0, residual: Sequence[tuple[int, int]] = ()) -> Network:
     """A network from layer specifications and any acyclic same-time edge list (the general constructor).
 
     Args:
@@ -516,6 +586,8 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
         key: a ``jax.random`` key. readout: ``"linear"`` or ``"leaky"``. dtype: float32 or float64.
         tau_out: the leaky readout's time constant (``k = exp(-1/tau_out)``).
         input_gain, recurrent_gain: scale of the initial edge weights and ``W``.
+        residual: fixed identity edges ``(src, dst)`` (no parameters), e.g. ``(1, 3)`` adds ``z[1]`` to node 3's
+            currents; the source's width ``n o`` must equal the destination's ``n c``.
 
     Example -- two parallel layers joined by a third, which also sees the input::
 
@@ -546,16 +618,26 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
     if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
         raise ValueError(f"edges must be a list of (src, dst) pairs, got {edges!r}")
     count = len(layers) + 1
-    edges = check_edges(edges, count)
+    if isinstance(residual, (str, bytes)) or not isinstance(residual, (list, tuple)):
+        raise ValueError(f"residual must be a list of (src, dst) pairs, got {residual!r}")
+    residual = [tuple(e) if isinstance(e, list) else e for e in residual]
+    for edge in residual:
+        if edge in [tuple(e) if isinstance(e, list) else e for e in edges]:
+            raise ValueError(f"residual: edge {edge} is also a trained edge; give it once")
+    all_edges = check_edges(list(edges) + list(residual), count)
+    fixed = set(all_edges[len(edges):])
     sizes = [n_in] + [_check_size(spec.size, f"layers[{i}].size") for i, spec in enumerate(layers)] + [n_out]
-    incoming = {k: [s for s, d in edges if d == k] for k in range(1, count + 1)}
+    incoming = {k: [s for s, d in all_edges if d == k] for k in range(1, count + 1)}
 
     keys = jax.random.split(key, count)
     k_out = math.exp(-1.0 / tau_out) if readout == "leaky" else 0.0
     nodes = []
     neurons = []
+    widths = [n_in]  # the output width of each node so far (n o)
     for k in range(1, count + 1):
         is_readout = k == count
+        node_key = keys[k - 1]
+        ku, kw = jax.random.split(node_key)
         if is_readout:
             spec, cell = None, Integrator(n_out, decay=k_out)
         else:
@@ -563,24 +645,30 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
             _check_choice(spec.recurrence, f"layers[{k - 1}].recurrence", RECURRENCES)
             if not isinstance(spec.self_connections, bool):
                 raise ValueError(f"self_connections must be True or False, got {spec.self_connections!r}")
-            cell = _make_neuron(spec, f"layers[{k - 1}].neuron", dtype)
+            cell = _make_neuron(spec, f"layers[{k - 1}].neuron", dtype, jax.random.fold_in(node_key, _NEURON_STREAM))
+            _check_recurrence(k, spec.recurrence, cell)
         neurons.append(cell)
-        n = sizes[k]
+        n, c = sizes[k], cell.n_currents
         sources = incoming[k]
         if not sources:
             raise ValueError(f"node {k} has no incoming edge: every node needs at least one")
-        fan_in = sum(sizes[s] for s in sources)
-        node_key = keys[k - 1]
-        ku, kw = jax.random.split(node_key)
+        fan_in = sum(widths[s] for s in sources if (s, k) not in fixed)
         projections = []
         for index, source in enumerate(sources):
+            if (source, k) in fixed:
+                if widths[source] != n * c:
+                    raise ValueError(f"residual edge ({source}, {k}) needs equal widths: node {source} gives "
+                                     f"{widths[source]} numbers, node {k} takes {n * c} currents")
+                projections.append(None)
+                continue
             k_edge = (node_key if is_readout else ku) if index == 0 else jax.random.fold_in(node_key, index)
+            shape = (n * c, widths[source])
             if is_readout:  # (1 - k) / sqrt(fan_in), undone for spiking (and input) sources
-                weight = jax.random.normal(k_edge, (n, sizes[source]), dtype) * ((1.0 - k_out) / math.sqrt(fan_in))
+                weight = jax.random.normal(k_edge, shape, dtype) * ((1.0 - k_out) / math.sqrt(fan_in))
                 if source == 0 or neurons[source - 1].spiking:
                     weight = weight / (1.0 - k_out)
             else:
-                weight = jax.random.normal(k_edge, (n, sizes[source]), dtype) * (input_gain / math.sqrt(fan_in))
+                weight = jax.random.normal(k_edge, shape, dtype) * (input_gain / math.sqrt(fan_in))
             projections.append(weight)
         W = None
         recurrence, self_connections = "none", True
@@ -592,13 +680,19 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
                     W = W * (1.0 - jnp.eye(n, dtype=dtype))
             elif recurrence == "diagonal":
                 W = jax.random.uniform(kw, (n,), dtype, -0.5, 0.5) * recurrent_gain
-            row_scale = jnp.broadcast_to(jnp.asarray(cell.input_scale(), dtype), (n,))
-            projections = [w * row_scale[:, None] for w in projections]
+            scale = jnp.asarray(cell.input_scale(), dtype)
+            per_row = scale.reshape(-1, 1) if scale.ndim == 1 else scale  # (), (n, 1) or (n, c)
+            row_scale = jnp.broadcast_to(per_row, (n, c)).reshape(n * c)  # one scale per current row
+            projections = [None if w is None else w * row_scale[:, None] for w in projections]
             if W is not None:
                 W = W * (row_scale[:, None] if W.ndim == 2 else row_scale)
         inputs = tuple(Projection(w, source) for w, source in zip(projections, sources))
-        nodes.append(Layer(inputs, W, jnp.zeros((n,), dtype), cell, recurrence, self_connections=self_connections))
+        nodes.append(Layer(inputs, W, jnp.zeros((n * c,), dtype), cell, recurrence, self_connections=self_connections))
+        widths.append(n * cell.n_outputs)
     return Network(nodes, n_in)
+
+
+_NEURON_STREAM = 0x4E52  # folded into a node's key for a neuron model that draws its own constants
 
 
 def _per_layer(value, depth: int, name: str) -> list:
@@ -622,7 +716,7 @@ def _check_size(value, name: str) -> int:
 def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recurrence="dense", readout: str = "leaky",
             key, dtype=jnp.float32, tau_m=None, tau_a=None, tau_out: float = 20.0, neuron_options=None,
             input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections=True,
-            skip: Sequence[tuple[int, int]] = ()) -> Network:
+            skip: Sequence[tuple[int, int]] = (), residual: Sequence[tuple[int, int]] = ()) -> Network:
     """A deep recurrent (rate or spiking) network: the chain ``input -> 1 -> ... -> L -> readout``, plus skips.
 
     Args:
@@ -647,6 +741,10 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
             itself); one or a list. Then e-prop's eligibility factorises when the neuron's leak is shared.
         skip: extra same-time edges ``(i, j)``, ``i < j``, where ``0`` is the input, ``1..L`` the hidden layers and
             ``L+1`` the readout, e.g. ``[(1, 3)]`` or ``[(0, 2), (1, 4)]``.
+        residual: fixed identity edges ``(i, j)`` (no parameters; the source's ``n o`` equal to the
+            destination's ``n c``); one on a chain edge replaces it. The block ``x -> lru -> gelu -> (+ x)`` is
+            ``neuron=["lru", "gelu", "identity"], residual=[(2, 3), (0, 3)]`` (node 3 sums the gelu layer and
+            the input, as wide as both).
 
     Returns a :class:`Network`. Without ``skip`` and with one neuron and recurrence it is the model (and the
     random weights) of the first version; see :func:`build_network` for the initialisation.
@@ -677,10 +775,11 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
         if not isinstance(neurons[i], AbstractNeuron) and isinstance(neurons[i], str) and neurons[i] not in NEURONS:
             raise ValueError(f"neuron must be one of {tuple(NEURONS)}, a neuron-model class or instance, "
                              f"got {neurons[i]!r}")
-        takes_tau_a = neurons[i] == "alif" or (isinstance(neurons[i], type) and _accepts(neurons[i], "tau_a"))
+        cls = NEURONS.get(neurons[i]) if isinstance(neurons[i], str) else neurons[i]
+        takes = {name: named and isinstance(cls, type) and _accepts(cls, name) for name in ("tau_m", "tau_a")}
         specs.append(LayerSpec(hidden[i], neurons[i], recurrences[i], connections[i],
-                               tau_m=tau_ms[i] if named else None,
-                               tau_a=tau_as[i] if named and takes_tau_a else None,
+                               tau_m=tau_ms[i] if takes["tau_m"] else None,  # time constants where a model has them
+                               tau_a=tau_as[i] if takes["tau_a"] else None,
                                neuron_options=options[i] if named else None))
     if all(isinstance(n, AbstractNeuron) for n in neurons) and (
             tau_m is not None or tau_a is not None or neuron_options):
@@ -693,8 +792,13 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
         if isinstance(edge, (tuple, list)) and len(edge) == 2 and tuple(edge) in chain:
             raise ValueError(f"skip: edge {tuple(edge)} is already in the chain (a skip must jump over a layer)")
     check_edges(list(chain) + [tuple(e) if isinstance(e, list) else e for e in skip], depth + 1, what="skip")
+    if isinstance(residual, (str, bytes)) or not isinstance(residual, (list, tuple)):
+        raise ValueError(f"residual must be a list of (i, j) pairs, got {residual!r}")
+    fixed = [tuple(e) if isinstance(e, list) else e for e in residual]
+    chain = [edge for edge in chain if edge not in fixed]  # a residual on a chain edge makes it an identity
     return build_network(n_in, specs, n_out, edges=chain + [tuple(e) for e in skip], key=key, readout=readout,
-                         dtype=dtype, tau_out=tau_out, input_gain=input_gain, recurrent_gain=recurrent_gain)
+                         dtype=dtype, tau_out=tau_out, input_gain=input_gain, recurrent_gain=recurrent_gain,
+                         residual=[tuple(e) if isinstance(e, list) else e for e in residual])
 
 
 def _accepts(cls, name: str) -> bool:

@@ -14,9 +14,10 @@ then, when ``k`` does not divide ``T``, one final shorter chunk of ``T % k`` ste
 the rest; its update is applied like the others). For ``bptt`` a chunk is a truncation window: its
 ``sequence`` starts the backward pass at the chunk's first step (truncated BPTT over windows of ``k``).
 
-Only the synaptic parameters (``U``, ``W``, ``b`` of every layer and of the readout) are trained; the
-neurons' fixed constants (decays, thresholds) are outside the optimizer's parameter tree and never
-change (``eqx.partition`` by :func:`trainable_spec`).
+Only the synaptic parameters (the edge weights ``U``, ``W``, ``b`` of every node and of the readout) and the
+neuron parameters a model declares ``trainable`` (an LRU's ``nu``, ``theta``) are trained; the neurons'
+fixed constants (decays, thresholds) are outside the optimizer's parameter tree and never change
+(``eqx.partition`` by :func:`trainable_spec`).
 
 Adaptive feedback (Bellec et al. 2020, "adaptive e-prop"): with ``eprop``'s ``feedback="adaptive"`` the
 engine sends the readout error down through feedback matrices ``B_out`` (shapes of ``W_out``'s edges) that start
@@ -57,7 +58,8 @@ def trainable_spec(model: Network):
     def where(m):
         out = []
         for node in m.nodes:
-            out += [p.weight for p in node.inputs] + [node.b] + ([] if node.W is None else [node.W])
+            out += [p.weight for p in node.inputs if p.weight is not None] + [node.b]
+            out += ([] if node.W is None else [node.W]) + [getattr(node.neuron, name) for name in node.trained_neuron_parameters]
         return out
 
     return eqx.tree_at(where, spec, replace=[True] * len(where(model)))
@@ -124,10 +126,11 @@ class OnlineLearner(eqx.Module):
         new_model = eqx.apply_updates(model, updates)
         if feedback is not None:  # every readout edge: B moves with W_out, both decay
             decay = self.feedback_decay
-            steps = [p.weight for p in updates.readout.inputs]  # W_out's update, per readout edge
-            w_out = [new.weight - decay * old.weight for new, old in zip(new_model.readout.inputs, model.readout.inputs)]
-            new_model = eqx.tree_at(lambda m: [p.weight for p in m.readout.inputs], new_model, w_out)
-            b_out = tuple(b + step - decay * b for b, step in zip(feedback[-1], steps))
+            trained = [slot for slot, p in enumerate(model.readout.inputs) if p.trainable]
+            steps = {slot: updates.readout.inputs[slot].weight for slot in trained}  # W_out's update, per edge
+            w_out = [new_model.readout.inputs[slot].weight - decay * model.readout.inputs[slot].weight for slot in trained]
+            new_model = eqx.tree_at(lambda m: [m.readout.inputs[slot].weight for slot in trained], new_model, w_out)
+            b_out = tuple(b + steps[slot] - decay * b if slot in steps else b for slot, b in enumerate(feedback[-1]))
             feedback = feedback[:-1] + (b_out,)
         return new_model, opt_state, feedback
 

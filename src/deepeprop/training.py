@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .neurons import NEURONS
+
 CHECKPOINT = "checkpoint.eqx"
 CHECKPOINT_FORMAT = "deepeprop-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -54,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "hidden": [64, 64],
     "recurrence": "dense",
     "skip": [],
+    "residual": [],
     "readout": "leaky",
     "tau_m": 20.0,
     "tau_a": 200.0,
@@ -171,7 +174,7 @@ def validate_config(config: dict) -> dict:
     """Check every option, naming the flag of a bad one. Returns the normalised config."""
     from .engines import ENGINES
     from .engines.eprop import FEEDBACKS
-    from .architecture import neuron_names, recurrences, skip_edges
+    from .architecture import neuron_names, recurrences, residual_edges, skip_edges
     from .network import DTYPES, READOUTS
     from .tasks import TASKS, get_task
 
@@ -185,7 +188,8 @@ def validate_config(config: dict) -> dict:
     try:  # one value or one per hidden layer; skip edges checked against the chain
         c["neuron"] = neuron_names(c["neuron"], len(c["hidden"]))
         c["recurrence"] = recurrences(c["recurrence"], len(c["hidden"]))
-        c["skip"] = skip_edges(c["skip"], len(c["hidden"]))
+        c["residual"] = residual_edges(c["residual"], len(c["hidden"]))
+        c["skip"] = skip_edges(c["skip"], len(c["hidden"]), residual=c["residual"])
     except ValueError as err:
         raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
@@ -234,6 +238,7 @@ def build(config: dict):
     model = DeepRNN(task.n_in, config["hidden"], task.n_out, neuron=config["neuron"],
                     recurrence=config["recurrence"], readout=config["readout"],
                     skip=[tuple(edge) for edge in config["skip"]],
+                    residual=[tuple(edge) for edge in config["residual"]],
                     key=jax.random.PRNGKey(config["seed"]), dtype=DTYPES[config["dtype"]],
                     tau_m=config["tau_m"], tau_a=config["tau_a"], tau_out=config["tau_out"],
                     input_gain=config["input_gain"])
@@ -516,13 +521,15 @@ def _prediction(y, mask) -> int:
 FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so that only given flags count
     "task": ("--task", dict(help=f"task name (default {DEFAULTS['task']})")),
     "method": ("--method", dict(help=f"gradient engine: bptt, rtrl, eprop, deep_eprop (default {DEFAULTS['method']})")),
-    "neuron": ("--neuron", dict(help=f"leaky, lif or alif, or one per layer comma-separated, e.g. lif,alif "
+    "neuron": ("--neuron", dict(help=f"{', '.join(NEURONS)}, or one per layer comma-separated, e.g. lif,alif "
                                     f"(default {DEFAULTS['neuron']})")),
     "hidden": ("--hidden", dict(help="hidden layer sizes, comma-separated (default 64,64)")),
     "recurrence": ("--recurrence", dict(help="none, diagonal or dense, or one per layer comma-separated "
                                         "(default dense)")),
     "skip": ("--skip", dict(help="extra same-time edges I:J, comma-separated (0 = input, 1..L hidden, L+1 = "
                             "readout), e.g. 1:3,0:2 (TOML: skip = [[1, 3]])")),
+    "residual": ("--residual", dict(help="fixed identity edges I:J, comma-separated (equal widths; one on a chain "
+                                    "edge replaces it), e.g. 2:3,0:3")),
     "readout": ("--readout", dict(help="linear or leaky (default leaky)")),
     "tau_m": ("--tau-m", dict(type=float, help="membrane time constant in steps (default 20)")),
     "tau_a": ("--tau-a", dict(type=float, help="ALIF adaptation time constant in steps (default 200)")),
@@ -588,7 +595,7 @@ def _resume_config(explicit: dict, config_file) -> dict:
         if key in RESUMABLE:
             continue
         merged = {**saved["task_options"], **value} if key == "task_options" else value
-        if key in ("hidden", "neuron", "recurrence", "skip"):  # compare the normalised forms
+        if key in ("hidden", "neuron", "recurrence", "skip", "residual"):  # compare the normalised forms
             merged = validate_config({**saved, key: value})[key]
         if merged != saved.get(key):
             raise _usage(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "

@@ -37,6 +37,13 @@ def source_outputs(steps: Sequence[LayerStep], x: Array, node: Layer) -> list[Ar
     return [x if source == 0 else steps[source - 1].z for source in node.sources]
 
 
+def edge_matrix(model: Network, k: int, slot: int) -> Array:
+    """The matrix of incoming edge ``slot`` of node position ``k``: its weight, or the identity (a residual edge)."""
+    projection = model.nodes[k].inputs[slot]
+    width = model.nodes[k].size * model.nodes[k].currents
+    return projection.matrix(width, model.dtype)
+
+
 def forward_linearized(model: Network, net_state: tuple, x: Array) -> list[LayerStep]:
     """One network step with every node's local derivatives, in topological order (readout last)."""
     steps: list[LayerStep] = []
@@ -57,13 +64,16 @@ def theta_grads_to_model(model: Network, theta_grads: tuple):
     """
     grads = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
     for index, theta in enumerate(theta_grads):
-        weights, W, b = model.nodes[index].split_theta(theta)
+        node = model.nodes[index]
+        weights, W, b, neuron = node.split_theta(theta)
 
         def where(g, i=index):
-            node = g.nodes[i]
-            return tuple(p.weight for p in node.inputs) + ((node.W,) if node.W is not None else ()) + (node.b,)
+            n = g.nodes[i]
+            return (tuple(p.weight for p in n.inputs if p.weight is not None) + ((n.W,) if n.W is not None else ())
+                    + (n.b,) + tuple(getattr(n.neuron, name) for name in n.trained_neuron_parameters))
 
-        grads = eqx.tree_at(where, grads, weights + ((W,) if W is not None else ()) + (b,))
+        values = tuple(w for w in weights if w is not None) + ((W,) if W is not None else ()) + (b,) + neuron
+        grads = eqx.tree_at(where, grads, values)
     return grads
 
 

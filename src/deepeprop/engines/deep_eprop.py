@@ -33,8 +33,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .base import Engine, EngineState, forward_linearized, zero_theta_grads
-from .traces import (apply_block, collapse, error_contract, has_constant_own_jacobian, immediate,
+from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
+from .traces import (apply_block, collapse, contract_rows, error_contract, has_constant_own_jacobian, immediate,
                      project_eligibility, project_state, shared_leak)
 
 
@@ -65,7 +65,7 @@ class DeepEProp(Engine):
         traces = []
         for l, node in enumerate(nodes):
             eps = jnp.zeros((batch, node.size, node.neuron.state_size, node.row_size), model.dtype)
-            deep = tuple(jnp.zeros((batch, node.size, node.row_size) if k in factorised[l] else
+            deep = tuple(jnp.zeros((batch, node.size * node.outputs, node.row_size) if k in factorised[l] else
                                    (batch, nodes[k].size, nodes[k].neuron.state_size, node.size, node.row_size),
                                    model.dtype)
                          for k in graph.descendants[l])
@@ -82,39 +82,55 @@ class DeepEProp(Engine):
         traces, grads = [], []
         for l in range(len(nodes)):
             eps_prev, deep_prev = state.traces[l]
-            eps = apply_block(steps[l].block, eps_prev) + immediate(steps[l])  # (B, n_l, d_l, P_l)
-            e = collapse(steps[l].dz, eps)  # (B, n_l, P_l)
+            eps = apply_block(steps[l].block, eps_prev) + immediate(steps[l])  # (B, n_l, d_l, R_l)
+            e = collapse(steps[l].dz, eps)  # (B, n_l o_l, R_l): the output trace, row-sparse
+            outputs = nodes[l].outputs
             previous = dict(zip(graph.descendants[l], deep_prev))
             new, factored = {}, {}
             for k in graph.descendants[l]:
                 if k in factorised[l]:  # S[k,l] = U_{k<-l} (x) F, F = a_k F + e (exact)
-                    factored[k] = shared_leak(nodes[k]) * previous[k] + e  # (B, n_l, P_l)
+                    factored[k] = shared_leak(nodes[k]) * previous[k] + e  # (B, n_l o_l, R_l)
                     continue
                 depth = None
                 for slot, j in enumerate(graph.parents[k]):
-                    weight = nodes[k].inputs[slot].weight  # U_{k<-j}
+                    weight = edge_matrix(model, k, slot)  # U_{k<-j}
                     if j == l:  # from the row-sparse eligibility: element-wise
-                        term = project_eligibility(weight, steps[k].ds_dI, e)
+                        term = project_eligibility(weight, steps[k].ds_dI, e, outputs)
                     elif j in factored:  # ds_dI[k] M[b] (x) F, M = U_{k<-j} diag(dz ds_dI [j]) U_{j<-l}
-                        mid = steps[j].dz[..., 0] * steps[j].ds_dI[..., 0]  # (B, n_j)
-                        first = nodes[j].inputs[graph.parents[j].index(l)].weight  # U_{j<-l}
-                        M = jnp.matmul(weight[None] * mid[:, None, :], first)  # (B, n_k, n_l)
-                        term = (steps[k].ds_dI[:, :, :, None, None] * M[:, :, None, :, None]) * factored[j][:, None, None]
+                        mid = steps[j].dz[:, :, 0, 0] * steps[j].ds_dI[:, :, 0, 0]  # (B, n_j)
+                        first = edge_matrix(model, j, graph.parents[j].index(l))  # U_{j<-l} (n_j, n_l o_l)
+                        M = jnp.matmul(weight[None] * mid[:, None, :], first)  # (B, n_k c_k, n_l o_l)
+                        term = factored_hop(steps[k].ds_dI, M, factored[j], outputs)
                     elif j in new:  # from a deep trace: a matrix product
                         term = project_state(weight, steps[k].ds_dI, steps[j].dz, new[j])
                     else:  # j does not descend from l
                         continue
                     depth = term if depth is None else depth + term
-                new[k] = apply_block(steps[k].block, previous[k]) + depth  # (B, n_k, d_k, n_l, P_l)
+                new[k] = apply_block(steps[k].block, previous[k]) + depth  # (B, n_k, d_k, n_l, R_l)
             top = graph.readout
             if l == top:  # the readout's own parameters: its eligibility is its top trace
                 grad = jnp.einsum("bo,bop->op", delta, eps[:, :, 0])
             elif top in factored:  # dE/dtheta = sum_b (delta ds_dI U_{N<-l})[b, j] F[b, j, :]
-                weight = nodes[top].inputs[graph.parents[top].index(l)].weight
-                signal = (delta * steps[top].ds_dI[..., 0]) @ weight  # (B, n_l)
-                grad = jnp.einsum("bj,bjp->jp", signal, factored[top])
+                weight = edge_matrix(model, top, graph.parents[top].index(l))
+                signal = (delta * steps[top].ds_dI[:, :, 0, 0]) @ weight  # (B, n_l o_l)
+                grad = contract_rows(signal, factored[top], outputs)
             else:
                 grad = error_contract(delta, new[top])
             traces.append((eps, tuple(factored[k] if k in factored else new[k] for k in graph.descendants[l])))
             grads.append(state.grads[l] + grad)
         return EngineState(net=tuple(s.state for s in steps), traces=tuple(traces), grads=tuple(grads)), (y, loss_t)
+
+
+def factored_hop(ds_dI, M, F, outputs: int):
+    """``ds_dI[k] M (x) F`` summed over the source's outputs: ``ds_dI`` (B, n_k, d_k, c_k), ``M`` (B, n_k c_k,
+    n_l o_l), ``F`` (B, n_l o_l, R) -> (B, n_k, d_k, n_l, R)."""
+    batch, n_k, d_k, c_k = ds_dI.shape
+    if c_k == 1:
+        mixing = ds_dI[:, :, :, 0, None] * M[:, :, None, :]  # (B, n_k, d_k, n_l o_l)
+    else:
+        mixing = jnp.einsum("bkai,bkiw->bkaw", ds_dI, M.reshape(batch, n_k, c_k, -1))
+    if outputs == 1:
+        return mixing[..., None] * F[:, None, None]
+    width, R = F.shape[1:]
+    return jnp.einsum("bkajq,bjqr->bkajr", mixing.reshape(batch, n_k, d_k, width // outputs, outputs),
+                      F.reshape(batch, width // outputs, outputs, R))

@@ -35,9 +35,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .base import Engine, EngineState, forward_linearized, source_outputs, zero_theta_grads
+from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .eprop import check_readout_leak
-from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak
+from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, signal_to_current
 
 
 class FactoredDeepEProp(Engine):
@@ -76,7 +76,8 @@ class FactoredDeepEProp(Engine):
                 eps = jnp.zeros((batch, layer.row_size), dtype)
             else:
                 eps = jnp.zeros((batch, layer.size, layer.neuron.state_size, layer.row_size), dtype)
-            filtered = tuple(jnp.zeros((layer.size, batch, layer.row_size), dtype) for _ in self._prefixes(model, l))
+            filtered = tuple(jnp.zeros((layer.size * layer.outputs, batch, layer.row_size), dtype)
+                             for _ in self._prefixes(model, l))
             traces.append((eps, filtered))
         traces.append(jnp.zeros((batch, model.readout.row_size), dtype))  # the readout's own trace
         return EngineState(net=model.init_state(batch), traces=tuple(traces), grads=zero_theta_grads(model))
@@ -92,7 +93,7 @@ class FactoredDeepEProp(Engine):
         readout_trace = k * state.traces[-1] + model.readout.shared_presynaptic(
             steps[top].z_prev, source_outputs(steps, x, model.readout))
         grads = [None] * len(nodes)
-        top_signal = delta * steps[top].ds_dI[..., 0]  # (B, n_out): dE_t/dI of the readout
+        top_signal = delta * steps[top].ds_dI[:, :, 0, 0]  # (B, n_out): dE_t/dI of the readout
         grads[-1] = state.grads[-1] + top_signal.T @ readout_trace
 
         suffix_signals = {(top,): top_signal}
@@ -100,9 +101,9 @@ class FactoredDeepEProp(Engine):
         def current_signal(suffix):  # dE_t/dI[suffix[0]] along the path suffix alone (memoised)
             if suffix not in suffix_signals:
                 node, above = suffix[0], suffix[1:]
-                weight = nodes[above[0]].inputs[graph.parents[above[0]].index(node)].weight
-                signal = current_signal(above) @ weight  # (B, n_node) on z[node]
-                suffix_signals[suffix] = jnp.sum(steps[node].ds_dI * steps[node].dz, axis=-1) * signal
+                weight = edge_matrix(model, above[0], graph.parents[above[0]].index(node))
+                signal = current_signal(above) @ weight  # (B, n o) on z[node]
+                suffix_signals[suffix] = signal_to_current(steps[node], signal)  # (B, n c)
             return suffix_signals[suffix]
 
         traces = [None] * len(model.layers)
@@ -112,11 +113,11 @@ class FactoredDeepEProp(Engine):
             if eps_prev.ndim == 2:  # factorised: e = psi (x) xbar
                 eps = shared_leak(layer) * eps_prev + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
-                psi = step.dz[..., 0] * step.ds_dI[..., 0]
+                psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]
                 e = psi.T[:, :, None] * eps[None, :, :]  # (n_l, B, P_l)
             else:
                 eps = apply_block(step.block, eps_prev) + immediate(step)
-                e = jnp.swapaxes(collapse(step.dz, eps), 0, 1)  # (n_l, B, P_l)
+                e = jnp.swapaxes(collapse(step.dz, eps), 0, 1)  # (n_l o_l, B, R_l)
             prefixes = self._prefixes(model, l)
             previous = dict(zip(prefixes, filtered_prev))
             filtered = {}
@@ -131,9 +132,12 @@ class FactoredDeepEProp(Engine):
                     if above[:i] in filtered:
                         carried = filtered[above[:i]]
                         break
-                weight = nodes[above[0]].inputs[graph.parents[above[0]].index(l)].weight  # U_{k1<-l}
-                signal = current_signal(above) @ weight  # (B, n_l) on z[l]
-                grad = grad + jnp.einsum("jbp,jb->jp", carried, signal.T)
+                weight = edge_matrix(model, above[0], graph.parents[above[0]].index(l))  # U_{k1<-l}
+                signal = current_signal(above) @ weight  # (B, n_l o_l) on z[l]
+                contribution = jnp.einsum("jbp,jb->jp", carried, signal.T)  # (n_l o_l, R_l)
+                if layer.outputs > 1:  # sum each neuron's outputs
+                    contribution = contribution.reshape(layer.size, layer.outputs, -1).sum(axis=1)
+                grad = grad + contribution
             grads[l] = grad
             traces[l] = (eps, tuple(filtered[prefix] for prefix in prefixes))
         new_state = EngineState(net=tuple(s.state for s in steps), traces=tuple(traces) + (readout_trace,),

@@ -52,8 +52,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .base import Engine, EngineState, forward_linearized, source_outputs, zero_theta_grads
-from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak
+from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
+from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
+                     signal_to_current)
 
 FEEDBACKS = ("symmetric", "random", "adaptive")
 _FEEDBACK_STREAM = 0xFEEDBAC  # folded into feedback_seed's key
@@ -104,8 +105,8 @@ class EProp(Engine):
         for key, node in zip(keys, model.nodes):
             per_edge = []
             for slot, projection in enumerate(node.inputs):
-                if self.feedback == "symmetric":
-                    per_edge.append(jnp.zeros((0,), dtype))  # unused: the forward weights are read each step
+                if self.feedback == "symmetric" or not projection.trainable:
+                    per_edge.append(jnp.zeros((0,), dtype))  # unused: the forward weights (or identity) are read
                     continue
                 edge_key = key if slot == 0 else jax.random.fold_in(key, slot)
                 shape = projection.weight.shape
@@ -117,16 +118,16 @@ class EProp(Engine):
         def eligibility_shape(layer, fact):
             if fact:
                 return (batch, layer.row_size)
-            if layer.neuron.state_size == 1:
+            if _scalar_neuron(layer):
                 return (layer.size, batch, layer.row_size)
             return (batch, layer.size, layer.neuron.state_size, layer.row_size)
 
         def filtered_shape(layer, fact):
             if not leaky:
                 return (0,)
-            if fact or layer.neuron.state_size == 1:
+            if fact or _scalar_neuron(layer):
                 return (layer.size, batch, layer.row_size)
-            return (batch, layer.size, layer.row_size)
+            return (batch, layer.size * layer.outputs, layer.row_size)
 
         traces = EPropTraces(
             eligibility=tuple(jnp.zeros(eligibility_shape(l, f), dtype) for l, f in zip(hidden, factorised)),
@@ -138,8 +139,8 @@ class EProp(Engine):
 
     def _feedback_matrix(self, model, traces, node, slot):
         """The matrix the learning signal goes down through along edge ``slot`` of node ``node`` (position)."""
-        if self.feedback == "symmetric":
-            return model.nodes[node].inputs[slot].weight
+        if self.feedback == "symmetric" or not model.nodes[node].inputs[slot].trainable:
+            return edge_matrix(model, node, slot)
         return traces.feedback[node][slot]
 
     def step(self, model, state, x, target, mask, loss):
@@ -157,7 +158,7 @@ class EProp(Engine):
         readout_trace = k * traces.readout_eligibility + model.readout.shared_presynaptic(
             top.z_prev, source_outputs(steps, x, model.readout))
         grads = [None] * len(model.nodes)
-        current_signal = {graph.readout: delta * top.ds_dI[..., 0]}  # dE_t/dI per node, same time step
+        current_signal = {graph.readout: delta * top.ds_dI[:, :, 0, 0]}  # dE_t/dI per node, same time step
         grads[-1] = state.grads[-1] + current_signal[graph.readout].T @ readout_trace
 
         eligibility, filtered = [None] * len(model.layers), [None] * len(model.layers)
@@ -169,7 +170,7 @@ class EProp(Engine):
             if factorised[l]:  # one presynaptic trace per layer: e = psi (x) xbar
                 xbar = shared_leak(layer) * traces.eligibility[l] + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
-                psi = step.dz[..., 0] * step.ds_dI[..., 0]  # (B, n_l)
+                psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 eligibility[l] = xbar
                 if leaky:  # ebar stored neuron-major (n_l, B, P_l): the contraction over B is ~3x faster on CPU
                     ebar = k * traces.filtered[l] + psi.T[:, :, None] * xbar[None, :, :]
@@ -177,29 +178,35 @@ class EProp(Engine):
                 else:
                     ebar = traces.filtered[l]
                     grads[l] = state.grads[l] + (signal * psi).T @ xbar
-            elif step.state.shape[-1] == 1:  # d = 1: neuron-major (n_l, B, P_l) traces, fast contraction over B
+            elif _scalar_neuron(layer):  # d = c = o = 1: neuron-major (n_l, B, P_l) traces, fast contraction over B
                 jb = step.block[..., 0, 0].T[:, :, None]  # (n_l, B, 1)
                 pre = jnp.swapaxes(step.presynaptic, 0, 1)  # (n_l, B, P_l)
-                eps = jb * traces.eligibility[l] + step.ds_dI[..., 0].T[:, :, None] * pre
-                e = step.dz[..., 0].T[:, :, None] * eps
+                eps = jb * traces.eligibility[l] + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
+                e = step.dz[:, :, 0, 0].T[:, :, None] * eps
                 eligibility[l] = eps
                 ebar = k * traces.filtered[l] + e if leaky else traces.filtered[l]
                 grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", ebar if leaky else e, signal.T)
             else:
-                eps = apply_block(step.block, traces.eligibility[l]) + immediate(step)  # (B, n_l, d_l, P_l)
-                e = collapse(step.dz, eps)  # (B, n_l, P_l)
+                eps = apply_block(step.block, traces.eligibility[l]) + immediate(step)  # (B, n_l, d_l, R_l)
+                e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
                 eligibility[l] = eps
                 if leaky:
                     ebar = k * traces.filtered[l] + e
-                    grads[l] = state.grads[l] + jnp.einsum("bj,bjp->jp", signal, ebar)
+                    grads[l] = state.grads[l] + contract_rows(signal, ebar, layer.outputs)
                 else:
                     ebar = traces.filtered[l]
-                    grads[l] = state.grads[l] + jnp.einsum("bj,bjp->jp", signal, e)
+                    grads[l] = state.grads[l] + contract_rows(signal, e, layer.outputs)
             filtered[l] = ebar
             if any(j >= 0 for j in graph.parents[l]):  # a hidden node below: pass dE_t/dI[l] on
-                current_signal[l] = jnp.sum(step.ds_dI * step.dz * signal[..., None], axis=-1)  # (B, n_l)
+                current_signal[l] = signal_to_current(step, signal)  # (B, n_l c_l)
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
         return EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads)), (y, loss_t)
+
+
+def _scalar_neuron(layer) -> bool:
+    """One state variable, current and output per neuron and no trained neuron parameters (static)."""
+    return (layer.neuron.state_size == 1 and layer.currents == 1 and layer.outputs == 1
+            and not layer.trained_neuron_parameters)
 
 
 def check_readout_leak(model, name: str) -> None:

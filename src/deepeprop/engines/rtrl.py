@@ -24,7 +24,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .base import Engine, EngineState, forward_linearized, zero_theta_grads
+from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
 from .traces import apply_block, error_contract, immediate, project_state
 
 
@@ -80,7 +80,7 @@ class RTRL(Engine):
                 G = apply_within(k, previous[k])
                 for slot, j in enumerate(graph.parents[k]):
                     if j in new:  # j is l or one of its descendants
-                        G = G + project_state(nodes[k].inputs[slot].weight, steps[k].ds_dI, steps[j].dz, new[j])
+                        G = G + project_state(edge_matrix(model, k, slot), steps[k].ds_dI, steps[j].dz, new[j])
                 new[k] = G
             influence.append(tuple(new[k] for k in (l,) + graph.descendants[l]))
             grads.append(state.grads[l] + error_contract(delta, new[graph.readout]))

@@ -1,10 +1,10 @@
 """Operations on eligibility and influence traces shared by the forward-mode engines.
 
-A trace of layer ``k`` with respect to the parameters of layer ``l`` has shape
+A trace of node ``k`` with respect to the parameters of node ``l`` has shape
 ``(B, n_k, d_k, *rest)``; for the full influence ``G[k,l]`` and the deep trace ``S[k,l]``,
-``rest = (n_l, P_l)`` (the rows and columns of ``theta_l``, see :mod:`deepeprop.network`). An
+``rest = (n_l, R_l)`` (the rows and columns of ``theta_l``, see :mod:`deepeprop.network`). An
 e-prop eligibility vector ``eps[l]`` is row-sparse (neuron ``j`` depends only on row ``j``) and is
-stored compactly as ``(B, n_l, d_l, P_l)``.
+stored compactly as ``(B, n_l, d_l, R_l)``; its output trace ``e[l]`` as ``(B, n_l o_l, R_l)``.
 """
 from __future__ import annotations
 
@@ -24,38 +24,83 @@ def apply_block(block: Array, trace: Array) -> Array:
 
 
 def collapse(dz: Array, trace: Array) -> Array:
-    """``sum_c dz[b,j,c] * trace[b,j,c,...]``: from a state trace to an output trace, (B, n, d, ...) -> (B, n, ...)."""
-    if trace.shape[2] == 1:
-        return dz[..., 0].reshape(dz.shape[:2] + (1,) * (trace.ndim - 3)) * trace[:, :, 0]
-    return jnp.einsum("bjc,bjc...->bj...", dz, trace)
+    """``sum_a dz[b,j,q,a] * trace[b,j,a,...]``: from a state trace to an output trace.
+
+    ``dz`` (B, n, o, d), ``trace`` (B, n, d, ...) -> (B, n o, ...), outputs flattened neuron-major.
+    """
+    batch, n, o, d = dz.shape
+    if d == 1 and o == 1:
+        return dz[:, :, 0, 0].reshape((batch, n) + (1,) * (trace.ndim - 3)) * trace[:, :, 0]
+    out = jnp.einsum("bjqa,bja...->bjq...", dz, trace)
+    return out.reshape((batch, n * o) + trace.shape[3:])
+
+
+def current_gain(step: LayerStep) -> Array:
+    """``dz/dI`` within a neuron at the same step, ``sum_a dz[q,a] ds_dI[a,i]``: (B, n, o, c)."""
+    return jnp.einsum("bjqa,bjai->bjqi", step.dz, step.ds_dI)
+
+
+def signal_to_current(step: LayerStep, signal: Array) -> Array:
+    """A learning signal on a node's outputs (B, n o) -> on its currents (B, n c), through ``dz/dI``."""
+    batch, n, o, d = step.dz.shape
+    c = step.ds_dI.shape[-1]
+    if o == 1 and c == 1:
+        return jnp.sum(step.ds_dI[..., 0] * step.dz[:, :, 0, :], axis=-1) * signal
+    return jnp.einsum("bjq,bjqi->bji", signal.reshape(batch, n, o), current_gain(step)).reshape(batch, n * c)
+
+
+def contract_rows(signal: Array, trace: Array, outputs: int) -> Array:
+    """``sum_b sum_q signal[b, (j,q)] trace[b, (j,q), r]`` -> (n, R): a learning signal on the outputs (B, n o)
+    times a row-sparse output trace (B, n o, R), summed over each neuron's outputs."""
+    grad = jnp.einsum("bj,bjr->jr", signal, trace)  # (n o, R)
+    if outputs == 1:
+        return grad
+    return grad.reshape(-1, outputs, grad.shape[-1]).sum(axis=1)
 
 
 def project(weights: Array, ds_dI: Array, output_trace: Array) -> Array:
-    """``ds_dI (x) (weights @ output_trace)``: a matrix product across neurons.
+    """``sum_i ds_dI[..., i] (x) (weights @ output_trace)[current i]``: a matrix product across neurons.
 
-    ``weights`` (n_k, n_j), ``ds_dI`` (B, n_k, d_k), ``output_trace`` (B, n_j, ...) -> (B, n_k, d_k, ...).
-    Used for the depth Jacobian ``D[k] = ds_dI (x) U_k diag(dz[k-1])`` and, in exact RTRL, for the
-    off-diagonal part of the within-layer Jacobian ``ds_dI (x) W diag(dz_prev)``.
+    ``weights`` (n_k c_k, W_j), ``ds_dI`` (B, n_k, d_k, c_k), ``output_trace`` (B, W_j, ...) -> (B, n_k, d_k, ...).
+    Used for the depth Jacobian ``D[k<-j] = ds_dI[k] (x) U_{k<-j} diag(dz[j])`` and, in exact RTRL, for the
+    off-diagonal part of the within-node Jacobian ``ds_dI (x) W diag(dz_prev)``.
     """
-    batch, n_j = output_trace.shape[:2]
+    batch, width = output_trace.shape[:2]
     rest = output_trace.shape[2:]
-    mixed = jnp.matmul(weights, output_trace.reshape(batch, n_j, -1))  # (B, n_k, R)
-    mixed = mixed.reshape((batch, weights.shape[0]) + rest)
-    return ds_dI.reshape(ds_dI.shape + (1,) * len(rest)) * mixed[:, :, None]
+    n_k, d_k, c_k = ds_dI.shape[1:]
+    mixed = jnp.matmul(weights, output_trace.reshape(batch, width, -1))  # (B, n_k c_k, R)
+    if c_k == 1:
+        mixed = mixed.reshape((batch, n_k) + rest)
+        return ds_dI[..., 0].reshape(ds_dI.shape[:3] + (1,) * len(rest)) * mixed[:, :, None]
+    mixed = mixed.reshape(batch, n_k, c_k, -1)
+    return jnp.einsum("bkai,bkir->bkar", ds_dI, mixed).reshape((batch, n_k, d_k) + rest)
 
 
-def project_eligibility(weights: Array, ds_dI: Array, eligibility_trace: Array) -> Array:
-    """``D[k] @ S[l,l]`` for the row-sparse eligibility: an element-wise product, no matrix product.
+def project_eligibility(weights: Array, ds_dI: Array, eligibility_trace: Array, outputs: int = 1) -> Array:
+    """``D[k<-l] @ S[l,l]`` for the row-sparse eligibility: an element-wise product, no matrix product.
 
-    ``weights`` = ``U_k`` (n_k, n_l), ``ds_dI`` (B, n_k, d_k), ``eligibility_trace`` ``e`` (B, n_l, P)
-    -> (B, n_k, d_k, n_l, P) with entries ``ds_dI[b,m,a] * U[m,j] * e[b,j,p]``.
+    ``weights`` = ``U_{k<-l}`` (n_k c_k, n_l o_l), ``ds_dI`` (B, n_k, d_k, c_k), ``eligibility_trace`` ``e``
+    (B, n_l o_l, R) with ``outputs = o_l`` -> (B, n_k, d_k, n_l, R) with entries
+    ``sum_{i,q} ds_dI[b,m,a,i] * U[(m,i),(j,q)] * e[b,(j,q),r]``.
     """
-    return (ds_dI[:, :, :, None, None] * weights[None, :, None, :, None]) * eligibility_trace[:, None, None, :, :]
+    n_k, d_k, c_k = ds_dI.shape[1:]
+    if c_k == 1 and outputs == 1:
+        return (ds_dI[:, :, :, 0, None, None] * weights[None, :, None, :, None]) * eligibility_trace[:, None, None, :, :]
+    batch, width, R = eligibility_trace.shape
+    n_l = width // outputs
+    U = weights.reshape(n_k, c_k, n_l, outputs)
+    mixing = jnp.einsum("bmai,mijq->bmajq", ds_dI, U)  # (B, n_k, d_k, n_l, o_l)
+    return jnp.einsum("bmajq,bjqr->bmajr", mixing, eligibility_trace.reshape(batch, n_l, outputs, R))
 
 
 def immediate(step: LayerStep) -> Array:
-    """``dbarM/dtheta`` row by row: ``ds_dI[b,j,a] * presynaptic[b,j,p]``, (B, n, d, P)."""
-    return step.ds_dI[..., None] * step.presynaptic[:, :, None, :]
+    """``dbarM/dtheta`` row by row, (B, n, d, R): ``ds_dI[b,j,a,i] * presynaptic[b,j,p]`` for current ``i``'s
+    parameters ``p``, then the trained neuron parameters' ``ds_dparams``."""
+    batch, n, d, c = step.ds_dI.shape
+    if c == 1 and step.ds_dparams.shape[-1] == 0:
+        return step.ds_dI[..., 0][..., None] * step.presynaptic[:, :, None, :]
+    synaptic = step.ds_dI[..., None] * step.presynaptic[:, :, None, None, :]  # (B, n, d, c, P)
+    return jnp.concatenate([synaptic.reshape(batch, n, d, -1), step.ds_dparams], axis=-1)
 
 
 def error_contract(delta: Array, top_trace: Array) -> Array:
@@ -89,20 +134,20 @@ def shared_leak(layer) -> Array:
 def project_state(weights: Array, ds_dI: Array, dz: Array, state_trace: Array) -> Array:
     """``project(weights, ds_dI, collapse(dz, state_trace))`` with one pass over the big trace.
 
-    ``weights`` (n_k, n_j), ``ds_dI`` (B, n_k, d_k), ``dz`` (B, n_j, d_j), ``state_trace`` (B, n_j, d_j, ...)
-    -> (B, n_k, d_k, ...). For ``d_j = 1`` the diagonal ``dz`` (and ``ds_dI`` when ``d_k = 1``) is folded
-    into a per-example ``(n_k, n_j)`` matrix (``B n^2`` numbers), so the ``B n^3`` trace is read once by a
-    batched matrix product instead of being scaled element-wise before and after it.
+    ``weights`` (n_k c_k, n_j o_j), ``ds_dI`` (B, n_k, d_k, c_k), ``dz`` (B, n_j, o_j, d_j), ``state_trace``
+    (B, n_j, d_j, ...) -> (B, n_k, d_k, ...). For ``d_j = o_j = c_k = 1`` the diagonal ``dz`` (and ``ds_dI``
+    when ``d_k = 1``) is folded into a per-example ``(n_k, n_j)`` matrix (``B n^2`` numbers), so the ``B n^3``
+    trace is read once by a batched matrix product instead of being scaled element-wise before and after it.
     """
     batch, n_j, d_j = state_trace.shape[:3]
     rest = state_trace.shape[3:]
-    if d_j != 1:
+    if d_j != 1 or dz.shape[2] != 1 or ds_dI.shape[-1] != 1:
         return project(weights, ds_dI, collapse(dz, state_trace))
-    mixing = weights[None] * dz[:, None, :, 0]  # (B, n_k, n_j)
-    d_k = ds_dI.shape[-1]
+    mixing = weights[None] * dz[:, None, :, 0, 0]  # (B, n_k, n_j)
+    d_k = ds_dI.shape[2]
     if d_k == 1:
-        mixing = ds_dI[..., 0][:, :, None] * mixing
+        mixing = ds_dI[:, :, 0, 0][:, :, None] * mixing
     mixed = jnp.matmul(mixing, state_trace.reshape(batch, n_j, -1)).reshape((batch, weights.shape[0]) + rest)
     if d_k == 1:
         return mixed[:, :, None]
-    return ds_dI.reshape(ds_dI.shape + (1,) * len(rest)) * mixed[:, :, None]
+    return ds_dI[..., 0].reshape(ds_dI.shape[:3] + (1,) * len(rest)) * mixed[:, :, None]

@@ -2,12 +2,17 @@
 from .alif import ALIF
 from .base import (SURROGATES, AbstractNeuron, NeuronModel, check_neuron, shared_constant_leak,
                    spike_fn)
+from .instantaneous import GELU, AbstractInstantaneous, Identity, ReLU, Tanh
 from .integrator import Integrator
 from .leaky import LeakyRate
 from .lif import LIF
+from .lru import LRU
+from .mingru import MinGRU
 
 # Names accepted wherever a neuron model is asked for (``DeepRNN(neuron="lif")``, ``--neuron lif``).
-NEURONS = {"leaky": LeakyRate, "lif": LIF, "alif": ALIF}
+NEURONS = {"leaky": LeakyRate, "lif": LIF, "alif": ALIF, "lru": LRU, "mingru": MinGRU,
+           "gelu": GELU, "relu": ReLU, "tanh": Tanh, "identity": Identity}
 
-__all__ = ["ALIF", "LIF", "LeakyRate", "Integrator", "AbstractNeuron", "NeuronModel", "NEURONS", "SURROGATES",
+__all__ = ["ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity",
+           "AbstractNeuron", "AbstractInstantaneous", "NeuronModel", "NEURONS", "SURROGATES",
            "check_neuron", "shared_constant_leak", "spike_fn"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -94,6 +95,14 @@ class AbstractNeuron(eqx.Module):
 
     state_size: eqx.AbstractClassVar[int]
     spiking: eqx.AbstractClassVar[bool]
+    # Input currents and outputs per neuron (``c``, ``o``): ``step`` gets a (B, n) current when c = 1 and a
+    # (B, n, c) one otherwise; ``output`` gives (B, n) when o = 1 and (B, n, o) otherwise. Edges read the
+    # outputs flattened neuron-major, (B, n*o), and feed the currents flattened the same way, (B, n*c).
+    n_currents: ClassVar[int] = 1
+    n_outputs: ClassVar[int] = 1
+    # Names of per-neuron (n,) array fields that are trained (e.g. an LRU's nu, theta). Their step must not
+    # stop their gradient; every other array field is a fixed constant.
+    trainable: ClassVar[tuple[str, ...]] = ()
 
     @property
     @abc.abstractmethod
@@ -122,7 +131,8 @@ class AbstractNeuron(eqx.Module):
         return None
 
     def input_scale(self) -> Array | float:
-        """Per-neuron scale of the initial input weights (default 1); leaky rate units use ``1 - a``."""
+        """Scale of the initial input weights per neuron ``(n,)`` or per current ``(n, c)`` (default 1);
+        leaky rate units use ``1 - a``."""
         return 1.0
 
 
@@ -131,9 +141,11 @@ NeuronModel = AbstractNeuron
 
 
 def shared_constant_leak(neuron: AbstractNeuron) -> Array | None:
-    """The neuron's :meth:`~AbstractNeuron.constant_leak` if it is one scalar shared by every neuron, else ``None``."""
+    """The neuron's :meth:`~AbstractNeuron.constant_leak` if it is one scalar shared by every neuron (and the
+    neuron has one state variable, current and output, and no trained parameters), else ``None``."""
     leak = neuron.constant_leak()
-    if leak is None or jnp.ndim(leak) != 0 or neuron.state_size != 1:
+    if (leak is None or jnp.ndim(leak) != 0 or neuron.state_size != 1 or neuron.n_currents != 1
+            or neuron.n_outputs != 1 or neuron.trainable):
         return None
     return jax.lax.stop_gradient(jnp.asarray(leak))
 
@@ -155,34 +167,39 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
     if zero.shape != (batch, n, d):
         raise ValueError(f"{type(neuron).__name__}.init_state must give shape (B, n, d) = {(batch, n, d)}, "
                          f"got {zero.shape}")
+    c, o = neuron.n_currents, neuron.n_outputs
     k_s, k_i = jax.random.split(key)
     state = scale * jax.random.normal(k_s, (batch, n, d), dtype)
-    current = scale * jax.random.normal(k_i, (batch, n), dtype)
+    current_shape = (batch, n) if c == 1 else (batch, n, c)
+    current = scale * jax.random.normal(k_i, current_shape, dtype)
     nxt = neuron.step(state, current)
     if nxt.shape != (batch, n, d):
         raise ValueError(f"{type(neuron).__name__}.step must give shape (B, n, d) = {(batch, n, d)}, got {nxt.shape}")
     out = neuron.output(state)
-    if out.shape != (batch, n):
-        raise ValueError(f"{type(neuron).__name__}.output must give shape (B, n) = {(batch, n)}, got {out.shape}")
-    full = jax.jacfwd(lambda s, i: neuron.step(s, i), argnums=(0, 1))(state, current)
-    dz = jax.jacfwd(neuron.output)(state)  # (B, n, B, n, d)
-    same = (jnp.eye(batch)[:, None, :, None] * jnp.eye(n)[None, :, None, :]).astype(dtype)  # (B, n, B, n)
-    leaks = [float(jnp.max(jnp.abs(full[0] * (1 - same)[:, :, None, :, :, None]))),
-             float(jnp.max(jnp.abs(full[1] * (1 - same)[:, :, None, :, :]))),
-             float(jnp.max(jnp.abs(dz * (1 - same)[..., None])))]
+    out_shape = (batch, n) if o == 1 else (batch, n, o)
+    if out.shape != out_shape:
+        raise ValueError(f"{type(neuron).__name__}.output must give shape {out_shape}, got {out.shape}")
+    # every Jacobian with neuron axes (B, n) flattened, the per-neuron axes last
+    full_s = jax.jacfwd(lambda s: neuron.step(s, current))(state).reshape(batch * n, d, batch * n, d)
+    full_i = jax.jacfwd(lambda i: neuron.step(state, i))(current).reshape(batch * n, d, batch * n, c)
+    dz = jax.jacfwd(neuron.output)(state).reshape(batch * n, o, batch * n, d)
+    other = (1 - jnp.eye(batch * n, dtype=dtype))[:, None, :, None]
+    leaks = [float(jnp.max(jnp.abs(full_s * other))), float(jnp.max(jnp.abs(full_i * other))),
+             float(jnp.max(jnp.abs(dz * other)))]
     if max(leaks) > 0:
         raise ValueError(f"{type(neuron).__name__} is not element-wise: a neuron's step or output depends on "
                          "another neuron's state or current (the engines assume block-diagonal Jacobians)")
     leak = neuron.constant_leak()
     if leak is not None:
-        if d != 1:
-            raise ValueError(f"{type(neuron).__name__} declares constant_leak but has state_size {d} (must be 1)")
+        if d != 1 or c != 1 or o != 1:
+            raise ValueError(f"{type(neuron).__name__} declares constant_leak but has state_size {d}, {c} currents "
+                             f"and {o} outputs per neuron (each must be 1)")
         if jnp.ndim(leak) not in (0, 1) or (jnp.ndim(leak) == 1 and jnp.shape(leak) != (n,)):
             raise ValueError(f"{type(neuron).__name__}.constant_leak must have shape () or ({n},), "
                              f"got {jnp.shape(leak)}")
-        own = jnp.einsum("bjbj->bj", full[0][..., 0, :, :, 0])  # (B, n)
-        ds_dI = jnp.einsum("bjbj->bj", full[1][..., 0, :, :])  # (B, n)
-        expected = jnp.broadcast_to(jnp.asarray(leak, dtype), (batch, n))
+        own = jnp.diagonal(full_s[:, 0, :, 0])  # (B n,)
+        ds_dI = jnp.diagonal(full_i[:, 0, :, 0])
+        expected = jnp.broadcast_to(jnp.asarray(leak, dtype), (batch, n)).reshape(-1)
         if not bool(jnp.allclose(own, expected, atol=1e-6)) or not bool(jnp.allclose(ds_dI, 1.0, atol=1e-6)):
             raise ValueError(f"{type(neuron).__name__} declares constant_leak, but its step's own Jacobian is "
                              "not that leak or dM/dI is not 1 at a random state: remove the declaration")

@@ -11,6 +11,7 @@ from typing import Any
 
 from .adding import Adding
 from .base import Batch, Task
+from .copy import Copy
 from .cue_accumulation import CueAccumulation
 from .delayed_copy import DelayedCopy
 from .digits import Digits
@@ -19,7 +20,7 @@ from .pattern_generation import PatternGeneration
 from .shd import SHD
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (CueAccumulation, PatternGeneration, DelayedCopy, Adding, Digits, MNIST1D, SHD)
+    cls.name: cls for cls in (CueAccumulation, PatternGeneration, DelayedCopy, Copy, Adding, Digits, MNIST1D, SHD)
 }
 
 
@@ -42,6 +43,7 @@ __all__ = [
     "TASKS",
     "Adding",
     "Batch",
+    "Copy",
     "CueAccumulation",
     "DelayedCopy",
     "Digits",
