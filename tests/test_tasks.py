@@ -24,6 +24,7 @@ SHORT = {
     "cue_accumulation": SHORT_CUE,
     "pattern_generation": dict(n_in=20, n_out=2, n_steps=200),
     "delayed_copy": dict(n_symbols=4, seq_len=3, symbol_steps=2, delay=5),
+    "copy": dict(pattern_length=3, n_symbols=4, delay=2),
     "adding": dict(n_steps=20),
     "digits": dict(read="rows", label_steps=2),
     "mnist1d": dict(num_samples=500),
