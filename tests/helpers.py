@@ -71,3 +71,31 @@ def relative_errors(grads, reference, model):
 def cosines(grads, reference, model):
     return [float(jnp.dot(g, r) / (jnp.linalg.norm(g) * jnp.linalg.norm(r)))
             for g, r in zip(flat_layers(grads, model), flat_layers(reference, model))]
+
+
+def state_sizes(method, model, lengths=(8, 32)):
+    """The number of numbers an engine carries after sequences of each length (online: all equal)."""
+    engine = dp.make_engine(method)
+    loss = dp.make_loss("mse")
+    sizes = []
+    for steps in lengths:
+        inputs, targets = make_batch("mse", steps=steps)
+        state = engine.init(model, inputs.shape[1])
+        state, ys, _ = jax.jit(lambda s, i, t: engine.sequence(model, s, i, t, jnp.ones(i.shape[:2]), loss))(
+            state, inputs, targets)
+        assert ys.shape[0] == steps
+        sizes.append(sum(leaf.size for leaf in jax.tree_util.tree_leaves(state)))
+    return sizes
+
+
+def checked_reference(model, inputs, targets, loss):
+    """BPTT's gradient, after checking the case is not degenerate: every spiking node spikes with its surrogate
+    active, and every node's gradient is non-zero."""
+    for node, (rate, surrogate) in zip(model.layers, activity(model, inputs)):
+        if node.neuron.spiking:
+            assert 0.02 < rate < 0.98, "test inputs must make every spiking layer spike"
+            assert surrogate > 0.05, "the surrogate derivative must be active"
+    reference = dp.gradients(model, inputs, targets, method="bptt", loss=loss)
+    for layer_grad in flat_layers(reference, model):
+        assert float(jnp.linalg.norm(layer_grad)) > 1e-8, "every layer's gradient must be non-zero"
+    return reference

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepeprop as dp
-from helpers import activity, flat_layers, make_batch, make_model, relative_errors
+from helpers import checked_reference, make_batch, make_model, relative_errors, state_sizes
 
 NEURONS = ["leaky", "lif", "alif"]
 READOUTS = ["linear", "leaky"]
@@ -17,16 +17,7 @@ LOSSES = ["mse", "cross_entropy"]
 EXACT = 1e-9
 
 
-def _check_case(model, inputs, targets, loss):
-    """The reference gradient, after checking the case is not degenerate."""
-    if model.layers[0].neuron.spiking:
-        for rate, surrogate in activity(model, inputs):
-            assert 0.02 < rate < 0.98, "test inputs must make every spiking layer spike"
-            assert surrogate > 0.05, "the surrogate derivative must be active"
-    reference = dp.gradients(model, inputs, targets, method="bptt", loss=loss)
-    for layer_grad in flat_layers(reference, model):
-        assert float(jnp.linalg.norm(layer_grad)) > 1e-8, "every layer's gradient must be non-zero"
-    return reference
+_check_case = checked_reference
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -172,17 +163,7 @@ def test_local_jacobians_equal_dense_autodiff():
 
 @pytest.mark.parametrize("method", ["rtrl", "eprop", "deep_eprop"])
 def test_engine_state_does_not_grow_with_sequence_length(method):
-    model = make_model("lif", "dense", 2, "leaky")
-    engine = dp.make_engine(method)
-    loss = dp.make_loss("mse")
-    sizes = []
-    for steps in (8, 32):
-        inputs, targets = make_batch("mse", steps=steps)
-        state = engine.init(model, inputs.shape[1])
-        state, ys, _ = jax.jit(lambda s, i, t: engine.sequence(model, s, i, t, jnp.ones(i.shape[:2]), loss))(
-            state, inputs, targets)
-        assert ys.shape[0] == steps
-        sizes.append(sum(leaf.size for leaf in jax.tree_util.tree_leaves(state)))
+    sizes = state_sizes(method, make_model("lif", "dense", 2, "leaky"))
     assert sizes[0] == sizes[1]
 
 

@@ -17,7 +17,7 @@ import pytest
 from jax import lax
 
 import deepeprop as dp
-from helpers import N_IN, N_OUT, activity, flat_layers, make_batch, relative_errors
+from helpers import N_IN, N_OUT, checked_reference, make_batch, relative_errors, state_sizes
 
 EXACT = 1e-9
 EXACT_ENGINES = [name for name, cls in dp.ENGINES.items() if cls.exact and name != "bptt"]
@@ -102,16 +102,7 @@ GRAPHS = {
 }
 
 
-def _reference(model, inputs, targets, loss):
-    """BPTT's gradient, after checking that the case is not degenerate."""
-    for node, (rate, surrogate) in zip(model.layers, activity(model, inputs)):
-        if node.neuron.spiking:
-            assert 0.02 < rate < 0.98, "test inputs must make every spiking layer spike"
-            assert surrogate > 0.05, "the surrogate derivative must be active"
-    reference = dp.gradients(model, inputs, targets, method="bptt", loss=loss)
-    for layer_grad in flat_layers(reference, model):
-        assert float(jnp.linalg.norm(layer_grad)) > 1e-8, "every layer's gradient must be non-zero"
-    return reference
+_reference = checked_reference
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
@@ -336,15 +327,5 @@ def test_graph_structure_and_gradient_structure():
 
 @pytest.mark.parametrize("method", ["rtrl", "eprop", "deep_eprop", "deep_eprop_factored"])
 def test_engine_state_does_not_grow_with_sequence_length_on_a_graph(method):
-    model = _factorisable([(1, 3), (0, 2)], "leaky")
-    engine = dp.make_engine(method)
-    loss = dp.make_loss("mse")
-    sizes = []
-    for steps in (8, 32):
-        inputs, targets = make_batch("mse", steps=steps)
-        state = engine.init(model, inputs.shape[1])
-        state, ys, _ = jax.jit(lambda s, i, t: engine.sequence(model, s, i, t, jnp.ones(i.shape[:2]), loss))(
-            state, inputs, targets)
-        assert ys.shape[0] == steps
-        sizes.append(sum(leaf.size for leaf in jax.tree_util.tree_leaves(state)))
+    sizes = state_sizes(method, _factorisable([(1, 3), (0, 2)], "leaky"))
     assert sizes[0] == sizes[1]

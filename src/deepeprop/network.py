@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak
+from .neurons.base import check_size
 
 RECURRENCES = ("none", "diagonal", "dense")
 READOUTS = ("linear", "leaky")
@@ -601,8 +602,8 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
     and readout edges from non-spiking nodes by ``1 - k``. Key use: node ``k`` draws from
     ``split(key, L + 1)[k - 1]`` (its first edge and ``W``), further edges from ``fold_in`` of that key.
     """
-    n_in = _check_size(n_in, "n_in")
-    n_out = _check_size(n_out, "n_out")
+    n_in = check_size(n_in, "n_in")
+    n_out = check_size(n_out, "n_out")
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not layers:
         raise ValueError(f"layers must be a non-empty list of LayerSpec, got {layers!r}")
     for i, spec in enumerate(layers):
@@ -626,7 +627,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
             raise ValueError(f"residual: edge {edge} is also a trained edge; give it once")
     all_edges = check_edges(list(edges) + list(residual), count)
     fixed = set(all_edges[len(edges):])
-    sizes = [n_in] + [_check_size(spec.size, f"layers[{i}].size") for i, spec in enumerate(layers)] + [n_out]
+    sizes = [n_in] + [check_size(spec.size, f"layers[{i}].size") for i, spec in enumerate(layers)] + [n_out]
     incoming = {k: [s for s, d in all_edges if d == k] for k in range(1, count + 1)}
 
     keys = jax.random.split(key, count)
@@ -704,15 +705,6 @@ def _per_layer(value, depth: int, name: str) -> list:
     return [value] * depth
 
 
-def _check_size(value, name: str) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
 def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recurrence="dense", readout: str = "leaky",
             key, dtype=jnp.float32, tau_m=None, tau_a=None, tau_out: float = 20.0, neuron_options=None,
             input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections=True,
@@ -751,7 +743,7 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
     """
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)) or len(hidden) == 0:
         raise ValueError(f"hidden must be a non-empty list of positive ints (layer sizes), got {hidden!r}")
-    hidden = [_check_size(h, f"hidden[{i}]") for i, h in enumerate(hidden)]
+    hidden = [check_size(h, f"hidden[{i}]") for i, h in enumerate(hidden)]
     depth = len(hidden)
     neurons = _per_layer(neuron, depth, "neuron")
     recurrences = _per_layer(recurrence, depth, "recurrence")

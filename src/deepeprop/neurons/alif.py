@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
-from .base import AbstractNeuron, check_positive, check_size, check_surrogate, decay_from_tau, spike_fn
-from .lif import soft_reset_potential
+from .base import AbstractNeuron, check_positive, check_size, decay_from_tau, spike_fn
+from .lif import soft_reset_potential, spike_options
 
 
 class ALIF(AbstractNeuron):
@@ -38,12 +38,8 @@ class ALIF(AbstractNeuron):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
         self.adaptation_decay = decay_from_tau(tau_a, self.n, dtype, "tau_a")
-        self.threshold = check_positive(threshold, "threshold")
-        self.gamma = check_positive(gamma, "gamma")
-        self.surrogate_id = check_surrogate(surrogate)
-        if not isinstance(detach_reset, bool):
-            raise ValueError(f"detach_reset must be True or False, got {detach_reset!r}")
-        self.detach_reset = detach_reset
+        self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
+            threshold, gamma, surrogate, detach_reset)
         self.beta = check_positive(beta, "beta")
 
     @property

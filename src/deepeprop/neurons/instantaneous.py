@@ -16,11 +16,15 @@ from .base import AbstractNeuron, check_size
 
 
 class AbstractInstantaneous(AbstractNeuron):
-    """A memoryless node: ``s[t] = I[t]``; subclasses give the nonlinearity ``activation``."""
+    """A memoryless node: ``s[t] = I[t]``; subclasses give only the nonlinearity ``activation``."""
 
-    n: eqx.AbstractVar[int]
+    n: int = eqx.field(static=True)
     state_size = 1
     spiking = False
+
+    def __init__(self, n: int, *, dtype=None):
+        del dtype  # no arrays
+        self.n = check_size(n, "n")
 
     @property
     def size(self) -> int:
@@ -41,46 +45,22 @@ class AbstractInstantaneous(AbstractNeuron):
 
 
 class GELU(AbstractInstantaneous):
-    n: int = eqx.field(static=True)
-
-    def __init__(self, n: int, *, dtype=None):
-        del dtype
-        self.n = check_size(n, "n")
-
     def activation(self, x: Array) -> Array:
         return jax.nn.gelu(x)
 
 
 class ReLU(AbstractInstantaneous):
-    n: int = eqx.field(static=True)
-
-    def __init__(self, n: int, *, dtype=None):
-        del dtype
-        self.n = check_size(n, "n")
-
     def activation(self, x: Array) -> Array:
         return jax.nn.relu(x)
 
 
 class Tanh(AbstractInstantaneous):
-    n: int = eqx.field(static=True)
-
-    def __init__(self, n: int, *, dtype=None):
-        del dtype
-        self.n = check_size(n, "n")
-
     def activation(self, x: Array) -> Array:
         return jnp.tanh(x)
 
 
 class Identity(AbstractInstantaneous):
     """``z = I``: a summing node, e.g. the output of a residual block (its inputs arrive by identity edges)."""
-
-    n: int = eqx.field(static=True)
-
-    def __init__(self, n: int, *, dtype=None):
-        del dtype
-        self.n = check_size(n, "n")
 
     def activation(self, x: Array) -> Array:
         return x

@@ -21,6 +21,14 @@ from jaxtyping import Array
 from .base import AbstractNeuron, check_positive, check_size, check_surrogate, decay_from_tau, spike_fn
 
 
+def spike_options(threshold, gamma, surrogate, detach_reset) -> tuple[float, float, int, bool]:
+    """The checked ``(threshold, gamma, surrogate_id, detach_reset)`` of a spiking model (LIF, ALIF)."""
+    if not isinstance(detach_reset, bool):
+        raise ValueError(f"detach_reset must be True or False, got {detach_reset!r}")
+    return (check_positive(threshold, "threshold"), check_positive(gamma, "gamma"), check_surrogate(surrogate),
+            detach_reset)
+
+
 def soft_reset_potential(decay, v_prev, current, z_prev, threshold, detach_reset):
     """``a*v[t-1] + I[t] - thr*z[t-1]``, the reset optionally detached: shared by LIF and ALIF."""
     reset = lax.stop_gradient(z_prev) if detach_reset else z_prev
@@ -41,12 +49,8 @@ class LIF(AbstractNeuron):
                  surrogate: str = "triangle", detach_reset: bool = False, dtype=jnp.float32):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
-        self.threshold = check_positive(threshold, "threshold")
-        self.gamma = check_positive(gamma, "gamma")
-        self.surrogate_id = check_surrogate(surrogate)
-        if not isinstance(detach_reset, bool):
-            raise ValueError(f"detach_reset must be True or False, got {detach_reset!r}")
-        self.detach_reset = detach_reset
+        self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
+            threshold, gamma, surrogate, detach_reset)
 
     @property
     def size(self) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array
 
 from .base import AbstractNeuron, check_size
