@@ -239,6 +239,12 @@ def test_check_neuron_catches_a_false_declaration_and_a_coupled_neuron():
     with pytest.raises(ValueError, match="not element-wise"):
         dp.check_neuron(Coupled(4, dtype=jnp.float64))
 
+    class BadTrainable(ExpIF):
+        trainable = ("decay",)  # a scalar leak, not one parameter per neuron
+
+    with pytest.raises(ValueError, match="declared trainable but is not an array of shape"):
+        dp.check_neuron(BadTrainable(4, dtype=jnp.float64))
+
 
 # ---------------------------------------------------------------------------- capabilities from the model as it is
 def test_fast_path_follows_an_edited_model():

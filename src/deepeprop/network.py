@@ -519,7 +519,8 @@ def resolve_dtype(dtype):
         resolved = jnp.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+    # (None == np.dtype("float64") is True in numpy: test for None first)
+    if resolved is None or resolved not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     if resolved == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64: call "

@@ -44,7 +44,7 @@ class DeepEProp(Engine):
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop
 
     def __post_init__(self):
-        if self.factorize not in (True, False):
+        if not isinstance(self.factorize, bool):
             raise ValueError(f"factorize must be True or False, got {self.factorize!r}")
 
     def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:

@@ -77,8 +77,12 @@ class EProp(Engine):
     def __post_init__(self):
         if self.feedback not in FEEDBACKS:
             raise ValueError(f"feedback must be one of {FEEDBACKS}, got {self.feedback!r}")
-        if self.factorize not in (None, True, False):
+        if self.factorize is not None and not isinstance(self.factorize, bool):
             raise ValueError(f"factorize must be None (automatic), True or False, got {self.factorize!r}")
+        if not isinstance(self.readout_filter, bool):
+            raise ValueError(f"readout_filter must be True or False, got {self.readout_filter!r}")
+        if isinstance(self.feedback_seed, bool) or not isinstance(self.feedback_seed, int):
+            raise ValueError(f"feedback_seed must be an int, got {self.feedback_seed!r}")
 
     def factorised_layers(self, model) -> tuple[bool, ...]:
         """Per hidden node, whether its eligibility is stored factorised (static structure only)."""
