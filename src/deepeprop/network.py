@@ -9,10 +9,13 @@ model, its within-node recurrence ``W`` (none, diagonal or dense), its bias and 
 (:class:`Projection`: a source id and a trainable weight matrix). The readout is usually an
 :class:`~deepeprop.neurons.Integrator` (``y[t] = k*y[t-1] + I[t]``, ``k = 0`` for a linear readout).
 
-Engines see a node's trainable parameters as one matrix ``theta_k`` of shape ``(n_k, P_k)`` whose row
-``j`` holds everything neuron ``j``'s current depends on: ``[U_{k<-j1}[j, :] | U_{k<-j2}[j, :] | ... |
-W_k[j, :] (dense) or W_k[j] (diagonal) | b_k[j]]``, the incoming edges in their stored order.
-:meth:`Layer.presynaptic` gives, per neuron, the vector that row multiplies (``dI[k,t,j]/dtheta_k[j, :]``).
+Engines see a node's trainable parameters as one matrix ``theta_k`` of shape ``(n_k, R_k)`` whose row
+``j`` holds everything neuron ``j``'s currents depend on: for each of its ``c`` currents in turn,
+``[U_{k<-j1}[row, :] | U_{k<-j2}[row, :] | ... | W_k[j, :] (dense) or W_k[j] (diagonal) | b_k[row]]``
+(``P_k`` numbers; trained incoming edges in their stored order), then the ``q`` neuron parameters the model
+declares trained (an LRU's ``nu``, ``theta``): ``R_k = c P_k + q``. :meth:`Layer.presynaptic` gives, per
+neuron, the vector each current's ``P_k`` parameters multiply. Neurons with several outputs (``o``) are
+read by edges flattened neuron-major, ``(B, n o)``; residual edges are fixed identities without parameters.
 
 Constructors: :class:`Network` from built nodes (checks the graph), :func:`build_network` from layer
 specifications and an edge list (any DAG), :func:`DeepRNN` for the chain with per-layer neurons and
