@@ -61,8 +61,8 @@ _FEEDBACK_STREAM = 0xFEEDBAC  # folded into feedback_seed's key
 
 
 class EPropTraces(eqx.Module):
-    eligibility: tuple  # per hidden layer: (B, P_l) factorised; (n_l, B, P_l) if d_l = 1; else (B, n_l, d_l, P_l)
-    filtered: tuple  # per hidden layer ebar: (n_l, B, P_l), or (B, n_l, P_l) if d_l > 1; (0,) if linear readout
+    eligibility: tuple  # per hidden node: (B, P_l) factorised; (n_l, B, R_l) if d = c = o = 1; else (B, n_l, d_l, R_l)
+    filtered: tuple  # per hidden node ebar: (n_l, B, R_l), or (B, n_l o_l, R_l) otherwise; (0,) if linear readout
     readout_eligibility: jax.Array  # (B, P_out): the readout's factorised trace
     feedback: tuple  # per node, per incoming edge: a matrix shaped like the edge's U (unused from the input)
 
