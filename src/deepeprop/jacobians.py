@@ -74,14 +74,14 @@ def linearize(layer: Layer, s_prev: Array, sources: Sequence[Array]) -> LayerSte
         return jax.jvp(lambda s: neuron.step(s, current), (s_prev,), (tangent,))[1]
 
     own = jax.vmap(own_column, out_axes=-1)(_basis(s_prev.shape, s_prev.dtype))  # (B, n, d_out, d_in)
-    state = neuron.step(s_prev, current)
-    if layer.currents == 1:
-        ds_dI = jax.jvp(lambda i: neuron.step(s_prev, i), (current,), (jnp.ones_like(current),))[1][..., None]
+    if layer.currents == 1:  # one tangent of ones gives every neuron's column, and the step itself
+        state, ds_dI = jax.jvp(lambda i: neuron.step(s_prev, i), (current,), (jnp.ones_like(current),))
+        ds_dI = ds_dI[..., None]  # (B, n, d, 1)
     else:
         def current_column(tangent):
-            return jax.jvp(lambda i: neuron.step(s_prev, i), (current,), (tangent,))[1]
+            return jax.jvp(lambda i: neuron.step(s_prev, i), (current,), (tangent,))
 
-        ds_dI = jax.vmap(current_column, out_axes=-1)(_basis(current.shape, current.dtype))  # (B, n, d, c)
+        state, ds_dI = jax.vmap(current_column, out_axes=(None, -1))(_basis(current.shape, current.dtype))
     columns = []
     for name in layer.trained_neuron_parameters:  # per-neuron parameters: one tangent each, all neurons at once
         value = getattr(neuron, name)
