@@ -141,8 +141,10 @@ def test_learner_rejects_bad_arguments():
         OnlineLearner(engine, optax.sgd(0.1), update_every=0)
     with pytest.raises(ValueError, match="optimizer"):
         OnlineLearner(engine, "adam")
-    with pytest.raises(ValueError, match="engine"):
-        OnlineLearner("eprop", optax.sgd(0.1))
+    with pytest.raises(ValueError, match="engine must be a deepeprop Engine object or an engine name"):
+        OnlineLearner(3, optax.sgd(0.1))
+    with pytest.raises(ValueError, match="method must be one of"):  # a name is shorthand; an unknown one is refused
+        OnlineLearner("sideways", optax.sgd(0.1))
 
 
 # ----------------------------------------------------------------------------- the training loop

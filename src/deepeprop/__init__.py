@@ -9,7 +9,12 @@ from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, Abst
 from .online import LearnerState, OnlineLearner
 from .tasks import TASKS, Batch, Task, get_task
 
-__version__ = "0.1.0"
+try:  # one source of the version: the package metadata (pyproject.toml)
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("deepeprop")
+except PackageNotFoundError:  # imported from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Layer", "Projection",

@@ -76,7 +76,7 @@ def _run(engine, loss_fn, model, inputs, targets, mask):
     return jnp.sum(losses), engine.grads(model, state)
 
 
-def loss_and_gradients(model: Network, inputs, targets, *, method: str, loss: str = "mse", mask=None, **options):
+def loss_and_gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, **options):
     """Like :func:`gradients`, also returning the loss ``E`` of the sequence: ``(E, grads)``."""
     engine = make_engine(method, **options)
     inputs, targets, mask = check_batch(model, inputs, targets, loss, mask)
@@ -84,18 +84,19 @@ def loss_and_gradients(model: Network, inputs, targets, *, method: str, loss: st
     return _run(engine, make_loss(loss), model, inputs, targets, mask)
 
 
-def gradients(model: Network, inputs, targets, *, method: str, loss: str = "mse", mask=None, **options):
+def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, **options):
     """Gradients of ``E = sum_t E_t`` (each ``E_t`` averaged over the batch) computed by one engine.
 
     Args:
-        model: a :class:`~deepeprop.DeepRNN`.
+        model: a :class:`~deepeprop.Network` (from :func:`~deepeprop.DeepRNN` or :func:`~deepeprop.build_network`).
         inputs: ``(T, B, n_in)``.
         targets: ``(T, B, n_out)`` for ``loss="mse"``; ``(T, B)`` integer labels for ``"cross_entropy"``
             with ``-1`` meaning no loss at that step.
-        method: ``"bptt"``, ``"rtrl"``, ``"eprop"`` or ``"deep_eprop"``.
-        loss: ``"mse"`` or ``"cross_entropy"``.
+        method: an engine object (``dp.DeepEProp()``, ``dp.EProp(feedback="random")``) or its name: ``"bptt"``,
+            ``"rtrl"``, ``"eprop"``, ``"deep_eprop"``, ``"deep_eprop_factored"`` (:data:`deepeprop.ENGINES`).
+        loss: a loss object (``dp.MSE()``, ``dp.CrossEntropy()``) or its name, ``"mse"`` or ``"cross_entropy"``.
         mask: optional ``(T, B)`` weights of the per-step loss (1 where it counts).
-        **options: the engine's options (e.g. ``feedback="random"`` for ``eprop``).
+        **options: the options of an engine given by name (e.g. ``feedback="random"`` for ``eprop``).
 
     Returns:
         A pytree with the structure ``equinox.filter_grad`` gives for ``model`` (zeros for the fixed

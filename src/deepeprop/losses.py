@@ -39,7 +39,11 @@ class CrossEntropy(eqx.Module):
 LOSSES = {"mse": MSE, "cross_entropy": CrossEntropy}
 
 
-def make_loss(name: str):
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {name!r}")
-    return LOSSES[name]()
+def make_loss(loss):
+    """The loss called ``loss`` (a name in :data:`LOSSES`), or ``loss`` itself when it is a loss object."""
+    if isinstance(loss, tuple(LOSSES.values())):
+        return loss
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)} or a loss object (deepeprop.MSE(), "
+                         f"deepeprop.CrossEntropy()), got {loss!r}")
+    return LOSSES[loss]()

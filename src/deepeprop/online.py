@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .engines import Engine
+from .engines import Engine, make_engine
 from .losses import make_loss
 from .network import Network
 
@@ -73,9 +73,9 @@ class OnlineLearner(eqx.Module):
     """An engine and an optax optimizer (see the module docstring).
 
     Args:
-        engine: from :func:`deepeprop.make_engine`.
+        engine: an engine object (``dp.DeepEProp()``) or its name (``"deep_eprop"``).
         optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
-        loss: ``"mse"`` or ``"cross_entropy"``.
+        loss: a loss object (``dp.MSE()``, ``dp.CrossEntropy()``) or its name, ``"mse"`` or ``"cross_entropy"``.
         update_every: ``None`` (one update per sequence) or a positive int ``k`` (an update every ``k``
             time steps, during the sequence).
         feedback_decay: with adaptive feedback, the weight decay applied to ``W_out`` and ``B_out`` at
@@ -88,10 +88,12 @@ class OnlineLearner(eqx.Module):
     update_every: int | None = eqx.field(static=True, default=None)
     feedback_decay: float = eqx.field(static=True, default=0.0)
 
-    def __init__(self, engine: Engine, optimizer, *, loss: str = "mse", update_every: int | None = None,
+    def __init__(self, engine: Engine | str, optimizer, *, loss="mse", update_every: int | None = None,
                  feedback_decay: float = 0.0):
+        if isinstance(engine, str):  # a name is shorthand for make_engine(name)
+            engine = make_engine(engine)
         if not isinstance(engine, Engine):
-            raise ValueError(f"engine must be a deepeprop Engine (from make_engine), got {type(engine).__name__}")
+            raise ValueError(f"engine must be a deepeprop Engine object or an engine name, got {type(engine).__name__}")
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
         if update_every is not None:

@@ -11,10 +11,16 @@ from .rtrl import RTRL
 ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp)}
 
 
-def make_engine(method: str, **options) -> Engine:
-    """The engine called ``method`` with its ``options``; unknown names and options raise ``ValueError``."""
-    if method not in ENGINES:
-        raise ValueError(f"method must be one of {tuple(ENGINES)}, got {method!r}")
+def make_engine(method, **options) -> Engine:
+    """The engine called ``method`` with its ``options``, or ``method`` itself when it is an :class:`Engine`
+    object (then no options); unknown names and options raise ``ValueError``."""
+    if isinstance(method, Engine):
+        if options:
+            raise ValueError(f"engine options {sorted(options)} apply to an engine given by name; this one is an "
+                             f"object already built ({type(method).__name__}): give them to its constructor")
+        return method
+    if not isinstance(method, str) or method not in ENGINES:
+        raise ValueError(f"method must be one of {tuple(ENGINES)} or an Engine object, got {method!r}")
     cls = ENGINES[method]
     accepted = [f for f in getattr(cls, "__dataclass_fields__", {}) if not f.startswith("_")]
     unknown = sorted(set(options) - set(accepted))
