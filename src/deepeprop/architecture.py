@@ -14,7 +14,7 @@ the same.
 """
 from __future__ import annotations
 
-from .network import RECURRENCES, check_edges
+from .network import RECURRENCES, chain_edges
 from .neurons import NEURONS
 
 
@@ -79,20 +79,14 @@ def skip_edges(value, depth: int, name: str = "--skip", residual=()) -> list[lis
     """``"1:3,0:2"`` / ``[[1, 3], [0, 2]]`` -> ``[[1, 3], [0, 2]]``, checked against a chain of ``depth`` layers
     (and the already parsed ``residual`` edges)."""
     edges = _parse_edges(value, name)
-    chain = [(i, i + 1) for i in range(depth + 1)]
-    for edge in edges:
-        if tuple(edge) in chain:
-            raise ValueError(f"{name}: edge {tuple(edge)} is already in the chain (a skip must jump over a layer)")
-    extra = [tuple(e) for e in residual if tuple(e) not in chain]
-    check_edges(chain + [tuple(e) for e in edges] + extra, depth + 1, what=name)
+    chain_edges(depth, edges, residual, skip_name=name)
     return edges
 
 
 def residual_edges(value, depth: int, name: str = "--residual") -> list[list[int]]:
     """Fixed identity edges in the same forms as :func:`skip_edges`; one on a chain edge replaces it."""
     edges = _parse_edges(value, name)
-    chain = [(i, i + 1) for i in range(depth + 1)]
-    check_edges(chain + [tuple(e) for e in edges if tuple(e) not in chain], depth + 1, what=name)
+    chain_edges(depth, (), edges, residual_name=name)
     return edges
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from typing import Any, Sequence
 
@@ -559,14 +560,11 @@ def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
     if not isinstance(options, dict):
         raise ValueError(f"neuron_options must be a dict of keyword arguments, got {options!r}")
     kwargs = dict(options, dtype=dtype)
-    import inspect
-
-    accepted = inspect.signature(cls.__init__).parameters
-    if "key" in accepted and "key" not in kwargs:  # a model that draws its constants (the LRU's ring)
+    if _accepts(cls, "key") and "key" not in kwargs:  # a model that draws its constants (the LRU's ring)
         kwargs["key"] = key
     for tau_name, default in (("tau_m", 20.0), ("tau_a", 200.0)):
         value = getattr(spec, tau_name)
-        if tau_name in accepted:
+        if _accepts(cls, tau_name):
             kwargs[tau_name] = default if value is None else value
         elif value is not None:
             raise ValueError(f"{tau_name} not accepted by neuron {cls.__name__} ({name})")
@@ -758,8 +756,7 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
     for value in connections:
         if not isinstance(value, bool):
             raise ValueError(f"self_connections must be True or False, got {value!r}")
-    options = _per_layer(neuron_options, depth, "neuron_options") if isinstance(neuron_options, (list, tuple)) \
-        else [neuron_options] * depth
+    options = _per_layer(neuron_options, depth, "neuron_options")
     for value in options:
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"neuron_options must be a dict (or a list of one dict per layer), got {value!r}")
@@ -768,7 +765,7 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
     specs = []
     for i in range(depth):
         named = not isinstance(neurons[i], AbstractNeuron)
-        if not isinstance(neurons[i], AbstractNeuron) and isinstance(neurons[i], str) and neurons[i] not in NEURONS:
+        if isinstance(neurons[i], str) and neurons[i] not in NEURONS:
             raise ValueError(f"neuron must be one of {tuple(NEURONS)}, a neuron-model class or instance, "
                              f"got {neurons[i]!r}")
         cls = NEURONS.get(neurons[i]) if isinstance(neurons[i], str) else neurons[i]
@@ -781,23 +778,32 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
             tau_m is not None or tau_a is not None or neuron_options):
         raise ValueError("tau_m, tau_a and neuron_options apply to neurons given by name or class; every "
                          "neuron here is an instance, already built")
-    if isinstance(skip, (str, bytes)) or not isinstance(skip, (list, tuple)):
-        raise ValueError(f"skip must be a list of (i, j) pairs, got {skip!r}")
+    for edges, what in ((skip, "skip"), (residual, "residual")):
+        if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
+            raise ValueError(f"{what} must be a list of (i, j) pairs, got {edges!r}")
+    trained, fixed = chain_edges(depth, skip, residual)
+    return build_network(n_in, specs, n_out, edges=trained, key=key, readout=readout, dtype=dtype, tau_out=tau_out,
+                         input_gain=input_gain, recurrent_gain=recurrent_gain, residual=fixed)
+
+
+def chain_edges(depth: int, skip=(), residual=(), *, skip_name: str = "skip", residual_name: str = "residual"):
+    """The chain ``0 -> 1 -> ... -> depth + 1`` with trained ``skip`` edges and fixed identity ``residual`` edges
+    (one on a chain edge replaces it), checked: ``(trained edges, fixed edges)``. Error messages name the
+    argument by ``skip_name`` / ``residual_name``."""
+    def pairs(edges):
+        return [tuple(e) if isinstance(e, list) else e for e in edges]
+
     chain = [(i, i + 1) for i in range(depth + 1)]
+    skip, residual = pairs(skip), pairs(residual)
     for edge in skip:
-        if isinstance(edge, (tuple, list)) and len(edge) == 2 and tuple(edge) in chain:
-            raise ValueError(f"skip: edge {tuple(edge)} is already in the chain (a skip must jump over a layer)")
-    check_edges(list(chain) + [tuple(e) if isinstance(e, list) else e for e in skip], depth + 1, what="skip")
-    if isinstance(residual, (str, bytes)) or not isinstance(residual, (list, tuple)):
-        raise ValueError(f"residual must be a list of (i, j) pairs, got {residual!r}")
-    fixed = [tuple(e) if isinstance(e, list) else e for e in residual]
-    chain = [edge for edge in chain if edge not in fixed]  # a residual on a chain edge makes it an identity
-    return build_network(n_in, specs, n_out, edges=chain + [tuple(e) for e in skip], key=key, readout=readout,
-                         dtype=dtype, tau_out=tau_out, input_gain=input_gain, recurrent_gain=recurrent_gain,
-                         residual=[tuple(e) if isinstance(e, list) else e for e in residual])
+        if isinstance(edge, tuple) and len(edge) == 2 and edge in chain:
+            raise ValueError(f"{skip_name}: edge {edge} is already in the chain (a skip must jump over a layer)")
+    extra = [edge for edge in residual if edge not in chain]
+    check_edges(chain + extra, depth + 1, what=residual_name)
+    check_edges(chain + skip + extra, depth + 1, what=skip_name)
+    return [edge for edge in chain if edge not in residual] + skip, residual
 
 
 def _accepts(cls, name: str) -> bool:
-    import inspect
-
+    """Whether the constructor of ``cls`` takes the keyword ``name``."""
     return name in inspect.signature(cls.__init__).parameters
