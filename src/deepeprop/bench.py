@@ -126,8 +126,9 @@ def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: 
 
     if method == "bptt":  # stored trajectory; backward ~2x forward
         return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
-    if method == "eprop":
+    if method in ("eprop", "immediate"):  # immediate: e-prop's arrays, without the Jb * eps product
         fact = make_engine("eprop").factorised_layers(model)
+        own = 0 if method == "immediate" else 1
         elements = B * P[-1]
         flops = forward + 2 * B * n[-1] * P[-1]
         for l in hidden:
@@ -136,7 +137,7 @@ def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: 
                 flops += (4 if leaky else 2) * B * n[l] * P[l]
             else:
                 elements += B * n[l] * d[l] * P[l] + (B * n[l] * P[l] if leaky else 0)
-                flops += (2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
+                flops += (own * 2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
             flops += signal_flops(l)
         return elements, flops
     if method == "deep_eprop":

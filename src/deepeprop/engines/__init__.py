@@ -6,9 +6,10 @@ from .bptt import BPTT
 from .deep_eprop import DeepEProp
 from .deep_eprop_factored import FactoredDeepEProp
 from .eprop import EProp
+from .immediate import Immediate
 from .rtrl import RTRL
 
-ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp)}
+ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp, Immediate)}
 
 
 def make_engine(method, **options) -> Engine:
@@ -30,4 +31,4 @@ def make_engine(method, **options) -> Engine:
     return cls(**options)
 
 
-__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Engine", "EngineState", "ENGINES", "make_engine"]
+__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES", "make_engine"]

@@ -48,6 +48,8 @@ a change in layer ``l`` at time ``t`` acts on the layers above at later times th
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -69,6 +71,9 @@ class EPropTraces(eqx.Module):
 
 class EProp(Engine):
     name = "eprop"
+    # whether a hidden layer's eligibility carries on in time through its own Jacobian (False: the immediate
+    # engine, eligibility = this step's derivative only)
+    carries_eligibility: ClassVar[bool] = True
     feedback: str = eqx.field(static=True, default="symmetric")
     feedback_seed: int = eqx.field(static=True, default=0)
     factorize: bool | None = eqx.field(static=True, default=None)
@@ -147,6 +152,10 @@ class EProp(Engine):
             return edge_matrix(model, node, slot)
         return traces.feedback[node][slot]
 
+    def _carried(self, decayed):
+        """The part of the eligibility carried over from the previous step (none for the immediate engine)."""
+        return decayed if self.carries_eligibility else jnp.zeros_like(decayed)
+
     def step(self, model, state, x, target, mask, loss):
         traces = state.traces
         graph = model.graph
@@ -172,7 +181,7 @@ class EProp(Engine):
             signal = sum(current_signal[c] @ self._feedback_matrix(model, traces, c, slot)
                          for c, slot in graph.children[l])  # (B, n_l)
             if factorised[l]:  # one presynaptic trace per layer: e = psi (x) xbar
-                xbar = shared_leak(layer) * traces.eligibility[l] + layer.shared_presynaptic(
+                xbar = self._carried(shared_leak(layer) * traces.eligibility[l]) + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 eligibility[l] = xbar
@@ -185,13 +194,13 @@ class EProp(Engine):
             elif _scalar_neuron(layer):  # d = c = o = 1: neuron-major (n_l, B, P_l) traces, fast contraction over B
                 jb = step.block[..., 0, 0].T[:, :, None]  # (n_l, B, 1)
                 pre = jnp.swapaxes(step.presynaptic, 0, 1)  # (n_l, B, P_l)
-                eps = jb * traces.eligibility[l] + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
+                eps = self._carried(jb * traces.eligibility[l]) + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
                 e = step.dz[:, :, 0, 0].T[:, :, None] * eps
                 eligibility[l] = eps
                 ebar = k * traces.filtered[l] + e if leaky else traces.filtered[l]
                 grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", ebar if leaky else e, signal.T)
             else:
-                eps = apply_block(step.block, traces.eligibility[l]) + immediate(step)  # (B, n_l, d_l, R_l)
+                eps = self._carried(apply_block(step.block, traces.eligibility[l])) + immediate(step)  # (B, n_l, d_l, R_l)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
                 eligibility[l] = eps
                 if leaky:
