@@ -52,7 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "task": "digits",
     "task_options": {},
     "method": "deep_eprop",
+    "method_options": {},
     "neuron": "alif",
+    "neuron_options": {},
     "hidden": [64, 64],
     "recurrence": "dense",
     "skip": [],
@@ -62,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "tau_a": 200.0,
     "tau_out": 20.0,
     "input_gain": 1.0,
+    "recurrent_gain": 1.0,
+    "self_connections": True,
     "iterations": 200,
     "batch_size": 32,
     "optimizer": "adam",
@@ -107,12 +111,12 @@ def parse_value(text: str):
         return text
 
 
-def parse_task_options(items) -> dict:
+def parse_task_options(items, flag: str = "--task-option") -> dict:
     """``["delay_steps=20", "n_cues=3"]`` -> ``{"delay_steps": 20, "n_cues": 3}``."""
     options = {}
     for item in items or []:
         if "=" not in item:
-            raise _usage(f"--task-option must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
+            raise _usage(f"{flag} must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
         name, value = item.split("=", 1)
         options[name.strip()] = parse_value(value)
     return options
@@ -174,7 +178,8 @@ def validate_config(config: dict) -> dict:
     """Check every option, naming the flag of a bad one. Returns the normalised config."""
     from .engines import ENGINES
     from .engines.eprop import FEEDBACKS
-    from .architecture import neuron_names, recurrences, residual_edges, skip_edges
+    from .architecture import (neuron_names, per_layer_flag, per_layer_number, per_layer_options, recurrences,
+                               residual_edges, skip_edges)
     from .network import DTYPES, READOUTS
     from .tasks import TASKS, get_task
 
@@ -190,6 +195,10 @@ def validate_config(config: dict) -> dict:
         c["recurrence"] = recurrences(c["recurrence"], len(c["hidden"]))
         c["residual"] = residual_edges(c["residual"], len(c["hidden"]))
         c["skip"] = skip_edges(c["skip"], len(c["hidden"]), residual=c["residual"])
+        for name in ("tau_m", "tau_a"):  # one number, or one per hidden layer
+            c[name] = per_layer_number(c[name], len(c["hidden"]), f"--{name.replace('_', '-')}")
+        c["self_connections"] = per_layer_flag(c["self_connections"], len(c["hidden"]), "self_connections")
+        c["neuron_options"] = per_layer_options(c["neuron_options"], len(c["hidden"]), "--neuron-option")
     except ValueError as err:
         raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
@@ -201,7 +210,7 @@ def validate_config(config: dict) -> dict:
         value = c["update_every"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _usage(f"--update-every must be a positive int (time steps between updates), got {value!r}")
-    for name in ("lr", "tau_m", "tau_a", "tau_out", "input_gain"):
+    for name in ("lr", "tau_out", "input_gain", "recurrent_gain"):
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise _usage(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}")
@@ -210,10 +219,18 @@ def validate_config(config: dict) -> dict:
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
         raise _usage(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
     if c["feedback"] is not None:
-        if c["method"] != "eprop":
-            raise _usage(f"--feedback applies to --method eprop only, got --method {c['method']}")
+        if c["method"] not in ("eprop", "immediate"):
+            raise _usage(f"--feedback applies to --method eprop or immediate only, got --method {c['method']}")
         if c["feedback"] not in FEEDBACKS:
             raise _usage(f"--feedback must be one of {list(FEEDBACKS)}, got {c['feedback']!r}")
+    if not isinstance(c["method_options"], dict):
+        raise _usage(f"--method-option: engine options must be a table of NAME = VALUE, got {c['method_options']!r}")
+    if c["feedback"] is not None and "feedback" in c["method_options"]:
+        raise _usage("give the feedback once: --feedback or --method-option feedback=..., not both")
+    try:
+        make_engine_from_config(c)
+    except ValueError as err:
+        raise _usage(f"--method-option: {err}") from None
     if not isinstance(c["task_options"], dict):
         raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
     try:
@@ -227,6 +244,20 @@ def validate_config(config: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- building a run
+def make_engine_from_config(config: dict):
+    """The engine of a config: ``method`` with ``method_options`` (and eprop's ``feedback`` shorthand)."""
+    from .engines import make_engine
+
+    options = dict(config["method_options"])
+    # the feedback seed differs from the model's: with equal seeds eprop's "random" readout feedback would
+    # be drawn exactly like W_out (same key, same distribution), i.e. symmetric
+    if config["feedback"] is not None:
+        options["feedback"] = config["feedback"]
+    if "feedback" in options and "feedback_seed" not in options:
+        options["feedback_seed"] = config["seed"] + 1
+    return make_engine(config["method"], **options)
+
+
 def build(config: dict):
     """``(task, model, learner)`` of a validated config; the model is initialised from ``config["seed"]``."""
     from .engines import make_engine
@@ -241,15 +272,13 @@ def build(config: dict):
                     residual=[tuple(edge) for edge in config["residual"]],
                     key=jax.random.PRNGKey(config["seed"]), dtype=DTYPES[config["dtype"]],
                     tau_m=config["tau_m"], tau_a=config["tau_a"], tau_out=config["tau_out"],
-                    input_gain=config["input_gain"])
-    # the feedback seed differs from the model's: with equal seeds eprop's "random" readout feedback would
-    # be drawn exactly like W_out (same key, same distribution), i.e. symmetric
-    options = {} if config["feedback"] is None else {"feedback": config["feedback"],
-                                                       "feedback_seed": config["seed"] + 1}
-    engine = make_engine(config["method"], **options)
+                    input_gain=config["input_gain"], recurrent_gain=config["recurrent_gain"],
+                    self_connections=config["self_connections"], neuron_options=config["neuron_options"] or None)
+    engine = make_engine_from_config(config)
     optimizer = optax.adam(config["lr"]) if config["optimizer"] == "adam" else optax.sgd(config["lr"])
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config["update_every"],
-                            feedback_decay=config["feedback_decay"] if config["feedback"] == "adaptive" else 0.0)
+                            feedback_decay=config["feedback_decay"] if getattr(engine, "feedback", None) == "adaptive"
+                            else 0.0)
     return task, model, learner
 
 
@@ -531,10 +560,18 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
     "residual": ("--residual", dict(help="fixed identity edges I:J, comma-separated (equal widths; one on a chain "
                                     "edge replaces it), e.g. 2:3,0:3")),
     "readout": ("--readout", dict(help="linear or leaky (default leaky)")),
-    "tau_m": ("--tau-m", dict(type=float, help="membrane time constant in steps (default 20)")),
-    "tau_a": ("--tau-a", dict(type=float, help="ALIF adaptation time constant in steps (default 200)")),
+    "method_options": None,  # --method-option NAME=VALUE (below)
+    "neuron_options": None,  # --neuron-option NAME=VALUE (below)
+    "tau_m": ("--tau-m", dict(help="membrane time constant in steps (default 20), or one per hidden layer "
+                              "comma-separated, e.g. 2,50 (fast below, slow above)")),
+    "tau_a": ("--tau-a", dict(help="ALIF adaptation time constant in steps (default 200), or one per layer")),
     "tau_out": ("--tau-out", dict(type=float, help="leaky readout time constant in steps (default 20)")),
     "input_gain": ("--input-gain", dict(type=float, help="scale of the initial input weights (default 1)")),
+    "recurrent_gain": ("--recurrent-gain", dict(type=float, help="scale of the initial recurrent weights "
+                                                "(default 1)")),
+    "self_connections": ("--self-connections", dict(type=lambda text: parse_bool(text, "--self-connections"),
+                                                    help="dense recurrence: true (default) or false (W's diagonal "
+                                                    "masked to zero)")),
     "iterations": ("--iterations", dict(type=int, help="training batches (default 200)")),
     "batch_size": ("--batch-size", dict(type=int, help="sequences per batch (default 32)")),
     "optimizer": ("--optimizer", dict(help="adam or sgd (default adam)")),
@@ -552,9 +589,25 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
 }
 
 
+def parse_bool(text: str, name: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{name} must be true or false, got {text!r}")
+    return lowered == "true"
+
+
 def add_run_flags(parser) -> None:
-    for name, (flag, kwargs) in FLAGS.items():
+    for name, spec in FLAGS.items():
+        if spec is None:
+            continue
+        flag, kwargs = spec
         parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **kwargs)
+    parser.add_argument("--method-option", dest="method_option", action="append", default=None,
+                        metavar="NAME=VALUE", help="an engine option, repeatable (e.g. --method-option "
+                        "readout_filter=false, --method-option feedback=random)")
+    parser.add_argument("--neuron-option", dest="neuron_option", action="append", default=None,
+                        metavar="NAME=VALUE", help="a neuron-model option for every hidden layer, repeatable (e.g. "
+                        "--neuron-option detach_reset=true); per layer in a TOML config")
     parser.add_argument("--task-option", dest="task_option", action="append", default=None, metavar="NAME=VALUE",
                         help="a task option, repeatable (e.g. --task-option delay_steps=20)")
 
@@ -577,6 +630,10 @@ def explicit_options(args) -> dict:
     given = {name: getattr(args, name) for name in FLAGS if hasattr(args, name)}
     if getattr(args, "task_option", None):
         given["task_options"] = parse_task_options(args.task_option)
+    if getattr(args, "method_option", None):
+        given["method_options"] = parse_task_options(args.method_option, "--method-option")
+    if getattr(args, "neuron_option", None):
+        given["neuron_options"] = parse_task_options(args.neuron_option, "--neuron-option")
     return given
 
 
@@ -595,7 +652,8 @@ def _resume_config(explicit: dict, config_file) -> dict:
         if key in RESUMABLE:
             continue
         merged = {**saved["task_options"], **value} if key == "task_options" else value
-        if key in ("hidden", "neuron", "recurrence", "skip", "residual"):  # compare the normalised forms
+        if key in ("hidden", "neuron", "recurrence", "skip", "residual", "tau_m", "tau_a", "self_connections",
+                   "neuron_options"):  # compare the normalised forms
             merged = validate_config({**saved, key: value})[key]
         if merged != saved.get(key):
             raise _usage(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "

@@ -27,6 +27,7 @@ Conventions (shared by all tasks):
 from __future__ import annotations
 
 import abc
+import functools
 import dataclasses
 import numbers
 from dataclasses import dataclass
@@ -393,22 +394,63 @@ class DatasetTask(ClassificationTask):
         return to_batch(*self._assemble("test", np.arange(self.n_examples("test"))), self.loss)
 
 
+HOLDOUTS = ("test", "validation")
+VALIDATION_FRACTION = 0.2  # of the train split, held out when holdout = "validation"
+VALIDATION_SEED = 1
+
+
+@functools.lru_cache(maxsize=16)
+def _validation_split(n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    return holdout_split(n_train, VALIDATION_FRACTION, VALIDATION_SEED)
+
+
 class DenseDatasetTask(DatasetTask):
     """A ``DatasetTask`` whose splits are held in memory as dense arrays.
 
-    Subclasses provide ``_examples(split)`` -> ``(x (N, T, n_in), y (N,))``.
+    Subclasses provide ``_examples(split)`` -> ``(x (N, T_in, n_in), y (N,))``, ``input_steps`` (``T_in``) and
+    the fields ``delay`` and ``holdout``, checked by ``_validate_presentation``:
+
+    - ``delay`` (int >= 0): zero-input steps after each example, so ``n_steps = input_steps + delay`` and the
+      label (on the last ``label_steps`` steps) comes ``delay`` steps after the input ended: the example is
+      presented early and asked for late.
+    - ``holdout``: ``"test"`` (default) evaluates on the fixed test split; ``"validation"`` holds out a fixed
+      ``VALIDATION_FRACTION`` of the train split (seeded permutation), trains on the rest and serves the
+      held-out part as its ``"test"`` split, for choosing hyper-parameters without touching the test split.
     """
 
     @abc.abstractmethod
     def _examples(self, split: str) -> tuple[np.ndarray, np.ndarray]: ...
 
+    @property
+    @abc.abstractmethod
+    def input_steps(self) -> int: ...
+
+    @property
+    def n_steps(self) -> int:
+        return self.input_steps + self.delay
+
+    def _validate_presentation(self) -> None:
+        self._set("delay", check_int("delay", self.delay, minimum=0))
+        check_choice("holdout", self.holdout, HOLDOUTS)
+
+    def _split_examples(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.holdout == "test":
+            return self._examples(split)
+        x, y = self._examples("train")
+        train_idx, validation_idx = _validation_split(int(y.shape[0]))
+        idx = train_idx if split == "train" else validation_idx
+        return x[idx], y[idx]
+
     def examples(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-        """The whole split as numpy ``(x (N, T, n_in), y (N,))`` (read-only views)."""
-        x, y = self._examples(check_split(split))
+        """The whole split as numpy ``(x (N, T_in, n_in), y (N,))`` (read-only views; without the delay)."""
+        x, y = self._split_examples(check_split(split))
         return readonly_view(x), readonly_view(y)
 
     def labels(self, split: str = "train") -> np.ndarray:
         return self.examples(split)[1]
 
     def _inputs(self, split, idx):
-        return self._examples(split)[0][idx]
+        x = self._split_examples(split)[0][idx]  # (B, T_in, n_in)
+        if self.delay:
+            x = np.concatenate([x, np.zeros((x.shape[0], self.delay, x.shape[2]), x.dtype)], axis=1)
+        return x  # (B, n_steps, n_in)
