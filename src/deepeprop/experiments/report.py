@@ -204,7 +204,8 @@ def _alignment_findings(config: dict, results: list[dict]) -> list[str]:
         e_cos = _layer_summary(eprop, "cosine", 0)["mean"]
         if None in (e_ratio, d_cos, e_cos):
             continue
-        label = ", ".join(f"{axis}={result['point'][axis]}" for axis in result["sweeps"])
+        label = ("the base point" if len(result["sweeps"]) > 1
+                 else ", ".join(f"{axis}={result['point'][axis]}" for axis in result["sweeps"]))
         if d_cos > 0.9 and (e_cos < 0.5 or e_ratio < 0.1):
             lost.append(f"{label} (e-prop cos {e_cos:.2f}, norm ratio {e_ratio:.2g}; deep e-prop cos {d_cos:.2f})")
         if d_cos < 0.5:
