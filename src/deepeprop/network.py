@@ -36,6 +36,7 @@ from jaxtyping import Array
 
 from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak
 from .neurons.base import check_size
+from .validation import check_bool, check_choice, check_number
 
 RECURRENCES = ("none", "diagonal", "dense")
 READOUTS = ("linear", "leaky")
@@ -512,9 +513,7 @@ class LayerSpec:
 
 
 def _check_choice(value, name: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
+    return check_choice(name, value, choices)
 
 
 def resolve_dtype(dtype):
@@ -616,8 +615,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
     if not isinstance(key, jax.Array) or key.shape not in ((2,), ()):
         raise ValueError("key must be a jax.random key (jax.random.PRNGKey(seed) or jax.random.key(seed))")
     for gain_name, gain in (("input_gain", input_gain), ("recurrent_gain", recurrent_gain), ("tau_out", tau_out)):
-        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
-            raise ValueError(f"{gain_name} must be a finite number > 0, got {gain!r}")
+        check_number(gain_name, gain, minimum=0, exclusive_minimum=True)
     if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
         raise ValueError(f"edges must be a list of (src, dst) pairs, got {edges!r}")
     count = len(layers) + 1
@@ -646,8 +644,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
         else:
             spec = layers[k - 1]
             _check_choice(spec.recurrence, f"layers[{k - 1}].recurrence", RECURRENCES)
-            if not isinstance(spec.self_connections, bool):
-                raise ValueError(f"self_connections must be True or False, got {spec.self_connections!r}")
+            check_bool(f"layers[{k - 1}].self_connections", spec.self_connections)
             cell = _make_neuron(spec, f"layers[{k - 1}].neuron", dtype, jax.random.fold_in(node_key, _NEURON_STREAM))
             _check_recurrence(k, spec.recurrence, cell)
         neurons.append(cell)
@@ -754,8 +751,7 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
                       RECURRENCES)
     connections = _per_layer(self_connections, depth, "self_connections")
     for value in connections:
-        if not isinstance(value, bool):
-            raise ValueError(f"self_connections must be True or False, got {value!r}")
+        check_bool("self_connections", value)
     options = _per_layer(neuron_options, depth, "neuron_options")
     for value in options:
         if value is not None and not isinstance(value, dict):
