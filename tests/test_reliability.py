@@ -7,9 +7,25 @@ import pytest
 import deepeprop as dp
 
 
-def test_unknown_dtype_is_refused_not_float32():
+@pytest.mark.parametrize("dtype", ["bogus", None])
+def test_unknown_dtype_is_refused_not_float32(dtype):
+    """Found: "bogus" built a float32 model; (found by the property tests) None built a float64 one."""
     with pytest.raises(ValueError, match="dtype must be one of"):
-        dp.DeepRNN(2, [3], 1, key=jax.random.PRNGKey(0), dtype="bogus")
+        dp.DeepRNN(2, [3], 1, key=jax.random.PRNGKey(0), dtype=dtype)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(neuron="leaky", tau_m=True), r"tau_m must be a number or an array of numbers .*got True"),
+    (dict(neuron="gelu", tau_m=-1.0), r"tau_m must be finite and > 0"),
+    (dict(neuron="gelu", tau_m=[jax.numpy.ones(2)]), r"tau_m\[0\] must be a scalar or an array of shape \(3,\), "
+                                                      r"got shape \(2,\)"),
+    (dict(neuron="tanh", tau_a=jax.numpy.ones(7)), r"tau_a must be a scalar or an array of shape \(3,\), got shape \(7,\)"),
+])
+def test_time_constants_are_checked_where_a_layer_ignores_them(kwargs, match):
+    """Found by the property tests: a bool tau_m was read as 1.0, and a bad tau_m or tau_a was silently ignored
+    by layers whose neuron has no such time constant."""
+    with pytest.raises(ValueError, match=match):
+        dp.DeepRNN(2, [3], 1, key=jax.random.PRNGKey(0), **kwargs)
 
 
 @pytest.mark.parametrize("options,match", [

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak
-from .neurons.base import check_size
+from .neurons.base import check_size, check_time_constant
 from .validation import check_bool, check_choice, check_number
 
 RECURRENCES = ("none", "diagonal", "dense")
@@ -518,8 +518,8 @@ def _check_choice(value, name: str, choices) -> str:
 
 def resolve_dtype(dtype):
     """``jnp.float32``/``jnp.float64`` or their names -> a numpy dtype, with a clear error otherwise."""
-    try:
-        resolved = jnp.dtype(dtype)
+    try:  # (jnp.dtype(None) is float64: None is refused, not read as a dtype)
+        resolved = None if dtype is None else jnp.dtype(dtype)
     except TypeError:
         resolved = None
     # (None == np.dtype("float64") is True in numpy: test for None first)
@@ -758,6 +758,14 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
             raise ValueError(f"neuron_options must be a dict (or a list of one dict per layer), got {value!r}")
     tau_ms = _per_layer(tau_m, depth, "tau_m")
     tau_as = _per_layer(tau_a, depth, "tau_a")
+    for name, values in (("tau_m", tau_ms), ("tau_a", tau_as)):  # checked even where a layer's neuron has none
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            label = f"{name}[{i}]" if isinstance(tau_m if name == "tau_m" else tau_a, (list, tuple)) else name
+            shape = check_time_constant(value, label).shape
+            if shape not in ((), (hidden[i],)):
+                raise ValueError(f"{label} must be a scalar or an array of shape ({hidden[i]},), got shape {shape}")
     specs = []
     for i in range(depth):
         named = not isinstance(neurons[i], AbstractNeuron)

@@ -65,12 +65,20 @@ def _spike_fn_jvp(surrogate_id, primals, tangents):
 def decay_from_tau(tau, n: int, dtype, name: str) -> Array:
     """``exp(-1/tau)`` (time step 1): shape ``()`` for a scalar time constant (one leak shared by the
     node, which the factorised fast paths need), ``(n,)`` for a per-neuron one."""
-    tau_arr = validation.as_array(name, tau).astype(dtype)
+    tau_arr = check_time_constant(tau, name).astype(dtype)
     if tau_arr.shape not in ((), (n,)):
         raise ValueError(f"{name} must be a scalar or an array of shape ({n},), got shape {tau_arr.shape}")
+    return jnp.exp(-1.0 / tau_arr)
+
+
+def check_time_constant(tau, name: str) -> Array:
+    """A time constant in time steps: a number or an array of numbers (not bools), finite and > 0."""
+    if isinstance(tau, bool) or getattr(tau, "dtype", None) == bool:
+        raise validation.fail(name, "a number or an array of numbers (time steps)", tau)
+    tau_arr = validation.as_array(name, tau)
     if not bool(jnp.all(jnp.isfinite(tau_arr))) or not bool(jnp.all(tau_arr > 0)):
         raise ValueError(f"{name} must be finite and > 0 (time constants in time steps)")
-    return jnp.exp(-1.0 / tau_arr)
+    return tau_arr
 
 
 def check_positive(value, name: str) -> float:
