@@ -5,7 +5,10 @@
     deepeprop train --out runs/d --resume --iterations 600   # continue from runs/d/checkpoint.eqx
 
 The output folder holds ``config.json`` (every resolved option and the package version: enough to rerun),
-``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots.
+``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots. A run locks
+its folder while it writes, and a fresh run refuses a folder that holds files unless ``--overwrite``
+(:mod:`deepeprop.runfolder`); a resume refuses options other than :data:`RESUMABLE` that differ from the
+checkpoint's run.
 
 Reproducibility: the training batch of iteration ``i`` (1-based) is ``task.batch(seed * 1_000_003 + i, B)``,
 a pure function of ``(seed, i)``, and the model is initialised from ``seed``; a resumed run therefore
