@@ -12,6 +12,8 @@ import pytest
 from deepeprop import cli, runfolder, training
 
 COPY = {"n_symbols": 3, "seq_len": 2, "delay": 2}
+TINY = ["--task", "delayed_copy", "--hidden", "2", "--iterations", "1", "--batch-size", "1", "--eval-batch-size", "2",
+        "--no-progress", "--no-plots"]  # (a run the code before the fix would finish quickly)
 
 
 def tiny_config(out, **overrides):
@@ -60,7 +62,7 @@ def test_fresh_run_into_a_used_folder_needs_overwrite(tmp_path, capsys):
                                                        r"metrics.jsonl, notes.txt, summary.json\): give --overwrite"):
         run(dict(config, lr=0.5))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.01  # untouched
-    err = cli_error(["train", "--out", str(tmp_path / "run"), "--task", "delayed_copy", "--no-progress"], capsys)
+    err = cli_error(["train", "--out", str(tmp_path / "run"), *TINY], capsys)
     assert "already holds files" in err
     run(dict(config, lr=0.5), overwrite=True)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.5
@@ -76,12 +78,12 @@ def test_unusable_out_is_named(tmp_path, capsys):
              str(tmp_path / "file"): "is a file, not a folder",
              "/proc/deepeprop-run": "cannot be created"}
     for out, message in cases.items():
-        err = cli_error(["train", "--out", out, "--task", "delayed_copy", "--no-progress", "--no-plots"], capsys)
+        err = cli_error(["train", "--out", out, *TINY], capsys)
         assert f"--out {out!r}" in err and message in err, err
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        err = cli_error(["train", "--out", str(locked), "--no-progress"], capsys)
+        err = cli_error(["train", "--out", str(locked), *TINY], capsys)
         assert "is not writable" in err
 
 
@@ -95,7 +97,7 @@ def test_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
         stdout=subprocess.PIPE, text=True, env=_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
-        err = cli_error(["train", "--out", str(out), "--task", "delayed_copy", "--no-progress"], capsys)
+        err = cli_error(["train", "--out", str(out), *TINY], capsys)
         assert f"is in use by another deepeprop run (pid {holder.pid})" in err
         with pytest.raises(runfolder.RunFolderError, match=f"pid {holder.pid}"):
             run(tiny_config(out))
