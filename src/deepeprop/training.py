@@ -5,7 +5,10 @@
     deepeprop train --out runs/d --resume --iterations 600   # continue from runs/d/checkpoint.eqx
 
 The output folder holds ``config.json`` (every resolved option and the package version: enough to rerun),
-``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots.
+``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots. A run locks
+its folder while it writes, and a fresh run refuses a folder that holds files unless ``--overwrite``
+(:mod:`deepeprop.runfolder`); a resume refuses options other than :data:`RESUMABLE` that differ from the
+checkpoint's run.
 
 Reproducibility: the training batch of iteration ``i`` (1-based) is ``task.batch(seed * 1_000_003 + i, B)``,
 a pure function of ``(seed, i)``, and the model is initialised from ``seed``; a resumed run therefore
@@ -38,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import runfolder
 from .neurons import NEURONS
 
 CHECKPOINT = "checkpoint.eqx"
@@ -344,14 +348,7 @@ def save_checkpoint(path: str, state, meta: dict) -> None:
     payload = buffer.getvalue()
     header = dict(meta, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, payload_bytes=len(payload),
                   sha256=hashlib.sha256(payload).hexdigest())
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    runfolder.write_atomic(path, json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
 
 
 def read_checkpoint_header(path: str) -> tuple[dict, bytes]:
@@ -393,11 +390,7 @@ def load_checkpoint(path: str, like) -> tuple[Any, dict]:
 
 # ---------------------------------------------------------------------------- the loop
 def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    runfolder.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _read_metrics(path: str) -> list[dict]:
@@ -407,19 +400,53 @@ def _read_metrics(path: str) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def train(config: dict, *, resume: bool = False, progress: bool = True, plots: bool = True,
-          fault: Any = None) -> dict:
+def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          plots: bool = True, fault: Any = None) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
+
+    The run holds a lock on ``config["out"]`` while it writes: a second run into the same folder is refused
+    (:class:`~deepeprop.runfolder.RunFolderError`, naming the other process). A fresh run into a folder that
+    already holds files is refused unless ``overwrite=True`` (``--overwrite``), which replaces the run files
+    there. ``resume=True`` continues from the checkpoint; only the options in :data:`RESUMABLE`
+    (``iterations``, ``eval_every``, ``out``) may differ from the checkpoint's run: any other difference is
+    refused with a :class:`CheckpointError` listing the options. Temporary files left by a killed run are
+    deleted, and a torn last line of ``metrics.jsonl`` is repaired.
 
     ``fault``: for tests, a function ``(iteration, state) -> state`` applied after each step (e.g. to
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
     of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
     """
+    if resume and overwrite:
+        raise _usage("--overwrite starts the run afresh and --resume continues it: give one of them")
+    with runfolder.RunFolder(config["out"], resume=resume, overwrite=overwrite):
+        return _train(config, resume=resume, progress=progress, plots=plots, fault=fault)
+
+
+def _check_resumable(header: dict, config: dict, path: str) -> None:
+    """The checkpoint's run and this one may differ only in :data:`RESUMABLE` options."""
+    if "fingerprint" not in header:  # a checkpoint from before fingerprints: the seed at least
+        if header.get("seed") != config["seed"]:
+            raise CheckpointError(f"{path} is from seed {header.get('seed')}, this run has seed {config['seed']}")
+        return
+    digest, current = runfolder.fingerprint(config, RESUMABLE)
+    if digest == header["fingerprint"]:
+        return
+    saved = header.get("config", {})
+    changed = runfolder.differences(saved, current, DEFAULTS)
+    if changed:
+        listed = "; ".join(f"{key}: {saved.get(key, DEFAULTS.get(key))!r} in the checkpoint, "
+                           f"{current.get(key, DEFAULTS.get(key))!r} now" for key in changed)
+        raise CheckpointError(f"{path} was written by a run with other options ({listed}); only "
+                              f"{', '.join(RESUMABLE)} may change on resume: give the run's own options, or start "
+                              "a fresh run in another --out")
+
+
+def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any) -> dict:
+    """The training loop of :func:`train`, inside the locked run folder."""
     from . import __version__
     from .online import is_finite_tree
 
     out = config["out"]
-    os.makedirs(out, exist_ok=True)
     task, model, learner = build(config)
     state = learner.init(model)
     ckpt_path = os.path.join(out, CHECKPOINT)
@@ -427,16 +454,13 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     start, elapsed, loss_sum, loss_count, metric_sum = 0, 0.0, 0.0, 0, 0.0
     if resume:
         state, header = load_checkpoint(ckpt_path, state)  # validated before anything is replaced
-        if header.get("seed") != config["seed"]:
-            raise CheckpointError(f"{ckpt_path} is from seed {header.get('seed')}, this run has seed {config['seed']}")
+        _check_resumable(header, config, ckpt_path)
         start, elapsed = int(header["iteration"]), float(header["elapsed"])
         if start > config["iterations"]:
             raise _usage(f"--iterations {config['iterations']} is below the checkpoint's iteration {start}; "
                          f"give --iterations >= {start} to resume")
         loss_sum, loss_count, metric_sum = header["loss_sum"], header["loss_count"], header["metric_sum"]
-        rows = [r for r in _read_metrics(metrics_path) if r["iteration"] <= start]
-        with open(metrics_path, "w") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in rows)
+        runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
     else:
         with open(metrics_path, "w"):
             pass
@@ -444,10 +468,13 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
                     n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name)
     _write_json(os.path.join(out, "config.json"), resolved)
 
+    digest, fingerprinted = runfolder.fingerprint(config, RESUMABLE)
+
     def meta(iteration):
         return {"iteration": iteration, "seed": config["seed"], "elapsed": elapsed, "loss_sum": loss_sum,
                 "loss_count": loss_count, "metric_sum": metric_sum, "task": config["task"],
-                "method": config["method"], "data_stride": DATA_STRIDE}
+                "method": config["method"], "data_stride": DATA_STRIDE, "fingerprint": digest,
+                "config": fingerprinted}
 
     if not resume:
         save_checkpoint(ckpt_path, state, meta(0))
@@ -619,7 +646,9 @@ def register(subparsers) -> None:
                     "summary.json, checkpoint.eqx and plots to --out. Options come from the defaults, then "
                     "--config FILE (TOML), then the flags given explicitly.")
     parser.add_argument("--config", default=None, help="TOML file of options (flags given explicitly override it)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx (only --iterations, "
+                        "--eval-every and --out may change)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     add_run_flags(parser)
@@ -668,7 +697,8 @@ def _main(args) -> int:
     explicit = explicit_options(args)
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
     try:
-        summary = train(config, resume=args.resume, progress=not args.no_progress, plots=not args.no_plots)
+        summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                        plots=not args.no_plots)
     except TrainingDiverged as err:
         print(f"deepeprop: error: {err}", file=sys.stderr)
         return 3

@@ -1,6 +1,8 @@
 """Gradient engines, one module each, behind one interface (:mod:`deepeprop.engines.base`)."""
 from __future__ import annotations
 
+import dataclasses
+
 from .base import Engine, EngineState
 from .bptt import BPTT
 from .deep_eprop import DeepEProp
@@ -23,7 +25,7 @@ def make_engine(method, **options) -> Engine:
     if not isinstance(method, str) or method not in ENGINES:
         raise ValueError(f"method must be one of {tuple(ENGINES)} or an Engine object, got {method!r}")
     cls = ENGINES[method]
-    accepted = [f for f in getattr(cls, "__dataclass_fields__", {}) if not f.startswith("_")]
+    accepted = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]  # ClassVars excluded
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         valid = ", ".join(accepted) if accepted else "none"

@@ -54,6 +54,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..validation import check_bool, check_choice, check_int
 from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
                      signal_to_current)
@@ -80,14 +81,10 @@ class EProp(Engine):
     readout_filter: bool = eqx.field(static=True, default=True)
 
     def __post_init__(self):
-        if self.feedback not in FEEDBACKS:
-            raise ValueError(f"feedback must be one of {FEEDBACKS}, got {self.feedback!r}")
-        if self.factorize is not None and not isinstance(self.factorize, bool):
-            raise ValueError(f"factorize must be None (automatic), True or False, got {self.factorize!r}")
-        if not isinstance(self.readout_filter, bool):
-            raise ValueError(f"readout_filter must be True or False, got {self.readout_filter!r}")
-        if isinstance(self.feedback_seed, bool) or not isinstance(self.feedback_seed, int):
-            raise ValueError(f"feedback_seed must be an int, got {self.feedback_seed!r}")
+        check_choice("feedback", self.feedback, FEEDBACKS)
+        check_bool("factorize", self.factorize, optional=True)  # None: automatic
+        check_bool("readout_filter", self.readout_filter)
+        check_int("feedback_seed", self.feedback_seed)
 
     def factorised_layers(self, model) -> tuple[bool, ...]:
         """Per hidden node, whether its eligibility is stored factorised (static structure only)."""

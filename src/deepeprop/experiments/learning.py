@@ -50,8 +50,11 @@ def train_run(config: dict) -> dict:
         return dict(read_json(summary_path), status="finished", out=out)
     if os.path.exists(status_path):
         return dict(read_json(status_path), out=out)
+    # an interrupted run: continue from its checkpoint, or start afresh if it has none
+    resume = os.path.exists(os.path.join(out, training.CHECKPOINT))
+    overwrite = not resume and os.path.isdir(out) and bool(os.listdir(out))
     try:
-        summary = training.train(config, progress=False, plots=False)
+        summary = training.train(config, resume=resume, overwrite=overwrite, progress=False, plots=False)
     except training.TrainingDiverged as err:
         status = {"status": "diverged", "message": str(err)}
         write_json(status_path, status)

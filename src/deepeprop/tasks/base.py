@@ -29,13 +29,14 @@ from __future__ import annotations
 import abc
 import functools
 import dataclasses
-import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .. import validation
 
 DT = 1e-3  # seconds per step of the spiking tasks (1 ms, as in Bellec et al. 2020)
 SPLITS = ("train", "test")
@@ -55,44 +56,9 @@ class Batch(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
-    return value
-
-
-def check_float(
-    name: str,
-    value: Any,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-    exclusive_maximum: bool = False,
-) -> float:
-    """Return ``value`` as a finite float, or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None:
-        if exclusive_minimum and value <= minimum:
-            raise ValueError(f"{name} must be > {minimum}, got {value}")
-        if not exclusive_minimum and value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None:
-        if exclusive_maximum and value >= maximum:
-            raise ValueError(f"{name} must be < {maximum}, got {value}")
-        if not exclusive_maximum and value > maximum:
-            raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
+# the shared checks (one wording everywhere): deepeprop.validation
+check_int = validation.check_int
+check_float = validation.check_number
 
 
 def check_rate(name: str, value: Any) -> float:
@@ -100,10 +66,7 @@ def check_rate(name: str, value: Any) -> float:
     return check_float(name, value, minimum=0.0, maximum=1.0 / DT)
 
 
-def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+check_choice = validation.check_choice
 
 
 def check_seed(seed: Any) -> int:
@@ -111,9 +74,7 @@ def check_seed(seed: Any) -> int:
 
 
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return check_int("batch_size", batch_size, minimum=1)
 
 
 def check_split(split: Any) -> str:
