@@ -264,7 +264,9 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
               f"evaluation batch), seed {conf['sweep_seed']}; the final runs use seeds {conf['seeds']} and the test "
               "split. Test metric: mean ± sd, the 95% interval of the mean (Student t) and Welch's t-test against "
               "deep e-prop. Time per iteration from each run's own log (compilation excluded; the median over seeds); "
-              "peak memory is XLA's compiled peak of one training iteration. A rate marked (edge) is the sweep's "
+              "peak memory is XLA's compiled peak of one training iteration. Times are wall-clock on the machine named "
+              "below, which other jobs may have shared while the runs ran: compare them within a task, as ratios, "
+              "and use `deepeprop bench` for timings on a quiet machine. A rate marked (edge) is the sweep's "
               "smallest or largest: a rate beyond it might do better.", "",
               "- Command: `deepeprop experiment learning` (config: `src/deepeprop/experiments/learning.toml`, methods: "
               "`src/deepeprop/experiments/methods.toml`)",
