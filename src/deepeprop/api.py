@@ -17,7 +17,8 @@ def _check_finite(array, name):
 def check_batch(model: Network, inputs, targets, loss: str, mask=None):
     """Validate and convert one batch at the API boundary. Returns ``(inputs, targets, mask)`` arrays."""
     if not isinstance(model, Network):
-        raise ValueError(f"model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), got {type(model).__name__}")
+        raise ValueError("model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), "
+                         f"got {type(model).__name__}")
     loss_fn = make_loss(loss)
     inputs = jnp.asarray(inputs)
     if inputs.ndim != 3:
@@ -28,7 +29,8 @@ def check_batch(model: Network, inputs, targets, loss: str, mask=None):
     if B == 0:
         raise ValueError("inputs must have a batch of at least one sequence (B >= 1), got B = 0")
     if n_in != model.n_in:
-        raise ValueError(f"inputs must have shape (T, B, n_in) with n_in = {model.n_in} (the model's), got {inputs.shape}")
+        raise ValueError(f"inputs must have shape (T, B, n_in) with n_in = {model.n_in} (the model's), "
+                         f"got {inputs.shape}")
     if not (jnp.issubdtype(inputs.dtype, jnp.floating) or jnp.issubdtype(inputs.dtype, jnp.integer)
             or inputs.dtype == jnp.bool_):
         raise ValueError(f"inputs must be a real array, got dtype {inputs.dtype}")

@@ -302,12 +302,14 @@ def check_edges(edges, n_nodes: int, *, what: str = "edges") -> list[tuple[int, 
                 raise ValueError(f"{what}: edge ({src}, {dst}) names node {node}, which does not exist: node ids are "
                                  f"0 (the input), 1..{n_nodes - 1} (hidden) and {n_nodes} (the readout)")
         if dst == 0:
-            raise ValueError(f"{what}: edge ({src}, {dst}) goes into the input (node 0); edges go into nodes 1..{n_nodes}")
+            raise ValueError(f"{what}: edge ({src}, {dst}) goes into the input (node 0); "
+                             f"edges go into nodes 1..{n_nodes}")
         if src == dst:
             raise ValueError(f"{what}: edge ({src}, {dst}) is a same-time cycle (a node feeding itself at the same "
                              "time step); within-node recurrence is the node's `recurrence`, one step late")
         if src == n_nodes:
-            raise ValueError(f"{what}: edge ({src}, {dst}) leaves the readout (node {n_nodes}); the readout is the output node")
+            raise ValueError(f"{what}: edge ({src}, {dst}) leaves the readout (node {n_nodes}); "
+                             "the readout is the output node")
         if (src, dst) in checked:
             raise ValueError(f"{what}: edge ({src}, {dst}) is given twice")
         checked.append((src, dst))
@@ -549,7 +551,8 @@ def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
         return neuron
     if isinstance(neuron, str):
         if neuron not in NEURONS:
-            raise ValueError(f"{name} must be one of {tuple(NEURONS)}, a neuron-model class or instance, got {neuron!r}")
+            raise ValueError(f"{name} must be one of {tuple(NEURONS)}, a neuron-model class or instance, "
+                             f"got {neuron!r}")
         cls = NEURONS[neuron]
     elif isinstance(neuron, type) and issubclass(neuron, AbstractNeuron):
         cls = neuron

@@ -104,7 +104,9 @@ class Engine(eqx.Module):
         return eqx.tree_at(lambda s: s.grads, state, jax.tree_util.tree_map(jnp.zeros_like, state.grads))
 
     def sequence(self, model: Network, state: EngineState, inputs: Array, targets: Array, mask: Array, loss):
-        """Run ``inputs`` (T, B, n_in) with ``targets`` and ``mask`` (T, B): -> (state, ys (T, B, n_out), losses (T,))."""
+        """Run ``inputs`` (T, B, n_in) with ``targets`` and ``mask`` (T, B).
+
+        Returns ``(state, ys (T, B, n_out), losses (T,))``."""
         def body(carry, xs):
             x, target, m = xs
             carry, out = self.step(model, carry, x, target, m, loss)

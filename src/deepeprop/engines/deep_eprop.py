@@ -17,7 +17,8 @@ Cost: ``eps[l]`` holds ``B n_l d_l P_l`` numbers (``~B n^2``); each deep trace `
 in sequence length.
 
 Factorised first hop (exact, decided from static structure): when a child ``k`` of ``l`` has a shared,
-state-independent own Jacobian ``Jb = a_k`` with ``ds_dI = 1`` (:func:`~deepeprop.engines.traces.has_constant_own_jacobian`;
+state-independent own Jacobian ``Jb = a_k`` with ``ds_dI = 1``
+(:func:`~deepeprop.engines.traces.has_constant_own_jacobian`;
 the readout always qualifies) and no other parent of ``k`` descends from ``l``,
 ``S[k,l][m,j,:] = U_{k<-l}[m,j] * F[t][j,:]`` with ``F[t] = a_k * F[t-1] + e[l,t]``: ``B n_l P_l`` numbers
 instead of ``B n_k n_l P_l``. A hop from such a trace into ``k'`` is ``ds_dI[k'] M[t] (x) F[t]`` with the

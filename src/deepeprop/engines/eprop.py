@@ -12,7 +12,8 @@ Equation, for each hidden node ``l`` (in a chain, ``children(l) = {l+1}``):
 Feedback: ``"symmetric"`` (``B_{k<-l} = U_{k<-l}``: the instantaneous ``dE_t/dz``), ``"random"`` (fixed
 random matrices of the same shapes, one per edge, drawn from ``feedback_seed``; Bellec's random e-prop,
 extended through depth as feedback alignment) or ``"adaptive"`` (starts random; the online learner moves
-the readout's ``B`` with its ``W_out``'s update and weight decay, as in Bellec et al.). The readout's own parameters get their
+the readout's ``B`` with its ``W_out``'s update and weight decay, as in Bellec et al.). The readout's own parameters
+get their
 exact gradient (their eligibility is filtered by the readout's leak ``k``, which must be shared by all
 readout units).
 

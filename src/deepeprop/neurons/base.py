@@ -171,7 +171,8 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
     for name in neuron.trainable:
         value = getattr(neuron, name, None)
         if not isinstance(value, jax.Array) or value.shape != (n,):
-            raise ValueError(f"{type(neuron).__name__}.{name} is declared trainable but is not an array of shape ({n},)")
+            raise ValueError(f"{type(neuron).__name__}.{name} is declared trainable but is not an array "
+                             f"of shape ({n},)")
     k_s, k_i = jax.random.split(key)
     state = scale * jax.random.normal(k_s, (batch, n, d), dtype)
     current_shape = (batch, n) if c == 1 else (batch, n, c)

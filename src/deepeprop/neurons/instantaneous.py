@@ -1,7 +1,8 @@
 """Instantaneous (memoryless) layers: the state is the current, ``s[t] = I[t]``, ``z[t] = f(s[t])``.
 
-``gelu``, ``relu``, ``tanh`` and ``identity`` (a summing node for residual blocks). Their own Jacobian is zero (``constant_leak() = 0``, shared), so a trace
-passes through such a node by its depth Jacobian alone, and the factorised paths apply to it.
+``gelu``, ``relu``, ``tanh`` and ``identity`` (a summing node for residual blocks). Their own Jacobian is zero
+(``constant_leak() = 0``, shared), so a trace passes through such a node by its depth Jacobian alone, and the
+factorised paths apply to it.
 """
 from __future__ import annotations
 

@@ -267,7 +267,7 @@ class Task(abc.ABC):
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 (a hook: tasks without options keep this default)
         """Check the options; raise ``ValueError`` naming the bad one."""
 
     def _set(self, field_name: str, value: Any) -> None:
