@@ -7,6 +7,7 @@ from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, buil
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
                       LeakyRate, MinGRU, ReLU, Tanh, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
+from . import parallel  # noqa: F401  (dp.parallel: data-parallel helpers)
 from .tasks import TASKS, Batch, Task, get_task
 
 try:  # one source of the version: the package metadata (pyproject.toml)

@@ -74,9 +74,11 @@ DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "dtype": "float32",
     "out": "deepeprop-run",
+    "devices": 1,  # split the batch over this many devices (deepeprop.parallel); same results to rounding
 }
-# options that may change when a run is resumed (the others must match the saved config.json)
-RESUMABLE = ("iterations", "eval_every", "out")
+# options that may change when a run is resumed (the others must match the saved config.json); ``devices``
+# changes only the floating-point summation order, not the run
+RESUMABLE = ("iterations", "eval_every", "out", "devices")
 
 
 class CheckpointError(ValueError):
@@ -193,10 +195,12 @@ def validate_config(config: dict) -> dict:
     except ValueError as err:
         raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
-                          ("seed", 0)):
+                          ("seed", 0), ("devices", 1)):
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _usage(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {value!r}")
+    if c["batch_size"] % c["devices"]:
+        raise _usage(f"--batch-size {c['batch_size']} must be a multiple of --devices {c['devices']}")
     if c["update_every"] is not None:
         value = c["update_every"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -386,7 +390,7 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
     of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
     """
-    from . import __version__
+    from . import __version__, parallel
     from .online import is_finite_tree
 
     out = config["out"]
@@ -411,6 +415,8 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     else:
         with open(metrics_path, "w"):
             pass
+    mesh = parallel.batch_mesh(config["devices"])  # None for one device: nothing is placed
+    state = parallel.replicate(state, mesh)
     resolved = dict(config, package_version=__version__, jax_version=jax.__version__,
                     n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name)
     _write_json(os.path.join(out, "config.json"), resolved)
@@ -423,7 +429,7 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     if not resume:
         save_checkpoint(ckpt_path, state, meta(0))
     steps = make_steps(task, learner)
-    test = eval_batch(task, config, model.dtype)
+    test = parallel.shard_if_divisible(eval_batch(task, config, model.dtype), mesh)
     total, eval_every = config["iterations"], config["eval_every"]
     last_good = start
     bar = None
@@ -435,7 +441,7 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     t0 = time.perf_counter()
     try:
         for iteration in range(start + 1, total + 1):
-            batch = train_batch(task, config, iteration, model.dtype)
+            batch = parallel.shard_batch(train_batch(task, config, iteration, model.dtype), mesh)
             new_state, values, ok = steps.train(state, batch)
             if fault is not None:
                 new_state = fault(iteration, new_state)
@@ -549,6 +555,8 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
     "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks (default 256)")),
     "dtype": ("--dtype", dict(help="float32 or float64 (default float32)")),
     "out": ("--out", dict(help="output folder (default ./deepeprop-run)")),
+    "devices": ("--devices", dict(type=int, help="split each batch over N devices (data parallel, jax.sharding; "
+                                  "on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N); default 1")),
 }
 
 
