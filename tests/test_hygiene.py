@@ -64,6 +64,6 @@ def test_every_engine_and_neuron_model_is_exported():
     names = set(dp.__all__)
     for cls in list(dp.ENGINES.values()) + list(dp.NEURONS.values()) + [dp.Integrator, dp.AbstractNeuron]:
         assert cls.__name__ in names and getattr(dp, cls.__name__) is cls
-    for name in ("gradients", "OnlineLearner", "make_engine", "make_loss"):
+    for name in ("to_nir", "from_nir", "gradients", "OnlineLearner", "make_engine", "make_loss"):
         assert name in names and callable(getattr(dp, name))
     assert all(hasattr(dp, name) for name in dp.__all__)

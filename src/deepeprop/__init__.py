@@ -4,6 +4,7 @@ from .engines import ENGINES, Engine, EngineState, make_engine
 from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
+from .nir_io import from_nir, to_nir
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
                       LeakyRate, MinGRU, ReLU, Tanh, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
@@ -24,5 +25,5 @@ __all__ = [
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
     "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",
-    "OnlineLearner", "LearnerState", "TASKS", "Task", "Batch", "get_task",
+    "OnlineLearner", "LearnerState", "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
 ]
