@@ -383,8 +383,11 @@ def _read_metrics(path: str) -> list[dict]:
 
 
 def train(config: dict, *, resume: bool = False, progress: bool = True, plots: bool = True,
-          fault: Any = None) -> dict:
+          fault: Any = None, tensorboard: bool = False) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
+
+    ``tensorboard=True`` also writes every ``metrics.jsonl`` row as TensorBoard scalars to ``OUT/tensorboard``
+    (needs ``tensorboardX``: ``pip install 'deepeprop[tensorboard]'``; imported only then).
 
     ``fault``: for tests, a function ``(iteration, state) -> state`` applied after each step (e.g. to
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
@@ -438,6 +441,7 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
 
         bar = tqdm(total=total, initial=start, desc=f"{config['method']} on {config['task']}", unit="it",
                    dynamic_ncols=True)
+    writer = _tensorboard_writer(os.path.join(out, "tensorboard")) if tensorboard else None
     t0 = time.perf_counter()
     try:
         for iteration in range(start + 1, total + 1):
@@ -466,6 +470,11 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
                        "test_metric": test_metric, "wall_time": elapsed_now}
                 with open(metrics_path, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
+                if writer is not None:
+                    for name, value in row.items():
+                        if name != "iteration":
+                            writer.add_scalar(name, value, iteration)
+                    writer.flush()
                 loss_sum, loss_count, metric_sum = 0.0, 0, 0.0
                 elapsed, t0 = elapsed_now, time.perf_counter()
                 save_checkpoint(ckpt_path, state, meta(iteration))
@@ -476,6 +485,8 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.close()
     elapsed += time.perf_counter() - t0
     rows = _read_metrics(metrics_path)
     final = rows[-1] if rows else None
@@ -492,6 +503,15 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
         summary["plots"] = write_plots(out, rows, task, state.model, test, config)
         _write_json(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+def _tensorboard_writer(folder: str):
+    """A ``tensorboardX.SummaryWriter`` on ``folder``, with a clear error when tensorboardX is missing."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ModuleNotFoundError:
+        raise _usage("--tensorboard needs tensorboardX: python -m pip install 'deepeprop[tensorboard]'") from None
+    return SummaryWriter(folder)
 
 
 def write_plots(out: str, rows: list[dict], task, model, test, config: dict) -> list[str]:
@@ -577,6 +597,8 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    parser.add_argument("--tensorboard", action="store_true", help="also log the metrics for TensorBoard to "
+                        "OUT/tensorboard (needs tensorboardX: pip install 'deepeprop[tensorboard]')")
     add_run_flags(parser)
     parser.set_defaults(func=_main)
 
@@ -618,7 +640,8 @@ def _main(args) -> int:
     explicit = explicit_options(args)
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
     try:
-        summary = train(config, resume=args.resume, progress=not args.no_progress, plots=not args.no_plots)
+        summary = train(config, resume=args.resume, progress=not args.no_progress, plots=not args.no_plots,
+                        tensorboard=args.tensorboard)
     except TrainingDiverged as err:
         print(f"deepeprop: error: {err}", file=sys.stderr)
         return 3
