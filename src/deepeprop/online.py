@@ -44,7 +44,13 @@ from .network import Network
 
 
 class LearnerState(eqx.Module):
-    """Everything that carries from one training sequence to the next."""
+    """Everything that carries from one training sequence to the next.
+
+    Args:
+        model: the network (:class:`~deepeprop.Network`) with its current weights.
+        opt_state: the optax state of the trainable parameters.
+        feedback: e-prop's adaptive feedback matrices (per node, per edge; readout last), else ``None``.
+    """
 
     model: Network
     opt_state: Any  # optax state of the trainable parameters

@@ -25,7 +25,13 @@ from ..network import Layer, Network
 
 
 class EngineState(eqx.Module):
-    """Everything an engine carries between steps: none of it grows with sequence length."""
+    """Everything an engine carries between steps: none of it grows with sequence length.
+
+    Args:
+        net: the network state, per node ``(B, n_k, d_k)``, the readout last.
+        traces: the engine's eligibility or influence traces (engine-specific).
+        grads: the engine's accumulator of ``dE/dtheta`` (engine-specific; :meth:`Engine.grads` reads it).
+    """
 
     net: tuple  # per layer (B, n_l, d_l), readout last
     traces: Any  # engine-specific

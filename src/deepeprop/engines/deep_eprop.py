@@ -40,6 +40,13 @@ from .traces import (apply_block, collapse, contract_rows, error_contract, has_c
 
 
 class DeepEProp(Engine):
+    """Deep e-prop (Millidge 2025) over a graph of nodes (module docstring: equation, cost, what it drops).
+
+    Args:
+        factorize: factorise a deep trace's first hop where the child's leak is a shared constant (exact,
+            cheaper; default ``True``); ``False`` always stores the full trace.
+    """
+
     name = "deep_eprop"
     exact_elementwise = True
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop

@@ -69,6 +69,17 @@ class EPropTraces(eqx.Module):
 
 
 class EProp(Engine):
+    """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces).
+
+    Args:
+        feedback: how the learning signal is sent down: ``"symmetric"`` (the forward weights), ``"random"``
+            (fixed random matrices) or ``"adaptive"`` (random at first, moved with ``W_out`` by the learner).
+        feedback_seed: the seed of the random feedback matrices.
+        factorize: ``None`` factorises every layer that qualifies, ``True`` requires all to, ``False`` never.
+        readout_filter: ``False`` drops the leaky readout's filter from the hidden eligibilities (an
+            approximation, as braintrace's ES-D-RTRL); default ``True`` (exact e-prop).
+    """
+
     name = "eprop"
     feedback: str = eqx.field(static=True, default="symmetric")
     feedback_seed: int = eqx.field(static=True, default=0)

@@ -17,7 +17,12 @@ from .base import AbstractNeuron, check_size
 
 
 class AbstractInstantaneous(AbstractNeuron):
-    """A memoryless node: ``s[t] = I[t]``; subclasses give only the nonlinearity ``activation``."""
+    """A memoryless node: ``s[t] = I[t]``, ``z[t] = f(s[t])``; subclasses give only the nonlinearity ``activation``.
+
+    Args:
+        n: the number of units.
+        dtype: unused (no arrays); accepted like every neuron model's.
+    """
 
     n: int = eqx.field(static=True)
     state_size = 1
@@ -46,16 +51,22 @@ class AbstractInstantaneous(AbstractNeuron):
 
 
 class GELU(AbstractInstantaneous):
+    """Memoryless ``z = GELU(I)`` units (Args as :class:`AbstractInstantaneous`)."""
+
     def activation(self, x: Array) -> Array:
         return jax.nn.gelu(x)
 
 
 class ReLU(AbstractInstantaneous):
+    """Memoryless ``z = ReLU(I)`` units (Args as :class:`AbstractInstantaneous`)."""
+
     def activation(self, x: Array) -> Array:
         return jax.nn.relu(x)
 
 
 class Tanh(AbstractInstantaneous):
+    """Memoryless ``z = tanh(I)`` units (Args as :class:`AbstractInstantaneous`)."""
+
     def activation(self, x: Array) -> Array:
         return jnp.tanh(x)
 

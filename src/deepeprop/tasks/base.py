@@ -42,7 +42,14 @@ LOSSES = ("mse", "cross_entropy")
 
 
 class Batch(NamedTuple):
-    """One batch, time-major. A NamedTuple, hence a JAX pytree."""
+    """One batch, time-major. A NamedTuple, hence a JAX pytree.
+
+    Attributes:
+        inputs: ``(T, B, n_in)`` float32.
+        targets: ``(T, B, n_out)`` float32 for the ``"mse"`` loss; ``(T, B)`` int32 labels for
+            ``"cross_entropy"``, ``-1`` at steps without loss.
+        mask: ``(T, B)`` float32, 1 where the loss counts.
+    """
 
     inputs: jax.Array  # (T, B, n_in) float32
     targets: jax.Array  # (T, B, n_out) float32 for "mse"; (T, B) int32 labels for "cross_entropy"
