@@ -15,7 +15,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_ruff_check_passes():
     # the rule set is in pyproject.toml ([tool.ruff.lint]); ruff comes with the test extra
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks", "docs"],
+                            cwd=ROOT,
                             capture_output=True, text=True)
     assert "No module named ruff" not in result.stderr, "ruff is missing: python -m pip install -e '.[test]'"
     assert result.returncode == 0, result.stdout + result.stderr
