@@ -16,7 +16,7 @@ MARKER = "<!-- deepeprop-cli-reference -->"
 
 
 def cli_reference() -> str:
-    """Markdown: ``deepeprop --help``, then one section per subcommand with its ``--help`` text."""
+    """Markdown: ``deepeprop --help``, then one section per subcommand (and sub-subcommand) with its ``--help``."""
     sys.path.insert(0, str(ROOT / "src"))  # the tree being documented, even when another copy is installed
     try:
         from deepeprop.cli import build_parser
@@ -25,17 +25,24 @@ def cli_reference() -> str:
     columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: a fixed width for the page
     try:
-        parser = build_parser()
-        sections = ["## `deepeprop`", "", "```text", parser.format_help().rstrip(), "```", ""]
-        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        for name, sub in actions[0].choices.items():
-            sections += [f"## `deepeprop {name}`", "", "```text", sub.format_help().rstrip(), "```", ""]
+        sections = _sections(build_parser(), "deepeprop", 2)
     finally:
         if columns is None:
             os.environ.pop("COLUMNS", None)
         else:
             os.environ["COLUMNS"] = columns
     return "\n".join(sections)
+
+
+def _sections(parser: argparse.ArgumentParser, command: str, level: int) -> list[str]:
+    """A heading and the ``--help`` text of ``command``, then the same for each of its subcommands, recursively
+    (``deepeprop experiment alignment`` is a section of its own under ``deepeprop experiment``)."""
+    lines = [f"{'#' * level} `{command}`", "", "```text", parser.format_help().rstrip(), "```", ""]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                lines += _sections(sub, f"{command} {name}", min(level + 1, 4))
+    return lines
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
