@@ -83,7 +83,7 @@ def run(name: str, methods, seeds, root: str, log=print) -> list[dict]:
                 with open(summary_path) as handle:
                     summary = json.load(handle)
             else:
-                summary = training.train(config, progress=False, plots=False)
+                summary = training.train(config, overwrite=True, progress=False, plots=False)  # unfinished: afresh
             metrics = training._read_metrics(os.path.join(config["out"], "metrics.jsonl"))
             first, last = metrics[0], metrics[-1]
             if len(metrics) > 1:  # between the first and the last evaluation: compilation excluded

@@ -595,3 +595,32 @@ def test_shd_file_errors(tmp_path, shd_files):
     write_shd(bad_labels, [[0.1], [0.2]], [[1], [0]], [0, 20])
     with pytest.raises(ValueError, match="labels must be ints"):
         get_task("shd", path=str(bad_labels))
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+def test_dataset_delay_and_validation_holdout(name):
+    """delay appends zero-input steps before the label; holdout="validation" splits the train split in two
+    (disjoint, covering it) and leaves the test split untouched."""
+    plain = get_task(name)
+    delayed = get_task(name, delay=7, label_steps=2)
+    assert delayed.n_steps == plain.n_steps + 7
+    batch = delayed.batch(3, 5)
+    assert batch.inputs.shape == (plain.n_steps + 7, 5, plain.n_in)
+    assert np.all(np.asarray(batch.inputs[plain.n_steps:]) == 0)
+    assert np.all(np.asarray(batch.mask[-2:]) == 1) and np.all(np.asarray(batch.mask[:-2]) == 0)
+    x_plain, _ = plain.examples("train")
+    validation = get_task(name, holdout="validation")
+    x_fit, y_fit = validation.examples("train")
+    x_val, y_val = validation.examples("test")
+    assert len(y_fit) + len(y_val) == len(plain.labels("train"))
+    assert abs(len(y_val) / len(plain.labels("train")) - 0.2) < 0.01
+    rows = {row.tobytes() for row in np.asarray(x_plain).reshape(len(x_plain), -1)}
+    fit_rows = {row.tobytes() for row in np.asarray(x_fit).reshape(len(x_fit), -1)}
+    val_rows = {row.tobytes() for row in np.asarray(x_val).reshape(len(x_val), -1)}
+    assert fit_rows | val_rows <= rows and not (fit_rows & val_rows)
+    test_rows = {row.tobytes() for row in np.asarray(plain.examples("test")[0]).reshape(-1, x_plain[0].size)}
+    assert not (val_rows & test_rows)
+    with pytest.raises(ValueError, match="holdout"):
+        get_task(name, holdout="train")
+    with pytest.raises(ValueError, match="delay"):
+        get_task(name, delay=-1)

@@ -340,3 +340,48 @@ def test_cell_stack_with_residual_edges_trains_from_toml(tmp_path):
     assert saved["residual"] == [[2, 3], [0, 3]] and saved["neuron"] == ["lru", "gelu", "identity"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "copy" and 0.0 <= summary["final_metric"] <= 1.0
+
+
+def test_engine_and_model_options_from_flags_and_toml(tmp_path, capsys):
+    """--method-option, --neuron-option, per-layer --tau-m, --recurrent-gain and --self-connections reach the
+    engine and the model; a TOML file gives per-layer neuron options."""
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--method", "eprop", "--method-option", "readout_filter=false",
+                              "--method-option", "feedback=random", "--neuron", "lif", "--neuron-option",
+                              "detach_reset=true", "--tau-m", "2,50", "--hidden", "4,5", "--recurrent-gain", "0.5",
+                              "--self-connections", "false"])
+    config = training.resolve_config(training.explicit_options(args))
+    assert config["method_options"] == {"readout_filter": False, "feedback": "random"}
+    assert config["tau_m"] == [2.0, 50.0] and config["self_connections"] is False
+    _, model, learner = training.build(config)
+    assert learner.engine.readout_filter is False and learner.engine.feedback == "random"
+    assert learner.engine.feedback_seed == config["seed"] + 1  # not the model's seed
+    assert np.allclose([float(layer.neuron.decay) for layer in model.layers], np.exp(-1 / np.array([2.0, 50.0])))
+    assert all(layer.neuron.detach_reset for layer in model.layers)
+    assert all(not layer.self_connections for layer in model.layers)
+    full_gain = training.build(dict(config, recurrent_gain=1.0))[1]
+    assert np.allclose(model.layers[0].W, 0.5 * full_gain.layers[0].W)
+    toml = tmp_path / "options.toml"
+    toml.write_text('neuron = "leaky"\nhidden = [4, 5]\ntau_m = [1.0, 30.0]\n'
+                    'neuron_options = [{}, {}]\nmethod = "immediate"\n[method_options]\nreadout_filter = true\n')
+    config = training.resolve_config({}, str(toml))
+    _, model, learner = training.build(config)
+    assert type(learner.engine).__name__ == "Immediate" and learner.engine.readout_filter is True
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method-option", "sideways=1"], "--method-option: .*does not take option"),
+    (["--method", "eprop", "--method-option", "readout_filter=maybe"], "readout_filter must be True or False"),
+    (["--method", "eprop", "--feedback", "random", "--method-option", "feedback=random"], "give the feedback once"),
+    (["--tau-m", "2,3,4"], "--tau-m must be one number or a list of 2"),
+    (["--tau-m", "0"], "--tau-m must be a finite number > 0"),
+    (["--neuron-option", "detach_reset"], "--neuron-option must look like NAME=VALUE"),
+    (["--self-connections", "maybe"], "--self-connections must be true or false"),
+    (["--recurrent-gain", "-1"], "--recurrent-gain"),
+])
+def test_bad_engine_and_model_options_name_the_flag(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--out", str(tmp_path / "x"), "--no-progress"] + argv)
+    assert exit_info.value.code == 2
+    import re
+    assert re.search(message, capsys.readouterr().err)

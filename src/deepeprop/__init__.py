@@ -1,7 +1,7 @@
 """deepeprop: online training of deep recurrent and spiking networks with deep e-prop."""
 from .api import gradients, loss_and_gradients
 from .engines import ENGINES, Engine, EngineState, make_engine
-from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp  # noqa: F401  (the engine classes)
+from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp, Immediate  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
 from .nir_io import from_nir, to_nir
@@ -20,8 +20,8 @@ except PackageNotFoundError:  # imported from a source tree that is not installe
 
 __all__ = [
     "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Layer", "Projection",
-    "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Engine", "EngineState", "ENGINES",
-    "make_engine",
+    "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState",
+    "ENGINES", "make_engine",
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
     "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",

@@ -50,6 +50,57 @@ def recurrences(value, depth: int, name: str = "--recurrence"):
     return per_layer_choice(value, name, RECURRENCES, depth)
 
 
+def per_layer_number(value, depth: int, name: str):
+    """A time constant or gain: ``20`` / ``"2,50"`` / ``[2, 50]`` -> ``20.0`` or a list of ``depth`` floats > 0."""
+    import math
+
+    if isinstance(value, str):
+        try:
+            items = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(f"{name} must be a number > 0 or a comma-separated list of them (one per hidden layer), "
+                             f"got {value!r}") from None
+        if len(items) == 1:
+            value = items[0]
+        else:
+            value = items
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+            raise ValueError(f"{name} must be a finite number > 0 or a list of them (one per hidden layer), "
+                             f"got {item!r}")
+    if not isinstance(value, (list, tuple)):
+        return float(value)
+    if len(items) != depth:
+        raise ValueError(f"{name} must be one number or a list of {depth} (one per hidden layer), got {len(items)}: "
+                         f"{value!r}")
+    return [float(item) for item in items]
+
+
+def per_layer_flag(value, depth: int, name: str):
+    """``True`` / ``[True, False]`` -> itself, checked: a bool or a list of ``depth`` bools."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(item, bool) for item in items) or (isinstance(value, (list, tuple)) and len(items) != depth):
+        raise ValueError(f"{name} must be true or false, or a list of {depth} of them (one per hidden layer), "
+                         f"got {value!r}")
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def per_layer_options(value, depth: int, name: str):
+    """Neuron keyword arguments: one table ``{"detach_reset": True}`` or a list of ``depth`` tables."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if not isinstance(item, dict) or not all(isinstance(key, str) for key in item):
+            raise ValueError(f"{name} must be a table of NAME = VALUE or a list of {depth} such tables (one per hidden "
+                             f"layer), got {value!r}")
+    if isinstance(value, (list, tuple)):
+        if len(items) != depth:
+            raise ValueError(f"{name} must be one table or a list of {depth} (one per hidden layer), "
+                             f"got {len(items)}")
+        return [dict(item) for item in items]
+    return dict(value)
+
+
 def _parse_edges(value, name: str) -> list[list[int]]:
     if value is None or value == "" or value == []:
         return []

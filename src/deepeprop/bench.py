@@ -33,6 +33,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .cli import UsageError
+
 DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
 ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
             "compile_s", "per_step_ms", "per_step_ms_min", "peak_bytes", "temp_bytes", "argument_bytes",
@@ -59,7 +61,7 @@ def _cases(args):
         T = args.T or [100]
         widths = args.width or [32]
         depths = args.depth or [2]
-        return [(f"T{t}_n{n}_L{d}", dict(base, T=t, width=n, depth=d, batch=args.batch or 4))
+        return [(f"T{t}_n{n}_L{d}", dict(base, T=t, width=n, depth=d, batch=4 if args.batch is None else args.batch))
                 for t in T for n in widths for d in depths]
     if args.suite == "targets":
         return [
@@ -127,8 +129,9 @@ def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: 
 
     if method == "bptt":  # stored trajectory; backward ~2x forward
         return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
-    if method == "eprop":
+    if method in ("eprop", "immediate"):  # immediate: e-prop's arrays, without the Jb * eps product
         fact = make_engine("eprop").factorised_layers(model)
+        own = 0 if method == "immediate" else 1
         elements = B * P[-1]
         flops = forward + 2 * B * n[-1] * P[-1]
         for l in hidden:
@@ -137,7 +140,7 @@ def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: 
                 flops += (4 if leaky else 2) * B * n[l] * P[l]
             else:
                 elements += B * n[l] * d[l] * P[l] + (B * n[l] * P[l] if leaky else 0)
-                flops += (2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
+                flops += (own * 2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
             flops += signal_flops(l)
         return elements, flops
     if method == "deep_eprop":
@@ -375,8 +378,25 @@ def ratios(rows) -> dict:
     return out
 
 
-def _int_list(text):
-    return [int(v) for v in text.split(",") if v]
+def _positive_ints(text):
+    """``"100,1000"`` -> ``[100, 1000]``; anything but positive ints is refused (argparse names the flag)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of positive ints, got {text!r}")
+    return values
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
+    return value
 
 
 def register(subparsers):
@@ -387,28 +407,50 @@ def register(subparsers):
     parser.add_argument("--engines", type=lambda s: [v for v in s.split(",") if v], default=None,
                         help=f"comma-separated engines (default: {','.join(DEFAULT_ENGINES)}); options in brackets, "
                              "separated by ';', e.g. 'eprop[readout_filter=False]'")
-    parser.add_argument("--T", type=_int_list, default=None, help="sequence lengths (quick suite), e.g. 100,1000")
-    parser.add_argument("--width", type=_int_list, default=None, help="hidden widths (quick suite)")
-    parser.add_argument("--depth", type=_int_list, default=None, help="numbers of hidden layers (quick suite)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (quick suite; default 4)")
+    parser.add_argument("--T", type=_positive_ints, default=None, help="sequence lengths (quick suite), e.g. 100,1000")
+    parser.add_argument("--width", type=_positive_ints, default=None, help="hidden widths (quick suite)")
+    parser.add_argument("--depth", type=_positive_ints, default=None, help="numbers of hidden layers (quick suite)")
+    parser.add_argument("--batch", type=_positive_int, default=None, help="batch size (quick suite; default 4)")
     parser.add_argument("--model", choices=tuple(MODELS), default="factorisable",
                         help="exact: library defaults (LIF, reset path kept, dense W); factorisable: LIF with "
                              "detach_reset, no self-connections (default)")
     parser.add_argument("--readout", choices=("linear", "leaky"), default="leaky")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per engine (median)")
+    parser.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (median)")
     parser.add_argument("--alignment", action="store_true", help="cosine per layer of each gradient vs BPTT's")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     parser.set_defaults(func=_main)
 
 
-def _main(args) -> int:
-    from .engines import ENGINES
+def check_engines(methods) -> None:
+    """Every ``--engines`` entry names an engine and options it takes (checked before anything runs)."""
+    from .engines import ENGINES, make_engine
 
-    for method in args.engines or ():
-        if parse_method(method)[0] not in ENGINES:
-            raise ValueError(f"--engines: unknown engine {method!r}; choose from {tuple(ENGINES)}")
-    if args.repeats < 1:
-        raise ValueError("--repeats must be >= 1")
+    for method in methods or ():
+        name, options = parse_method(method)
+        if name not in ENGINES:
+            raise UsageError(f"--engines: unknown engine {method!r}; choose from {tuple(ENGINES)}")
+        try:
+            make_engine(name, **options)
+        except ValueError as err:
+            raise UsageError(f"--engines: {method!r}: {err}") from None
+
+
+def check_json_path(path) -> None:
+    """``--json`` can be written: its folder exists and is writable (checked before the benchmark runs)."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--json {path!r} is a folder: give a file name, e.g. {os.path.join(path, 'bench.json')}")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--json {path!r}: the folder {folder!r} does not exist: create it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--json {path!r}: the folder {folder!r} is not writable")
+
+
+def _main(args) -> int:
+    check_engines(args.engines)
+    check_json_path(args.json)
     run(args)
     return 0

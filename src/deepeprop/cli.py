@@ -10,7 +10,8 @@ import importlib
 import sys
 
 # module providing register(subparsers), in the order shown by --help
-SUBCOMMAND_MODULES = ("deepeprop.gradcheck", "deepeprop.training", "deepeprop.demo", "deepeprop.bench")
+SUBCOMMAND_MODULES = ("deepeprop.gradcheck", "deepeprop.training", "deepeprop.demo", "deepeprop.bench",
+                      "deepeprop.experiments")
 
 
 class UsageError(ValueError):

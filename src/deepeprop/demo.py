@@ -39,7 +39,7 @@ def _main(args) -> int:
           f"spiking network (hidden {config['hidden']}) on '{config['task']}' (8x8 digits, one row per time step), "
           f"{config['iterations']} batches of {config['batch_size']}")
     start = time.perf_counter()
-    summary = train(config, progress=not args.no_progress)
+    summary = train(config, overwrite=True, progress=not args.no_progress)  # the demo's folder is its own
     seconds = time.perf_counter() - start
     print(f"test {summary['metric_name']}: {summary['final_metric']:.3f}   (chance level: {summary['chance']:.3f})"
           f"   in {seconds:.0f} s")

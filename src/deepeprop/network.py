@@ -35,7 +35,8 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak
-from .neurons.base import check_size
+from .neurons.base import check_size, check_time_constant
+from .validation import check_bool, check_choice, check_number
 
 RECURRENCES = ("none", "diagonal", "dense")
 READOUTS = ("linear", "leaky")
@@ -528,15 +529,13 @@ class LayerSpec:
 
 
 def _check_choice(value, name: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
+    return check_choice(name, value, choices)
 
 
 def resolve_dtype(dtype):
     """``jnp.float32``/``jnp.float64`` or their names -> a numpy dtype, with a clear error otherwise."""
-    try:
-        resolved = jnp.dtype(dtype)
+    try:  # (jnp.dtype(None) is float64: None is refused, not read as a dtype)
+        resolved = None if dtype is None else jnp.dtype(dtype)
     except TypeError:
         resolved = None
     # (None == np.dtype("float64") is True in numpy: test for None first)
@@ -636,8 +635,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
     if not isinstance(key, jax.Array) or key.shape not in ((2,), ()):
         raise ValueError("key must be a jax.random key (jax.random.PRNGKey(seed) or jax.random.key(seed))")
     for gain_name, gain in (("input_gain", input_gain), ("recurrent_gain", recurrent_gain), ("tau_out", tau_out)):
-        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
-            raise ValueError(f"{gain_name} must be a finite number > 0, got {gain!r}")
+        check_number(gain_name, gain, minimum=0, exclusive_minimum=True)
     if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
         raise ValueError(f"edges must be a list of (src, dst) pairs, got {edges!r}")
     count = len(layers) + 1
@@ -666,8 +664,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
         else:
             spec = layers[k - 1]
             _check_choice(spec.recurrence, f"layers[{k - 1}].recurrence", RECURRENCES)
-            if not isinstance(spec.self_connections, bool):
-                raise ValueError(f"self_connections must be True or False, got {spec.self_connections!r}")
+            check_bool(f"layers[{k - 1}].self_connections", spec.self_connections)
             cell = _make_neuron(spec, f"layers[{k - 1}].neuron", dtype, jax.random.fold_in(node_key, _NEURON_STREAM))
             _check_recurrence(k, spec.recurrence, cell)
         neurons.append(cell)
@@ -774,14 +771,21 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
                       RECURRENCES)
     connections = _per_layer(self_connections, depth, "self_connections")
     for value in connections:
-        if not isinstance(value, bool):
-            raise ValueError(f"self_connections must be True or False, got {value!r}")
+        check_bool("self_connections", value)
     options = _per_layer(neuron_options, depth, "neuron_options")
     for value in options:
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"neuron_options must be a dict (or a list of one dict per layer), got {value!r}")
     tau_ms = _per_layer(tau_m, depth, "tau_m")
     tau_as = _per_layer(tau_a, depth, "tau_a")
+    for name, values in (("tau_m", tau_ms), ("tau_a", tau_as)):  # checked even where a layer's neuron has none
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            label = f"{name}[{i}]" if isinstance(tau_m if name == "tau_m" else tau_a, (list, tuple)) else name
+            shape = check_time_constant(value, label).shape
+            if shape not in ((), (hidden[i],)):
+                raise ValueError(f"{label} must be a scalar or an array of shape ({hidden[i]},), got shape {shape}")
     specs = []
     for i in range(depth):
         named = not isinstance(neurons[i], AbstractNeuron)

@@ -41,6 +41,7 @@ import optax
 from .engines import Engine, make_engine
 from .losses import make_loss
 from .network import Network
+from .validation import check_batch, check_int, check_number
 
 
 class LearnerState(eqx.Module):
@@ -104,10 +105,9 @@ class OnlineLearner(eqx.Module):
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
         if update_every is not None:
-            if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-                raise ValueError(f"update_every must be None or a positive int, got {update_every!r}")
-        if not isinstance(feedback_decay, (int, float)) or not 0.0 <= feedback_decay < 1.0:
-            raise ValueError(f"feedback_decay must be a number in [0, 1), got {feedback_decay!r}")
+            update_every = check_int("update_every", update_every, minimum=1)
+        feedback_decay = check_number("feedback_decay", feedback_decay, minimum=0.0, maximum=1.0,
+                                      exclusive_maximum=True)
         self.engine = engine
         self.optimizer = optimizer
         self.loss = make_loss(loss)
@@ -160,7 +160,7 @@ class OnlineLearner(eqx.Module):
         return model, opt_state, feedback, estate, ys, losses
 
     def sequence_update(self, state: LearnerState, inputs, targets, mask):
-        """Train on one batch of sequences (traceable; :meth:`train_sequence` is its jitted form).
+        """Train on one batch of sequences (traceable, unchecked; :meth:`train_sequence` checks the batch and jits it).
 
         ``inputs`` (T, B, n_in), ``targets`` (T, B, n_out) or (T, B), ``mask`` (T, B)
         -> ``(state, losses (T,), ys (T, B, n_out))``.
@@ -200,9 +200,22 @@ class OnlineLearner(eqx.Module):
             losses = jnp.concatenate([losses, losses_r], axis=0)
         return LearnerState(model, opt_state, feedback), losses, ys
 
+    def train_sequence(self, state: LearnerState, inputs, targets, mask=None):
+        """Check the batch, then run the jitted :meth:`sequence_update`: ``-> (state, losses (T,), ys (T, B, n_out))``.
+
+        ``inputs`` (T, B, n_in) finite; ``targets`` (T, B, n_out) finite, or (T, B) integer labels in
+        ``[0, n_out)`` or ``-1``; ``mask`` (T, B) ``>= 0`` (``None``: ones). A bad batch raises ``ValueError``
+        naming the argument and the weights are not updated. May be called inside a user's ``jax.jit`` /
+        ``eqx.filter_jit``: shapes and dtypes are checked at trace time, values with ``equinox.error_if``
+        (:mod:`deepeprop.validation`): the compiled call raises instead of returning updated weights.
+        """
+        if not isinstance(state, LearnerState):
+            raise ValueError(f"state must be the LearnerState of learner.init(model), got {type(state).__name__}")
+        inputs, targets, mask = check_batch(state.model, inputs, targets, self.loss, mask)
+        return self._train_sequence(state, inputs, targets, mask)
+
     @eqx.filter_jit
-    def train_sequence(self, state: LearnerState, inputs, targets, mask):
-        """Jitted :meth:`sequence_update`: ``-> (state, losses (T,), ys (T, B, n_out))``."""
+    def _train_sequence(self, state: LearnerState, inputs, targets, mask):
         return self.sequence_update(state, inputs, targets, mask)
 
 

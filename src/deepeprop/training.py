@@ -5,7 +5,10 @@
     deepeprop train --out runs/d --resume --iterations 600   # continue from runs/d/checkpoint.eqx
 
 The output folder holds ``config.json`` (every resolved option and the package version: enough to rerun),
-``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots.
+``metrics.jsonl`` (one line per evaluation), ``summary.json``, ``checkpoint.eqx`` and PNG plots. A run locks
+its folder while it writes, and a fresh run refuses a folder that holds files unless ``--overwrite``
+(:mod:`deepeprop.runfolder`); a resume refuses options other than :data:`RESUMABLE` that differ from the
+checkpoint's run.
 
 Reproducibility: the training batch of iteration ``i`` (1-based) is ``task.batch(seed * 1_000_003 + i, B)``,
 a pure function of ``(seed, i)``, and the model is initialised from ``seed``; a resumed run therefore
@@ -38,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import runfolder
 from .neurons import NEURONS
 
 CHECKPOINT = "checkpoint.eqx"
@@ -52,7 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "task": "digits",
     "task_options": {},
     "method": "deep_eprop",
+    "method_options": {},
     "neuron": "alif",
+    "neuron_options": {},
     "hidden": [64, 64],
     "recurrence": "dense",
     "skip": [],
@@ -62,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
     "tau_a": 200.0,
     "tau_out": 20.0,
     "input_gain": 1.0,
+    "recurrent_gain": 1.0,
+    "self_connections": True,
     "iterations": 200,
     "batch_size": 32,
     "optimizer": "adam",
@@ -109,12 +117,12 @@ def parse_value(text: str):
         return text
 
 
-def parse_task_options(items) -> dict:
+def parse_task_options(items, flag: str = "--task-option") -> dict:
     """``["delay_steps=20", "n_cues=3"]`` -> ``{"delay_steps": 20, "n_cues": 3}``."""
     options = {}
     for item in items or []:
         if "=" not in item:
-            raise _usage(f"--task-option must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
+            raise _usage(f"{flag} must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
         name, value = item.split("=", 1)
         options[name.strip()] = parse_value(value)
     return options
@@ -176,7 +184,8 @@ def validate_config(config: dict) -> dict:
     """Check every option, naming the flag of a bad one. Returns the normalised config."""
     from .engines import ENGINES
     from .engines.eprop import FEEDBACKS
-    from .architecture import neuron_names, recurrences, residual_edges, skip_edges
+    from .architecture import (neuron_names, per_layer_flag, per_layer_number, per_layer_options, recurrences,
+                               residual_edges, skip_edges)
     from .network import DTYPES, READOUTS
     from .tasks import TASKS, get_task
 
@@ -192,6 +201,10 @@ def validate_config(config: dict) -> dict:
         c["recurrence"] = recurrences(c["recurrence"], len(c["hidden"]))
         c["residual"] = residual_edges(c["residual"], len(c["hidden"]))
         c["skip"] = skip_edges(c["skip"], len(c["hidden"]), residual=c["residual"])
+        for name in ("tau_m", "tau_a"):  # one number, or one per hidden layer
+            c[name] = per_layer_number(c[name], len(c["hidden"]), f"--{name.replace('_', '-')}")
+        c["self_connections"] = per_layer_flag(c["self_connections"], len(c["hidden"]), "self_connections")
+        c["neuron_options"] = per_layer_options(c["neuron_options"], len(c["hidden"]), "--neuron-option")
     except ValueError as err:
         raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
@@ -205,7 +218,7 @@ def validate_config(config: dict) -> dict:
         value = c["update_every"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _usage(f"--update-every must be a positive int (time steps between updates), got {value!r}")
-    for name in ("lr", "tau_m", "tau_a", "tau_out", "input_gain"):
+    for name in ("lr", "tau_out", "input_gain", "recurrent_gain"):
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise _usage(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}")
@@ -214,10 +227,18 @@ def validate_config(config: dict) -> dict:
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
         raise _usage(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
     if c["feedback"] is not None:
-        if c["method"] != "eprop":
-            raise _usage(f"--feedback applies to --method eprop only, got --method {c['method']}")
+        if c["method"] not in ("eprop", "immediate"):
+            raise _usage(f"--feedback applies to --method eprop or immediate only, got --method {c['method']}")
         if c["feedback"] not in FEEDBACKS:
             raise _usage(f"--feedback must be one of {list(FEEDBACKS)}, got {c['feedback']!r}")
+    if not isinstance(c["method_options"], dict):
+        raise _usage(f"--method-option: engine options must be a table of NAME = VALUE, got {c['method_options']!r}")
+    if c["feedback"] is not None and "feedback" in c["method_options"]:
+        raise _usage("give the feedback once: --feedback or --method-option feedback=..., not both")
+    try:
+        make_engine_from_config(c)
+    except ValueError as err:
+        raise _usage(f"--method-option: {err}") from None
     if not isinstance(c["task_options"], dict):
         raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
     try:
@@ -231,9 +252,22 @@ def validate_config(config: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- building a run
+def make_engine_from_config(config: dict):
+    """The engine of a config: ``method`` with ``method_options`` (and eprop's ``feedback`` shorthand)."""
+    from .engines import make_engine
+
+    options = dict(config["method_options"])
+    # the feedback seed differs from the model's: with equal seeds eprop's "random" readout feedback would
+    # be drawn exactly like W_out (same key, same distribution), i.e. symmetric
+    if config["feedback"] is not None:
+        options["feedback"] = config["feedback"]
+    if "feedback" in options and "feedback_seed" not in options:
+        options["feedback_seed"] = config["seed"] + 1
+    return make_engine(config["method"], **options)
+
+
 def build(config: dict):
     """``(task, model, learner)`` of a validated config; the model is initialised from ``config["seed"]``."""
-    from .engines import make_engine
     from .network import DTYPES, DeepRNN
     from .online import OnlineLearner
     from .tasks import get_task
@@ -245,15 +279,13 @@ def build(config: dict):
                     residual=[tuple(edge) for edge in config["residual"]],
                     key=jax.random.PRNGKey(config["seed"]), dtype=DTYPES[config["dtype"]],
                     tau_m=config["tau_m"], tau_a=config["tau_a"], tau_out=config["tau_out"],
-                    input_gain=config["input_gain"])
-    # the feedback seed differs from the model's: with equal seeds eprop's "random" readout feedback would
-    # be drawn exactly like W_out (same key, same distribution), i.e. symmetric
-    options = {} if config["feedback"] is None else {"feedback": config["feedback"],
-                                                       "feedback_seed": config["seed"] + 1}
-    engine = make_engine(config["method"], **options)
+                    input_gain=config["input_gain"], recurrent_gain=config["recurrent_gain"],
+                    self_connections=config["self_connections"], neuron_options=config["neuron_options"] or None)
+    engine = make_engine_from_config(config)
     optimizer = optax.adam(config["lr"]) if config["optimizer"] == "adam" else optax.sgd(config["lr"])
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config["update_every"],
-                            feedback_decay=config["feedback_decay"] if config["feedback"] == "adaptive" else 0.0)
+                            feedback_decay=config["feedback_decay"] if getattr(engine, "feedback", None) == "adaptive"
+                            else 0.0)
     return task, model, learner
 
 
@@ -319,14 +351,7 @@ def save_checkpoint(path: str, state, meta: dict) -> None:
     payload = buffer.getvalue()
     header = dict(meta, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, payload_bytes=len(payload),
                   sha256=hashlib.sha256(payload).hexdigest())
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    runfolder.write_atomic(path, json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
 
 
 def read_checkpoint_header(path: str) -> tuple[dict, bytes]:
@@ -368,11 +393,7 @@ def load_checkpoint(path: str, like) -> tuple[Any, dict]:
 
 # ---------------------------------------------------------------------------- the loop
 def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    runfolder.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _read_metrics(path: str) -> list[dict]:
@@ -382,9 +403,17 @@ def _read_metrics(path: str) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def train(config: dict, *, resume: bool = False, progress: bool = True, plots: bool = True,
-          fault: Any = None, tensorboard: bool = False) -> dict:
+def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          plots: bool = True, fault: Any = None, tensorboard: bool = False) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
+
+    The run holds a lock on ``config["out"]`` while it writes: a second run into the same folder is refused
+    (:class:`~deepeprop.runfolder.RunFolderError`, naming the other process). A fresh run into a folder that
+    already holds files is refused unless ``overwrite=True`` (``--overwrite``), which replaces the run files
+    there. ``resume=True`` continues from the checkpoint; only the options in :data:`RESUMABLE`
+    (``iterations``, ``eval_every``, ``out``, ``devices``) may differ from the checkpoint's run: any other difference is
+    refused with a :class:`CheckpointError` listing the options. Temporary files left by a killed run are
+    deleted, and a torn last line of ``metrics.jsonl`` is repaired.
 
     ``tensorboard=True`` also writes every ``metrics.jsonl`` row as TensorBoard scalars to ``OUT/tensorboard``
     (needs ``tensorboardX``: ``pip install 'deepeprop[tensorboard]'``; imported only then).
@@ -393,11 +422,37 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
     of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
     """
+    if resume and overwrite:
+        raise _usage("--overwrite starts the run afresh and --resume continues it: give one of them")
+    with runfolder.RunFolder(config["out"], resume=resume, overwrite=overwrite):
+        return _train(config, resume=resume, progress=progress, plots=plots, fault=fault, tensorboard=tensorboard)
+
+
+def _check_resumable(header: dict, config: dict, path: str) -> None:
+    """The checkpoint's run and this one may differ only in :data:`RESUMABLE` options."""
+    if "fingerprint" not in header:  # a checkpoint from before fingerprints: the seed at least
+        if header.get("seed") != config["seed"]:
+            raise CheckpointError(f"{path} is from seed {header.get('seed')}, this run has seed {config['seed']}")
+        return
+    digest, current = runfolder.fingerprint(config, RESUMABLE)
+    if digest == header["fingerprint"]:
+        return
+    saved = header.get("config", {})
+    changed = runfolder.differences(saved, current, DEFAULTS)
+    if changed:
+        listed = "; ".join(f"{key}: {saved.get(key, DEFAULTS.get(key))!r} in the checkpoint, "
+                           f"{current.get(key, DEFAULTS.get(key))!r} now" for key in changed)
+        raise CheckpointError(f"{path} was written by a run with other options ({listed}); only "
+                              f"{', '.join(RESUMABLE)} may change on resume: give the run's own options, or start "
+                              "a fresh run in another --out")
+
+
+def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any, tensorboard: bool) -> dict:
+    """The training loop of :func:`train`, inside the locked run folder."""
     from . import __version__, parallel
     from .online import is_finite_tree
 
     out = config["out"]
-    os.makedirs(out, exist_ok=True)
     task, model, learner = build(config)
     state = learner.init(model)
     ckpt_path = os.path.join(out, CHECKPOINT)
@@ -405,16 +460,13 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
     start, elapsed, loss_sum, loss_count, metric_sum = 0, 0.0, 0.0, 0, 0.0
     if resume:
         state, header = load_checkpoint(ckpt_path, state)  # validated before anything is replaced
-        if header.get("seed") != config["seed"]:
-            raise CheckpointError(f"{ckpt_path} is from seed {header.get('seed')}, this run has seed {config['seed']}")
+        _check_resumable(header, config, ckpt_path)
         start, elapsed = int(header["iteration"]), float(header["elapsed"])
         if start > config["iterations"]:
             raise _usage(f"--iterations {config['iterations']} is below the checkpoint's iteration {start}; "
                          f"give --iterations >= {start} to resume")
         loss_sum, loss_count, metric_sum = header["loss_sum"], header["loss_count"], header["metric_sum"]
-        rows = [r for r in _read_metrics(metrics_path) if r["iteration"] <= start]
-        with open(metrics_path, "w") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in rows)
+        runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
     else:
         with open(metrics_path, "w"):
             pass
@@ -424,10 +476,13 @@ def train(config: dict, *, resume: bool = False, progress: bool = True, plots: b
                     n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name)
     _write_json(os.path.join(out, "config.json"), resolved)
 
+    digest, fingerprinted = runfolder.fingerprint(config, RESUMABLE)
+
     def meta(iteration):
         return {"iteration": iteration, "seed": config["seed"], "elapsed": elapsed, "loss_sum": loss_sum,
                 "loss_count": loss_count, "metric_sum": metric_sum, "task": config["task"],
-                "method": config["method"], "data_stride": DATA_STRIDE}
+                "method": config["method"], "data_stride": DATA_STRIDE, "fingerprint": digest,
+                "config": fingerprinted}
 
     if not resume:
         save_checkpoint(ckpt_path, state, meta(0))
@@ -557,10 +612,18 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
     "residual": ("--residual", dict(help="fixed identity edges I:J, comma-separated (equal widths; one on a chain "
                                     "edge replaces it), e.g. 2:3,0:3")),
     "readout": ("--readout", dict(help="linear or leaky (default leaky)")),
-    "tau_m": ("--tau-m", dict(type=float, help="membrane time constant in steps (default 20)")),
-    "tau_a": ("--tau-a", dict(type=float, help="ALIF adaptation time constant in steps (default 200)")),
+    "method_options": None,  # --method-option NAME=VALUE (below)
+    "neuron_options": None,  # --neuron-option NAME=VALUE (below)
+    "tau_m": ("--tau-m", dict(help="membrane time constant in steps (default 20), or one per hidden layer "
+                              "comma-separated, e.g. 2,50 (fast below, slow above)")),
+    "tau_a": ("--tau-a", dict(help="ALIF adaptation time constant in steps (default 200), or one per layer")),
     "tau_out": ("--tau-out", dict(type=float, help="leaky readout time constant in steps (default 20)")),
     "input_gain": ("--input-gain", dict(type=float, help="scale of the initial input weights (default 1)")),
+    "recurrent_gain": ("--recurrent-gain", dict(type=float, help="scale of the initial recurrent weights "
+                                                "(default 1)")),
+    "self_connections": ("--self-connections", dict(type=lambda text: parse_bool(text, "--self-connections"),
+                                                    help="dense recurrence: true (default) or false (W's diagonal "
+                                                    "masked to zero)")),
     "iterations": ("--iterations", dict(type=int, help="training batches (default 200)")),
     "batch_size": ("--batch-size", dict(type=int, help="sequences per batch (default 32)")),
     "optimizer": ("--optimizer", dict(help="adam or sgd (default adam)")),
@@ -580,9 +643,25 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
 }
 
 
+def parse_bool(text: str, name: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{name} must be true or false, got {text!r}")
+    return lowered == "true"
+
+
 def add_run_flags(parser) -> None:
-    for name, (flag, kwargs) in FLAGS.items():
+    for name, spec in FLAGS.items():
+        if spec is None:
+            continue
+        flag, kwargs = spec
         parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **kwargs)
+    parser.add_argument("--method-option", dest="method_option", action="append", default=None,
+                        metavar="NAME=VALUE", help="an engine option, repeatable (e.g. --method-option "
+                        "readout_filter=false, --method-option feedback=random)")
+    parser.add_argument("--neuron-option", dest="neuron_option", action="append", default=None,
+                        metavar="NAME=VALUE", help="a neuron-model option for every hidden layer, repeatable (e.g. "
+                        "--neuron-option detach_reset=true); per layer in a TOML config")
     parser.add_argument("--task-option", dest="task_option", action="append", default=None, metavar="NAME=VALUE",
                         help="a task option, repeatable (e.g. --task-option delay_steps=20)")
 
@@ -594,7 +673,9 @@ def register(subparsers) -> None:
                     "summary.json, checkpoint.eqx and plots to --out. Options come from the defaults, then "
                     "--config FILE (TOML), then the flags given explicitly.")
     parser.add_argument("--config", default=None, help="TOML file of options (flags given explicitly override it)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx (only --iterations, "
+                        "--eval-every and --out may change)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     parser.add_argument("--tensorboard", action="store_true", help="also log the metrics for TensorBoard to "
@@ -607,6 +688,10 @@ def explicit_options(args) -> dict:
     given = {name: getattr(args, name) for name in FLAGS if hasattr(args, name)}
     if getattr(args, "task_option", None):
         given["task_options"] = parse_task_options(args.task_option)
+    if getattr(args, "method_option", None):
+        given["method_options"] = parse_task_options(args.method_option, "--method-option")
+    if getattr(args, "neuron_option", None):
+        given["neuron_options"] = parse_task_options(args.neuron_option, "--neuron-option")
     return given
 
 
@@ -625,7 +710,8 @@ def _resume_config(explicit: dict, config_file) -> dict:
         if key in RESUMABLE:
             continue
         merged = {**saved["task_options"], **value} if key == "task_options" else value
-        if key in ("hidden", "neuron", "recurrence", "skip", "residual"):  # compare the normalised forms
+        if key in ("hidden", "neuron", "recurrence", "skip", "residual", "tau_m", "tau_a", "self_connections",
+                   "neuron_options"):  # compare the normalised forms
             merged = validate_config({**saved, key: value})[key]
         if merged != saved.get(key):
             raise _usage(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "
@@ -640,8 +726,8 @@ def _main(args) -> int:
     explicit = explicit_options(args)
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
     try:
-        summary = train(config, resume=args.resume, progress=not args.no_progress, plots=not args.no_plots,
-                        tensorboard=args.tensorboard)
+        summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                        plots=not args.no_plots, tensorboard=args.tensorboard)
     except TrainingDiverged as err:
         print(f"deepeprop: error: {err}", file=sys.stderr)
         return 3

@@ -1,14 +1,17 @@
 """Gradient engines, one module each, behind one interface (:mod:`deepeprop.engines.base`)."""
 from __future__ import annotations
 
+import dataclasses
+
 from .base import Engine, EngineState
 from .bptt import BPTT
 from .deep_eprop import DeepEProp
 from .deep_eprop_factored import FactoredDeepEProp
 from .eprop import EProp
+from .immediate import Immediate
 from .rtrl import RTRL
 
-ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp)}
+ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp, Immediate)}
 
 
 def make_engine(method, **options) -> Engine:
@@ -33,7 +36,7 @@ def make_engine(method, **options) -> Engine:
     if not isinstance(method, str) or method not in ENGINES:
         raise ValueError(f"method must be one of {tuple(ENGINES)} or an Engine object, got {method!r}")
     cls = ENGINES[method]
-    accepted = [f for f in getattr(cls, "__dataclass_fields__", {}) if not f.startswith("_")]
+    accepted = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]  # ClassVars excluded
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         valid = ", ".join(accepted) if accepted else "none"
@@ -41,4 +44,5 @@ def make_engine(method, **options) -> Engine:
     return cls(**options)
 
 
-__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Engine", "EngineState", "ENGINES", "make_engine"]
+__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES",
+           "make_engine"]

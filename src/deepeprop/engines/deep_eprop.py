@@ -34,6 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..validation import check_bool
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
 from .traces import (apply_block, collapse, contract_rows, error_contract, has_constant_own_jacobian, immediate,
                      project_eligibility, project_state, shared_leak)
@@ -52,8 +53,7 @@ class DeepEProp(Engine):
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop
 
     def __post_init__(self):
-        if not isinstance(self.factorize, bool):
-            raise ValueError(f"factorize must be True or False, got {self.factorize!r}")
+        check_bool("factorize", self.factorize)
 
     def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:
         """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (static structure only)."""

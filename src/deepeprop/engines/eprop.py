@@ -49,10 +49,13 @@ a change in layer ``l`` at time ``t`` acts on the layers above at later times th
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..validation import check_bool, check_choice, check_int
 from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
                      signal_to_current)
@@ -81,20 +84,19 @@ class EProp(Engine):
     """
 
     name = "eprop"
+    # whether a hidden layer's eligibility carries on in time through its own Jacobian (False: the immediate
+    # engine, eligibility = this step's derivative only)
+    carries_eligibility: ClassVar[bool] = True
     feedback: str = eqx.field(static=True, default="symmetric")
     feedback_seed: int = eqx.field(static=True, default=0)
     factorize: bool | None = eqx.field(static=True, default=None)
     readout_filter: bool = eqx.field(static=True, default=True)
 
     def __post_init__(self):
-        if self.feedback not in FEEDBACKS:
-            raise ValueError(f"feedback must be one of {FEEDBACKS}, got {self.feedback!r}")
-        if self.factorize is not None and not isinstance(self.factorize, bool):
-            raise ValueError(f"factorize must be None (automatic), True or False, got {self.factorize!r}")
-        if not isinstance(self.readout_filter, bool):
-            raise ValueError(f"readout_filter must be True or False, got {self.readout_filter!r}")
-        if isinstance(self.feedback_seed, bool) or not isinstance(self.feedback_seed, int):
-            raise ValueError(f"feedback_seed must be an int, got {self.feedback_seed!r}")
+        check_choice("feedback", self.feedback, FEEDBACKS)
+        check_bool("factorize", self.factorize, optional=True)  # None: automatic
+        check_bool("readout_filter", self.readout_filter)
+        check_int("feedback_seed", self.feedback_seed)
 
     def factorised_layers(self, model) -> tuple[bool, ...]:
         """Per hidden node, whether its eligibility is stored factorised (static structure only)."""
@@ -159,6 +161,10 @@ class EProp(Engine):
             return edge_matrix(model, node, slot)
         return traces.feedback[node][slot]
 
+    def _carried(self, decayed):
+        """The part of the eligibility carried over from the previous step (none for the immediate engine)."""
+        return decayed if self.carries_eligibility else jnp.zeros_like(decayed)
+
     def step(self, model, state, x, target, mask, loss):
         traces = state.traces
         graph = model.graph
@@ -184,7 +190,7 @@ class EProp(Engine):
             signal = sum(current_signal[c] @ self._feedback_matrix(model, traces, c, slot)
                          for c, slot in graph.children[l])  # (B, n_l)
             if factorised[l]:  # one presynaptic trace per layer: e = psi (x) xbar
-                xbar = shared_leak(layer) * traces.eligibility[l] + layer.shared_presynaptic(
+                xbar = self._carried(shared_leak(layer) * traces.eligibility[l]) + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 eligibility[l] = xbar
@@ -197,13 +203,14 @@ class EProp(Engine):
             elif _scalar_neuron(layer):  # d = c = o = 1: neuron-major (n_l, B, P_l) traces, fast contraction over B
                 jb = step.block[..., 0, 0].T[:, :, None]  # (n_l, B, 1)
                 pre = jnp.swapaxes(step.presynaptic, 0, 1)  # (n_l, B, P_l)
-                eps = jb * traces.eligibility[l] + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
+                eps = self._carried(jb * traces.eligibility[l]) + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
                 e = step.dz[:, :, 0, 0].T[:, :, None] * eps
                 eligibility[l] = eps
                 ebar = k * traces.filtered[l] + e if leaky else traces.filtered[l]
                 grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", ebar if leaky else e, signal.T)
             else:
-                eps = apply_block(step.block, traces.eligibility[l]) + immediate(step)  # (B, n_l, d_l, R_l)
+                # (B, n_l, d_l, R_l)
+                eps = self._carried(apply_block(step.block, traces.eligibility[l])) + immediate(step)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
                 eligibility[l] = eps
                 if leaky:

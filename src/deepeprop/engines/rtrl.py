@@ -24,6 +24,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..validation import check_int
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
 from .traces import apply_block, error_contract, immediate, project_state
 
@@ -43,6 +44,9 @@ class RTRL(Engine):
     name = "rtrl"
     exact = True
     max_trace_elements: int = eqx.field(static=True, default=50_000_000)
+
+    def __post_init__(self):
+        check_int("max_trace_elements", self.max_trace_elements, minimum=1)
 
     @staticmethod
     def _influence_shapes(model, batch):

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import abc
 import functools
-import math
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
+
+from .. import validation
 
 
 SURROGATES = ("triangle", "fast_sigmoid")
@@ -72,24 +73,29 @@ def _spike_fn_jvp(surrogate_id, primals, tangents):
 def decay_from_tau(tau, n: int, dtype, name: str) -> Array:
     """``exp(-1/tau)`` (time step 1): shape ``()`` for a scalar time constant (one leak shared by the
     node, which the factorised fast paths need), ``(n,)`` for a per-neuron one."""
-    tau_arr = jnp.asarray(tau, dtype=dtype)
+    tau_arr = check_time_constant(tau, name).astype(dtype)
     if tau_arr.shape not in ((), (n,)):
         raise ValueError(f"{name} must be a scalar or an array of shape ({n},), got shape {tau_arr.shape}")
-    if not bool(jnp.all(jnp.isfinite(tau_arr))) or not bool(jnp.all(tau_arr > 0)):
-        raise ValueError(f"{name} must be finite and > 0 (time constants in time steps)")
     return jnp.exp(-1.0 / tau_arr)
 
 
+def check_time_constant(tau, name: str) -> Array:
+    """A time constant in time steps: a number or an array of numbers (not bools), finite and > 0."""
+    if isinstance(tau, bool) or getattr(tau, "dtype", None) == bool:  # noqa: E721 (a numpy dtype equals bool)
+        raise validation.fail(name, "a number or an array of numbers (time steps)", tau)
+    tau_arr = validation.as_array(name, tau)
+    if not bool(jnp.all(jnp.isfinite(tau_arr))) or not bool(jnp.all(tau_arr > 0)):
+        raise ValueError(f"{name} must be finite and > 0 (time constants in time steps)")
+    return tau_arr
+
+
 def check_positive(value, name: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    """A finite number > 0 (:func:`deepeprop.validation.check_number`)."""
+    return validation.check_number(name, value, minimum=0, exclusive_minimum=True)
 
 
 def check_surrogate(surrogate: str) -> int:
-    if surrogate not in SURROGATES:
-        raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-    return SURROGATES.index(surrogate)
+    return SURROGATES.index(validation.check_choice("surrogate", surrogate, SURROGATES))
 
 
 class AbstractNeuron(eqx.Module):
@@ -238,10 +244,5 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
 
 
 def check_size(value, name: str) -> int:
-    """A positive Python int (numpy ints accepted)."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+    """A positive Python int (numpy ints accepted; :func:`deepeprop.validation.check_int`)."""
+    return validation.check_int(name, value, minimum=1)

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
+from ..validation import check_bool
 from .base import AbstractNeuron, check_positive, check_size, check_surrogate, decay_from_tau, spike_fn
 
 
 def spike_options(threshold, gamma, surrogate, detach_reset) -> tuple[float, float, int, bool]:
     """The checked ``(threshold, gamma, surrogate_id, detach_reset)`` of a spiking model (LIF, ALIF)."""
-    if not isinstance(detach_reset, bool):
-        raise ValueError(f"detach_reset must be True or False, got {detach_reset!r}")
+    detach_reset = check_bool("detach_reset", detach_reset)
     return (check_positive(threshold, "threshold"), check_positive(gamma, "gamma"), check_surrogate(surrogate),
             detach_reset)
 

@@ -27,14 +27,16 @@ Conventions (shared by all tasks):
 from __future__ import annotations
 
 import abc
+import functools
 import dataclasses
-import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .. import validation
 
 DT = 1e-3  # seconds per step of the spiking tasks (1 ms, as in Bellec et al. 2020)
 SPLITS = ("train", "test")
@@ -61,44 +63,9 @@ class Batch(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
-    return value
-
-
-def check_float(
-    name: str,
-    value: Any,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-    exclusive_maximum: bool = False,
-) -> float:
-    """Return ``value`` as a finite float, or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None:
-        if exclusive_minimum and value <= minimum:
-            raise ValueError(f"{name} must be > {minimum}, got {value}")
-        if not exclusive_minimum and value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None:
-        if exclusive_maximum and value >= maximum:
-            raise ValueError(f"{name} must be < {maximum}, got {value}")
-        if not exclusive_maximum and value > maximum:
-            raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
+# the shared checks (one wording everywhere): deepeprop.validation
+check_int = validation.check_int
+check_float = validation.check_number
 
 
 def check_rate(name: str, value: Any) -> float:
@@ -106,10 +73,7 @@ def check_rate(name: str, value: Any) -> float:
     return check_float(name, value, minimum=0.0, maximum=1.0 / DT)
 
 
-def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+check_choice = validation.check_choice
 
 
 def check_seed(seed: Any) -> int:
@@ -117,9 +81,7 @@ def check_seed(seed: Any) -> int:
 
 
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return check_int("batch_size", batch_size, minimum=1)
 
 
 def check_split(split: Any) -> str:
@@ -400,22 +362,63 @@ class DatasetTask(ClassificationTask):
         return to_batch(*self._assemble("test", np.arange(self.n_examples("test"))), self.loss)
 
 
+HOLDOUTS = ("test", "validation")
+VALIDATION_FRACTION = 0.2  # of the train split, held out when holdout = "validation"
+VALIDATION_SEED = 1
+
+
+@functools.lru_cache(maxsize=16)
+def _validation_split(n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    return holdout_split(n_train, VALIDATION_FRACTION, VALIDATION_SEED)
+
+
 class DenseDatasetTask(DatasetTask):
     """A ``DatasetTask`` whose splits are held in memory as dense arrays.
 
-    Subclasses provide ``_examples(split)`` -> ``(x (N, T, n_in), y (N,))``.
+    Subclasses provide ``_examples(split)`` -> ``(x (N, T_in, n_in), y (N,))``, ``input_steps`` (``T_in``) and
+    the fields ``delay`` and ``holdout``, checked by ``_validate_presentation``:
+
+    - ``delay`` (int >= 0): zero-input steps after each example, so ``n_steps = input_steps + delay`` and the
+      label (on the last ``label_steps`` steps) comes ``delay`` steps after the input ended: the example is
+      presented early and asked for late.
+    - ``holdout``: ``"test"`` (default) evaluates on the fixed test split; ``"validation"`` holds out a fixed
+      ``VALIDATION_FRACTION`` of the train split (seeded permutation), trains on the rest and serves the
+      held-out part as its ``"test"`` split, for choosing hyper-parameters without touching the test split.
     """
 
     @abc.abstractmethod
     def _examples(self, split: str) -> tuple[np.ndarray, np.ndarray]: ...
 
+    @property
+    @abc.abstractmethod
+    def input_steps(self) -> int: ...
+
+    @property
+    def n_steps(self) -> int:
+        return self.input_steps + self.delay
+
+    def _validate_presentation(self) -> None:
+        self._set("delay", check_int("delay", self.delay, minimum=0))
+        check_choice("holdout", self.holdout, HOLDOUTS)
+
+    def _split_examples(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.holdout == "test":
+            return self._examples(split)
+        x, y = self._examples("train")
+        train_idx, validation_idx = _validation_split(int(y.shape[0]))
+        idx = train_idx if split == "train" else validation_idx
+        return x[idx], y[idx]
+
     def examples(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-        """The whole split as numpy ``(x (N, T, n_in), y (N,))`` (read-only views)."""
-        x, y = self._examples(check_split(split))
+        """The whole split as numpy ``(x (N, T_in, n_in), y (N,))`` (read-only views; without the delay)."""
+        x, y = self._split_examples(check_split(split))
         return readonly_view(x), readonly_view(y)
 
     def labels(self, split: str = "train") -> np.ndarray:
         return self.examples(split)[1]
 
     def _inputs(self, split, idx):
-        return self._examples(split)[0][idx]
+        x = self._split_examples(split)[0][idx]  # (B, T_in, n_in)
+        if self.delay:
+            x = np.concatenate([x, np.zeros((x.shape[0], self.delay, x.shape[2]), x.dtype)], axis=1)
+        return x  # (B, n_steps, n_in)

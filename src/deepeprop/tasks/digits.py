@@ -7,7 +7,9 @@ classes; no download). Reading an image step by step follows sequential MNIST
 
 Pixels are scaled to [0, 1]. ``read="rows"``: one row per step (T = 8, n_in = 8);
 ``read="pixels"``: one pixel per step in row-major order (T = 64, n_in = 1).
-The label applies on the last ``label_steps`` steps (default 1). A fixed
+The label applies on the last ``label_steps`` steps (default 1), after ``delay`` steps of zero input
+(default 0) appended to each image; ``holdout="validation"`` trains on 80% of the train split and evaluates
+on the rest (see ``DenseDatasetTask``). A fixed
 ``test_fraction`` of the images (default 0.2) is held out by a permutation with
 seed 0 (the same split for every task instance); train batches sample the
 other images, test batches and ``test_set()`` the held-out ones.
@@ -56,9 +58,12 @@ class Digits(DenseDatasetTask):
     read: str = "rows"
     label_steps: int | None = 1
     test_fraction: float = 0.2
+    delay: int = 0
+    holdout: str = "test"
 
     def validate(self) -> None:
         check_choice("read", self.read, READS)
+        self._validate_presentation()
         self._set("label_steps", check_label_steps(self.label_steps, self.n_steps))
         self._set(
             "test_fraction",
@@ -75,7 +80,7 @@ class Digits(DenseDatasetTask):
         return 10
 
     @property
-    def n_steps(self) -> int:
+    def input_steps(self) -> int:
         return 8 if self.read == "rows" else 64
 
     def split_indices(self) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,9 @@ and pickles to the working directory) is never called. Generating the default
 Each example is a length-40 signal read one value per step (T = 40, n_in = 1),
 10 classes, label on the last ``label_steps`` steps (default 1). The train/test
 split is the package's own (the first 80% of its shuffled examples train, the
-rest test). Options: ``num_samples`` (a multiple of 10, default 5000 as in the
+rest test). ``delay`` appends zero-input steps before the label; ``holdout="validation"`` trains on 80% of
+the train split and evaluates on the rest (see ``DenseDatasetTask``). Options: ``num_samples`` (a multiple of 10,
+default 5000 as in the
 package) and ``data_seed`` (the package's generation seed, default 42).
 """
 
@@ -62,8 +64,11 @@ class MNIST1D(DenseDatasetTask):
     label_steps: int | None = 1
     num_samples: int = 5000
     data_seed: int = 42
+    delay: int = 0
+    holdout: str = "test"
 
     def validate(self) -> None:
+        self._validate_presentation()
         self._set("label_steps", check_label_steps(self.label_steps, self.n_steps))
         num_samples = check_int("num_samples", self.num_samples, minimum=10)
         if num_samples % 10:
@@ -80,7 +85,7 @@ class MNIST1D(DenseDatasetTask):
         return 10
 
     @property
-    def n_steps(self) -> int:
+    def input_steps(self) -> int:
         return SEQ_LENGTH
 
     def _examples(self, split):

@@ -1,0 +1,221 @@
+"""Run folders of ``deepeprop train``: one writer at a time, no mixed results, checked resumes.
+
+* **Lock.** A run holds ``fcntl.flock`` on ``OUT/.deepeprop.lock`` (its pid written inside) from start to
+  end; a second run into the same folder is refused with an error naming the holder's pid. The OS
+  releases the lock when the holder exits or is killed, so a crashed run never blocks the next one.
+* **Fresh runs** into a folder that already holds files are refused unless ``overwrite`` (``--overwrite``),
+  which deletes the files a run writes (:data:`RUN_FILES`) and leaves any other file alone.
+* **Stale temporary files** (``.NAME.PID.tmp``, left by a process killed while writing) are deleted at
+  start, under the lock, when process ``PID`` no longer exists (or is this one: it has written none yet).
+* **Fingerprint.** The checkpoint records the SHA-256 of the canonical JSON of the run's configuration
+  without the options that may change on resume (``RESUMABLE`` in :mod:`deepeprop.training`); a resume
+  with another configuration is refused, listing the differing options.
+* **Metrics.** On resume, ``metrics.jsonl`` is cut back to the rows at or below the checkpoint's iteration;
+  a torn last line (a run killed while appending) is dropped; any other unreadable line is named with a fix.
+
+Errors are :class:`RunFolderError` (a ``ValueError``: the command line prints ``deepeprop: error: ...`` and
+exits with code 2).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+from typing import Any
+
+LOCK = ".deepeprop.lock"
+# every file a run writes (removed by overwrite); temporary files are ".NAME.PID.tmp"
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.eqx", "learning_curves.png",
+             "raster.png", "readout.png")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+class RunFolderError(ValueError):
+    """An output folder that cannot be used: unusable path, in use by another run, or not empty."""
+
+
+def temp_path(path: str) -> str:
+    """The temporary file next to ``path`` that this process writes before ``os.replace``: ``.NAME.PID.tmp``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, fsync, ``os.replace``)."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunFolder:
+    """The output folder of one run, locked while the run writes (a context manager).
+
+    ``with RunFolder(out, resume=False, overwrite=False) as folder: ...``. On entry: create the folder,
+    take the lock, delete stale temporary files, and for a fresh run check that the folder is empty (or
+    clear the run files with ``overwrite``). The lock is released on exit (and by the OS if the process dies).
+    """
+
+    def __init__(self, path: str, *, resume: bool = False, overwrite: bool = False, flag: str = "--out"):
+        self.path = str(path)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.flag = flag
+        self.removed: list[str] = []  # stale temporary files deleted on entry
+        self._fd: int | None = None
+
+    def _error(self, reason: str) -> RunFolderError:
+        return RunFolderError(f"{self.flag} {self.path!r} {reason}")
+
+    def __enter__(self) -> "RunFolder":
+        if self.resume and not os.path.isdir(self.path):
+            raise self._error("does not exist: there is no run to resume there")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except FileExistsError:
+            raise self._error("is a file, not a folder: give a folder for the results") from None
+        except NotADirectoryError:
+            raise self._error("cannot be created: a parent of it is a file, not a folder") from None
+        except OSError as err:
+            raise self._error(f"cannot be created: {err.strerror}") from None
+        if not os.path.isdir(self.path):
+            raise self._error("is not a folder: give a folder for the results")
+        lock_path = os.path.join(self.path, LOCK)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise self._error(f"is not writable ({err.strerror}): give a folder you can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise self._error(f"is in use by another deepeprop run (pid {holder}); wait for it to end, or "
+                                  "give another --out") from None
+            raise self._error(f"cannot be locked ({err.strerror})") from None
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._remove_stale_temp_files()
+            if not self.resume:
+                self._check_empty()
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock (the lock file stays: deleting it would race with a run taking it)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def _remove_stale_temp_files(self) -> None:
+        for name in sorted(os.listdir(self.path)):
+            match = _TEMP.match(name)
+            pid = int(match["pid"]) if match else 0
+            if match and (pid == os.getpid() or not pid_alive(pid)):  # under the lock, ours are stale too
+                os.remove(os.path.join(self.path, name))
+                self.removed.append(name)
+
+    def _check_empty(self) -> None:
+        present = sorted(name for name in os.listdir(self.path) if name != LOCK)
+        if not present:
+            return
+        if not self.overwrite:
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise self._error(f"already holds files ({shown}): give --overwrite (overwrite=True) to replace the run "
+                              "there, --resume to continue it, or another --out")
+        for name in RUN_FILES:
+            path = os.path.join(self.path, name)
+            if os.path.isfile(path):
+                os.remove(path)
+
+
+# ---------------------------------------------------------------------------- configuration fingerprint
+def canonical(config: dict) -> dict:
+    """``config`` as JSON would give it back (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(config, sort_keys=True))
+
+
+def fingerprint(config: dict, resumable) -> tuple[str, dict]:
+    """``(sha256 hex, fingerprinted options)``: the canonical JSON of ``config`` without the ``resumable`` keys."""
+    kept = canonical({key: value for key, value in config.items() if key not in resumable})
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest(), kept
+
+
+def differences(saved: dict, current: dict, defaults: dict) -> list[str]:
+    """The keys whose values differ; a key missing on one side counts as its default (an option that a
+    later version added has its default's meaning in an earlier run)."""
+    missing = object()
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        default = canonical({"v": defaults[key]})["v"] if key in defaults else missing
+        if saved.get(key, default) != current.get(key, default):
+            out.append(key)
+    return out
+
+
+# ---------------------------------------------------------------------------- metrics.jsonl
+def repair_metrics(path: str, upto: int) -> list[dict]:
+    """Cut ``metrics.jsonl`` back to its rows with ``iteration <= upto`` and return them.
+
+    A torn last line (no newline, or not JSON: the run was killed while appending) is dropped; an unreadable
+    line elsewhere raises :class:`RunFolderError` naming the file, the line and the fix.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as handle:
+        data = handle.read()
+    lines = data.split(b"\n")
+    complete = data.endswith(b"\n")
+    if complete:
+        lines = lines[:-1]  # the empty string after the last newline
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        last = number == len(lines)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode())
+            if not isinstance(row, dict) or not isinstance(row.get("iteration"), int):
+                raise ValueError("no iteration")
+        except (UnicodeDecodeError, ValueError):
+            if last:  # torn: the run stopped while writing it
+                break
+            raise RunFolderError(f"{path} line {number} is not a metrics row (JSON with an 'iteration'): the file "
+                                 f"is damaged; delete that line (or the file, losing the curves so far) and "
+                                 f"resume again") from None
+        rows.append(row)
+    rows = [row for row in rows if row["iteration"] <= upto]
+    write_atomic(path, b"".join(json.dumps(row).encode() + b"\n" for row in rows))
+    return rows

@@ -1,0 +1,95 @@
+"""``deepeprop experiment``: the quick variants run end to end, and the report's numbers are the runs' numbers."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deepeprop.experiments import read_config
+from deepeprop.experiments.alignment import points, summarize, time_constants
+from deepeprop.experiments.report import _welch
+
+
+def test_sweep_points_share_the_base_point_and_change_one_factor():
+    config = read_config("alignment", None, quick=False)
+    entries = points(config)
+    base = config["base"]
+    base_entries = [e for e in entries if e["point"] == base]
+    assert len(base_entries) == 1  # computed once, listed under every sweep that contains it
+    assert sorted(base_entries[0]["sweeps"]) == sorted(a for a, v in config["sweeps"].items() if base[a] in v)
+    for entry in entries:
+        changed = [k for k in base if entry["point"][k] != base[k]]
+        assert len(changed) <= 1
+    assert len(entries) == 1 + sum(len([v for v in values if v != base[a]]) for a, values in config["sweeps"].items())
+
+
+def test_time_constant_profiles():
+    point = {"depth": 3, "tau_fast": 1.0, "tau_slow": 25.0, "tau_mid": 4.0}
+    assert time_constants(dict(point, profile="uniform")) == [4.0] * 3
+    assert np.allclose(time_constants(dict(point, profile="fast_below")), [1.0, 5.0, 25.0])
+    assert np.allclose(time_constants(dict(point, profile="slow_below")), [25.0, 5.0, 1.0])
+    with pytest.raises(ValueError, match="profile"):
+        time_constants(dict(point, profile="sideways"))
+
+
+def test_interval_and_test_statistics():
+    from scipy import stats
+
+    values = [0.5, 0.7, 0.6, 0.8]
+    summary = summarize(values + [None])
+    half = stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
+    assert summary["n"] == 4 and np.isclose(summary["mean"], 0.65)
+    assert np.isclose(summary["high"] - summary["mean"], half)
+    assert summarize([None])["mean"] is None
+    assert _welch([0.1, 0.2, 0.15], [0.8, 0.9, 0.85]) < 1e-3
+    assert _welch([0.1, 0.2, 0.15], [0.1, 0.2, 0.15]) > 0.99
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, JAX_ENABLE_X64="0")
+    result = subprocess.run([sys.executable, "-m", "deepeprop", "experiment", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_quick_experiments_and_report(tmp_path):
+    out = str(tmp_path / "results")
+    _cli("alignment", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    _cli("learning", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    folder = os.path.join(out, "quick")
+    choice = json.load(open(os.path.join(folder, "learning", "delayed_digits", "bptt", "choice.json")))
+    summary_path = os.path.join(folder, "learning", "delayed_digits", "bptt", choice["seeds"]["0"]["out"],
+                                "summary.json")
+    before = os.path.getmtime(summary_path)
+    _cli("learning", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # resumes: nothing redone
+    assert os.path.getmtime(summary_path) == before
+    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    report = open(os.path.join(folder, "results.md")).read()
+    for heading in ("## Findings", "## Learning", "### delayed_digits", "## Gradient alignment", "### depth",
+                    "### recurrence"):
+        assert heading in report
+    config = read_config("learning", None, quick=True)
+    # every final run's config sits beside its results
+    for method in config["methods"]:
+        choice = json.load(open(os.path.join(folder, "learning", "delayed_digits", method, "choice.json")))
+        values = []
+        for seed in config["seeds"]:
+            run = os.path.join(folder, "learning", "delayed_digits", method, choice["seeds"][str(seed)]["out"])
+            saved = json.load(open(os.path.join(run, "config.json")))
+            assert saved["seed"] == seed and saved["lr"] == choice["lr"]
+            values.append(json.load(open(os.path.join(run, "summary.json")))["final_metric"])
+        row = next(line for line in report.splitlines() if line.startswith(f"| {method} | {choice['lr']:g}"))
+        assert f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" in row  # the number comes from the runs
+    # the alignment table holds the points' own numbers
+    align = [json.load(open(os.path.join(folder, "alignment", name))) for name in
+             os.listdir(os.path.join(folder, "alignment")) if name != "config.json"]
+    depth_one = next(r for r in align if r["point"]["depth"] == 1)
+    cosine = summarize([s[0] for s in depth_one["methods"]["eprop"]["cosine"]])
+    assert f"| 1 | eprop | {cosine['mean']:.3f} [{cosine['low']:.3f}, {cosine['high']:.3f}]" in report
+    figures = os.path.join(folder, "figures-quick")
+    assert {"alignment_depth.png", "alignment_heatmap.png", "learning_delayed_digits.png"} <= set(os.listdir(figures))
+    with open(os.path.join(figures, "alignment_depth.png"), "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
