@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     result = {"experiment": args.experiment, "config": EXPERIMENTS[args.experiment], "rows": rows,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
                           "backend": jax.default_backend()},
-              "command": "python benchmarks/cells_experiment.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": "python benchmarks/cells_experiment.py "
+              + " ".join(argv if argv is not None else sys.argv[1:])}
     if args.alignment:
         result["alignment_at_init"] = alignment(run_config(args.experiment, "bptt", seeds[0], args.root),
                                                 [m for m in methods if m != "bptt"])
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=1, default=lambda v: float(v) if isinstance(v, (np.floating, jnp.ndarray)) else str(v))
+            json.dump(result, handle, indent=1,
+                      default=lambda v: float(v) if isinstance(v, (np.floating, jnp.ndarray)) else str(v))
     return 0
 
 

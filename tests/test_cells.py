@@ -93,7 +93,8 @@ def test_deep_eprop_factorises_hops_into_memoryless_nodes():
     assert max(relative_errors(fast, full, model)) < 1e-12
 
 
-@pytest.mark.parametrize("r_min,r_max,max_phase", [(0.0, 1.0, 2 * math.pi), (0.9, 0.999, math.pi / 10), (0.4, 0.5, 1.0)])
+@pytest.mark.parametrize("r_min,r_max,max_phase",
+                         [(0.0, 1.0, 2 * math.pi), (0.9, 0.999, math.pi / 10), (0.4, 0.5, 1.0)])
 def test_lru_ring_initialisation(r_min, r_max, max_phase):
     lru = dp.LRU(2000, r_min=r_min, r_max=r_max, max_phase=max_phase, key=jax.random.PRNGKey(3), dtype=jnp.float64)
     re, im = lru.eigenvalues()

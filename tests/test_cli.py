@@ -80,7 +80,8 @@ def test_bad_graph_flags_exit_2_with_message(argv, message, capsys):
 
 def test_gradcheck_residual_cell_stack(capsys):
     code = main(["gradcheck", "--hidden", "4,8,8", "--neuron", "lru,gelu,identity", "--recurrence", "none",
-                 "--residual", "2:3,0:3", "--steps", "6", "--batch", "2", "--methods", "rtrl,deep_eprop,eprop", "--json"])
+                 "--residual", "2:3,0:3", "--steps", "6", "--batch", "2", "--methods", "rtrl,deep_eprop,eprop",
+                 "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["config"]["residual"] == [[2, 3], [0, 3]]

@@ -104,7 +104,8 @@ def test_every_engine_returns_filter_grad_structure(method):
     structure = jax.tree_util.tree_structure(dp.gradients(model, inputs, targets, method="bptt"))
     grads = dp.gradients(model, inputs, targets, method=method)
     assert jax.tree_util.tree_structure(grads) == structure
-    for g, p in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))):
+    for g, p in zip(jax.tree_util.tree_leaves(grads),
+                    jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))):
         assert g.shape == p.shape and g.dtype == p.dtype
 
 

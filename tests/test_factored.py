@@ -1,4 +1,5 @@
-"""Factorised e-prop traces and the factored deep trace (docs/math.md, "Factorised traces", "Factored deep traces") against the full engines."""
+"""Factorised e-prop traces and the factored deep trace (docs/math.md, "Factorised traces", "Factored deep traces")
+against the full engines."""
 from __future__ import annotations
 
 import jax
@@ -51,7 +52,8 @@ def test_no_self_connections_masks_the_diagonal():
         assert float(jnp.max(jnp.abs(jnp.diagonal(grads.layers[0].W)))) == 0.0
 
 
-@pytest.mark.parametrize("neuron,recurrence,readout,depth", [("lif", "none", "linear", 2), ("leaky", "dense", "linear", 2),
+@pytest.mark.parametrize("neuron,recurrence,readout,depth", [("lif", "none", "linear", 2),
+                                                             ("leaky", "dense", "linear", 2),
                                                              ("lif", "none", "leaky", 1)])
 def test_factored_deep_trace_is_exact_with_one_leaky_layer_above(neuron, recurrence, readout, depth):
     model = _model(neuron, recurrence, depth, readout)

@@ -1,5 +1,5 @@
-"""Networks as graphs (docs/math.md, "The network", "Deep e-prop"): skip edges, input edges, several parents, per-layer neurons,
-a user's own neuron, and the checks on the graph. Every engine against BPTT in float64.
+"""Networks as graphs (docs/math.md, "The network", "Deep e-prop"): skip edges, input edges, several parents,
+per-layer neurons, a user's own neuron, and the checks on the graph. Every engine against BPTT in float64.
 
 The engines under test come from the registry (``dp.ENGINES``), filtered by what each declares: ``exact``
 (equal to BPTT on every network) and ``exact_elementwise`` (equal to BPTT when every node's recurrence is

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 import deepeprop as dp
-from helpers import BATCH, N_IN, N_OUT, T, checked_reference, make_batch, make_model, relative_errors
+from helpers import N_IN, N_OUT, checked_reference, make_batch, make_model, relative_errors
 
 EXACT = 1e-9
 

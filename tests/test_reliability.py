@@ -19,7 +19,8 @@ def test_unknown_dtype_is_refused_not_float32(dtype):
     (dict(neuron="gelu", tau_m=-1.0), r"tau_m must be finite and > 0"),
     (dict(neuron="gelu", tau_m=[jax.numpy.ones(2)]), r"tau_m\[0\] must be a scalar or an array of shape \(3,\), "
                                                       r"got shape \(2,\)"),
-    (dict(neuron="tanh", tau_a=jax.numpy.ones(7)), r"tau_a must be a scalar or an array of shape \(3,\), got shape \(7,\)"),
+    (dict(neuron="tanh", tau_a=jax.numpy.ones(7)),
+     r"tau_a must be a scalar or an array of shape \(3,\), got shape \(7,\)"),
 ])
 def test_time_constants_are_checked_where_a_layer_ignores_them(kwargs, match):
     """Found by the property tests: a bool tau_m was read as 1.0, and a bad tau_m or tau_a was silently ignored

@@ -542,7 +542,8 @@ def test_shd_bin_edges_and_counts(tmp_path):
     x = np.asarray(task.test_set().inputs)  # (50, 2, 700)
     assert x[0, 0, 0] == 1 and x[29, 0, 1] == 1 and x[49, 0, 699] == 1 and x[25, 1, 2] == 1
     assert x.sum() == 4  # three spikes in one bin clipped to 1; t = 0.5 and 2.0 dropped
-    counted = np.asarray(get_task("shd", path=str(path), test_path=str(path), n_steps=50, counts=True).test_set().inputs)
+    counted = np.asarray(get_task("shd", path=str(path), test_path=str(path), n_steps=50,
+                                  counts=True).test_set().inputs)
     assert counted[29, 0, 1] == 3 and counted.sum() == 6
     np.testing.assert_array_equal(np.asarray(task.test_set().targets[0]), [4, 19])
 

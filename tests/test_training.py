@@ -116,8 +116,8 @@ def test_adaptive_feedback_moves_with_the_readout_and_persists():
     model = tiny_model(task)
     x, y, m = f64(task.batch(1, 4))
     decay, lr = 0.01, 0.3
-    learner = OnlineLearner(dp.make_engine("eprop", feedback="adaptive", feedback_seed=1), optax.sgd(lr), loss=task.loss,
-                            feedback_decay=decay)
+    learner = OnlineLearner(dp.make_engine("eprop", feedback="adaptive", feedback_seed=1), optax.sgd(lr),
+                            loss=task.loss, feedback_decay=decay)
     state0 = learner.init(model)
     b0 = state0.feedback[-1][0]  # the readout's feedback, per incoming edge (one in a chain)
     assert b0.shape == model.readout.U.shape and not bool(jnp.allclose(b0, model.readout.U))

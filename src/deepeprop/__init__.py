@@ -4,9 +4,11 @@ from .engines import ENGINES, Engine, EngineState, make_engine
 from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp, Immediate  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
+from .nir_io import from_nir, to_nir
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
                       LeakyRate, MinGRU, ReLU, Tanh, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
+from . import parallel  # noqa: F401  (dp.parallel: data-parallel helpers)
 from .tasks import TASKS, Batch, Task, get_task
 
 try:  # one source of the version: the package metadata (pyproject.toml)
@@ -18,9 +20,10 @@ except PackageNotFoundError:  # imported from a source tree that is not installe
 
 __all__ = [
     "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Layer", "Projection",
-    "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES", "make_engine",
+    "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState",
+    "ENGINES", "make_engine",
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
     "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",
-    "OnlineLearner", "LearnerState", "TASKS", "Task", "Batch", "get_task",
+    "OnlineLearner", "LearnerState", "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
 ]

@@ -23,7 +23,14 @@ def _run(engine, loss_fn, model, inputs, targets, mask):
 
 
 def loss_and_gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, **options):
-    """Like :func:`gradients`, also returning the loss ``E`` of the sequence: ``(E, grads)``."""
+    """Like :func:`gradients`, also returning the loss ``E`` of the sequence.
+
+    Args:
+        model, inputs, targets, method, loss, mask, **options: as for :func:`gradients`.
+
+    Returns:
+        ``(E, grads)``: the scalar loss ``E = sum_t E_t`` and the gradients (``equinox.filter_grad``'s structure).
+    """
     engine = make_engine(method, **options)
     inputs, targets, mask = check_batch(model, inputs, targets, loss, mask)
     engine.check_model(model)

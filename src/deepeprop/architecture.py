@@ -113,7 +113,8 @@ def _parse_edges(value, name: str) -> list[list[int]]:
                     raise ValueError
                 edges.append([int(pieces[0]), int(pieces[1])])
             except ValueError:
-                raise ValueError(f"{name} must be edges I:J separated by commas (e.g. 1:3,0:2), got {value!r}") from None
+                raise ValueError(f"{name} must be edges I:J separated by commas (e.g. 1:3,0:2), "
+                                 f"got {value!r}") from None
     elif isinstance(value, (list, tuple)):
         for edge in value:
             if (not isinstance(edge, (list, tuple)) or len(edge) != 2

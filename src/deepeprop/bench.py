@@ -38,7 +38,8 @@ from .cli import UsageError
 DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
 ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
             "compile_s", "per_step_ms", "per_step_ms_min", "peak_bytes", "temp_bytes", "argument_bytes",
-            "output_bytes", "data_bytes", "engine_peak_bytes", "rss_delta_mb", "trace_elements", "flops_per_step", "achieved_gflops",
+            "output_bytes", "data_bytes", "engine_peak_bytes", "rss_delta_mb", "trace_elements", "flops_per_step",
+            "achieved_gflops",
             "peak_gflops", "alignment")
 
 # model presets: "exact" = the library defaults (LIF with the reset path kept, dense W with a diagonal,

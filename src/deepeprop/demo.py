@@ -22,7 +22,8 @@ DEMO = {
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="train a small spiking network with deep e-prop (under a minute on 2 CPU cores)",
+    parser = subparsers.add_parser("demo", help="train a small spiking network with deep e-prop "
+                                   "(under a minute on 2 CPU cores)",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="deepeprop-demo", help="folder for the results and plots "
                         "(default ./deepeprop-demo)")

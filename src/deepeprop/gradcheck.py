@@ -26,7 +26,8 @@ def parse_sizes(text: str, name: str = "--hidden") -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
-        raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, got {text!r}") from None
+        raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, "
+                         f"got {text!r}") from None
     if not sizes or any(s <= 0 for s in sizes):
         raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, got {text!r}")
     return sizes
@@ -97,7 +98,8 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
     reference = gradients(model, inputs, targets, method="bptt", loss=loss)
     result = {
         "config": {"neuron": neuron, "recurrence": recurrence, "hidden": list(hidden), "readout": readout,
-                   "skip": skip, "residual": residual, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in,
+                   "skip": skip, "residual": residual, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype,
+                   "n_in": n_in,
                    "n_out": n_out, "loss": loss},
         "activity": [float(jnp.mean(z)) for z in zs],
         "engines": {},

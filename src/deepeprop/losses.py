@@ -40,7 +40,17 @@ LOSSES = {"mse": MSE, "cross_entropy": CrossEntropy}
 
 
 def make_loss(loss):
-    """The loss called ``loss`` (a name in :data:`LOSSES`), or ``loss`` itself when it is a loss object."""
+    """The loss called ``loss``, or ``loss`` itself when it is a loss object.
+
+    Args:
+        loss: ``"mse"`` or ``"cross_entropy"`` (:data:`LOSSES`), or a :class:`MSE` / :class:`CrossEntropy` object.
+
+    Returns:
+        The loss object: called as ``E_t = loss(y (B, n_out), target, mask (B,))``, a scalar.
+
+    Raises:
+        ValueError: anything else.
+    """
     if isinstance(loss, tuple(LOSSES.values())):
         return loss
     if not isinstance(loss, str) or loss not in LOSSES:

@@ -49,8 +49,10 @@ NetState = tuple
 class Projection(eqx.Module):
     """A same-time edge into a node: ``U_{k<-source} z[source, t]``.
 
-    ``weight`` (n_k c_k, n_source o_source) is trained; ``weight=None`` is a fixed identity (a residual
-    edge, equal widths), which has no parameters.
+    Args:
+        weight: ``(n_k c_k, n_source o_source)``, trained; ``None`` is a fixed identity (a residual edge, equal
+            widths), which has no parameters.
+        source: the source node id (``0`` = the network input).
     """
 
     weight: Array | None  # (n_k c_k, n_source o_source), or None: identity
@@ -70,7 +72,16 @@ class Projection(eqx.Module):
 
 
 class Layer(eqx.Module):
-    """One node: incoming edges, within-node recurrence ``W``, bias ``b``, and a neuron model."""
+    """One node: incoming edges, within-node recurrence ``W``, bias ``b``, and a neuron model.
+
+    Args:
+        inputs: the incoming edges (:class:`Projection`), in the order of ``theta``'s column blocks.
+        W: the recurrence: ``(n, n)`` dense, ``(n,)`` diagonal, or ``None``.
+        b: the bias, ``(n c,)``.
+        neuron: the neuron model (an :class:`~deepeprop.AbstractNeuron` of ``n`` neurons).
+        recurrence: ``"none"``, ``"diagonal"`` or ``"dense"`` (must match ``W``).
+        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal to zero (fixed).
+    """
 
     inputs: tuple[Projection, ...]
     W: Array | None  # (n, n) dense, (n,) diagonal, or None
@@ -244,10 +255,13 @@ class Layer(eqx.Module):
 @dataclasses.dataclass(frozen=True)
 class Graph:
     """The static structure of a network, by node position ``0..N-1`` (node id minus one; ``-1`` = input).
+    Built by :attr:`Network.graph`.
 
-    ``parents[k]``: the source position of each incoming edge of node ``k``, in ``theta``'s order.
-    ``children[j]``: ``(k, slot)`` for each edge ``j -> k`` (``slot`` indexes ``parents[k]``).
-    ``descendants[l]``: the positions reachable from ``l`` by same-time edges (``l`` excluded), sorted.
+    Args:
+        parents: ``parents[k]``, the source position of each incoming edge of node ``k``, in ``theta``'s order.
+        children: ``children[j]``, ``(k, slot)`` for each edge ``j -> k`` (``slot`` indexes ``parents[k]``).
+        descendants: ``descendants[l]``, the positions reachable from ``l`` by same-time edges (``l``
+            excluded), sorted.
     """
 
     parents: tuple[tuple[int, ...], ...]
@@ -303,12 +317,14 @@ def check_edges(edges, n_nodes: int, *, what: str = "edges") -> list[tuple[int, 
                 raise ValueError(f"{what}: edge ({src}, {dst}) names node {node}, which does not exist: node ids are "
                                  f"0 (the input), 1..{n_nodes - 1} (hidden) and {n_nodes} (the readout)")
         if dst == 0:
-            raise ValueError(f"{what}: edge ({src}, {dst}) goes into the input (node 0); edges go into nodes 1..{n_nodes}")
+            raise ValueError(f"{what}: edge ({src}, {dst}) goes into the input (node 0); "
+                             f"edges go into nodes 1..{n_nodes}")
         if src == dst:
             raise ValueError(f"{what}: edge ({src}, {dst}) is a same-time cycle (a node feeding itself at the same "
                              "time step); within-node recurrence is the node's `recurrence`, one step late")
         if src == n_nodes:
-            raise ValueError(f"{what}: edge ({src}, {dst}) leaves the readout (node {n_nodes}); the readout is the output node")
+            raise ValueError(f"{what}: edge ({src}, {dst}) leaves the readout (node {n_nodes}); "
+                             "the readout is the output node")
         if (src, dst) in checked:
             raise ValueError(f"{what}: edge ({src}, {dst}) is given twice")
         checked.append((src, dst))
@@ -548,7 +564,8 @@ def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
         return neuron
     if isinstance(neuron, str):
         if neuron not in NEURONS:
-            raise ValueError(f"{name} must be one of {tuple(NEURONS)}, a neuron-model class or instance, got {neuron!r}")
+            raise ValueError(f"{name} must be one of {tuple(NEURONS)}, a neuron-model class or instance, "
+                             f"got {neuron!r}")
         cls = NEURONS[neuron]
     elif isinstance(neuron, type) and issubclass(neuron, AbstractNeuron):
         cls = neuron
@@ -590,6 +607,9 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
         input_gain, recurrent_gain: scale of the initial edge weights and ``W``.
         residual: fixed identity edges ``(src, dst)`` (no parameters), e.g. ``(1, 3)`` adds ``z[1]`` to node 3's
             currents; the source's width ``n o`` must equal the destination's ``n c``.
+
+    Returns:
+        A :class:`Network` with nodes ``1..L+1`` (the readout last), checked.
 
     Example -- two parallel layers joined by a third, which also sees the input::
 

@@ -45,7 +45,13 @@ from .validation import check_batch, check_int, check_number
 
 
 class LearnerState(eqx.Module):
-    """Everything that carries from one training sequence to the next."""
+    """Everything that carries from one training sequence to the next.
+
+    Args:
+        model: the network (:class:`~deepeprop.Network`) with its current weights.
+        opt_state: the optax state of the trainable parameters.
+        feedback: e-prop's adaptive feedback matrices (per node, per edge; readout last), else ``None``.
+    """
 
     model: Network
     opt_state: Any  # optax state of the trainable parameters
@@ -60,7 +66,8 @@ def trainable_spec(model: Network):
         out = []
         for node in m.nodes:
             out += [p.weight for p in node.inputs if p.weight is not None] + [node.b]
-            out += ([] if node.W is None else [node.W]) + [getattr(node.neuron, name) for name in node.trained_neuron_parameters]
+            out += ([] if node.W is None else [node.W])
+            out += [getattr(node.neuron, name) for name in node.trained_neuron_parameters]
         return out
 
     return eqx.tree_at(where, spec, replace=[True] * len(where(model)))
@@ -111,7 +118,8 @@ class OnlineLearner(eqx.Module):
     def init(self, model: Network) -> LearnerState:
         """The optimizer state of ``model``'s trainable parameters, and the initial feedback matrices."""
         if not isinstance(model, Network):
-            raise ValueError(f"model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), got {type(model).__name__}")
+            raise ValueError("model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), "
+                             f"got {type(model).__name__}")
         self.engine.check_model(model)
         params = eqx.filter(model, trainable_spec(model))
         feedback = None
@@ -130,7 +138,8 @@ class OnlineLearner(eqx.Module):
             decay = self.feedback_decay
             trained = [slot for slot, p in enumerate(model.readout.inputs) if p.trainable]
             steps = {slot: updates.readout.inputs[slot].weight for slot in trained}  # W_out's update, per edge
-            w_out = [new_model.readout.inputs[slot].weight - decay * model.readout.inputs[slot].weight for slot in trained]
+            w_out = [new_model.readout.inputs[slot].weight - decay * model.readout.inputs[slot].weight
+                     for slot in trained]
             new_model = eqx.tree_at(lambda m: [m.readout.inputs[slot].weight for slot in trained], new_model, w_out)
             b_out = tuple(b + steps[slot] - decay * b if slot in steps else b for slot, b in enumerate(feedback[-1]))
             feedback = feedback[:-1] + (b_out,)

@@ -1,4 +1,5 @@
-"""Figures of a training run (matplotlib, Agg back-end: no display needed).
+"""Figures of a training run (matplotlib's object API on an Agg canvas: no display needed, and no
+back-end is switched for the importing program, since ``matplotlib.pyplot`` is never imported).
 
 * :func:`learning_curves` -- train/test loss and the test metric against iterations, with chance level.
 * :func:`raster` -- spikes of every hidden layer for one example (spiking models).
@@ -9,18 +10,23 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
-def _save(fig, path: str) -> str:
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas (never registered with pyplot, so nothing to close)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str) -> str:
+    """Write ``fig`` to ``path`` atomically (a temporary file, then ``os.replace``); returns ``path``."""
     fig.tight_layout()
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
@@ -29,7 +35,8 @@ def learning_curves(rows: list[dict], path: str, *, metric_name: str, chance: fl
                     title: str = "") -> str:
     """``rows``: the lines of ``metrics.jsonl`` (``iteration``, ``train_loss``, ``test_loss``, ``test_metric``)."""
     it = np.array([r["iteration"] for r in rows], dtype=float)
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig = _figure((9, 3.4))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     for key, label in (("train_loss", "train loss"), ("test_loss", "test loss")):
         values = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
         ax_loss.plot(it, values, marker=".", label=label)
@@ -49,7 +56,8 @@ def learning_curves(rows: list[dict], path: str, *, metric_name: str, chance: fl
 
 def raster(zs: list, path: str, *, title: str = "") -> str:
     """``zs``: per hidden layer, the spikes ``(T, n_l)`` of one example."""
-    fig, axes = plt.subplots(len(zs), 1, figsize=(8, 1.2 + 1.3 * len(zs)), sharex=True, squeeze=False)
+    fig = _figure((8, 1.2 + 1.3 * len(zs)))
+    axes = fig.subplots(len(zs), 1, sharex=True, squeeze=False)
     for index, (ax, z) in enumerate(zip(axes[:, 0], zs)):
         t, n = np.nonzero(np.asarray(z) > 0)
         ax.scatter(t, n, s=max(2.0, 600.0 / np.asarray(z).shape[0]), marker="|", color="k")
@@ -69,7 +77,8 @@ def readout_over_time(y, path: str, *, mask=None, label: int | None = None, clas
     if classification:
         y = np.exp(y - y.max(axis=-1, keepdims=True))
         y = y / y.sum(axis=-1, keepdims=True)
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig = _figure((8, 3))
+    ax = fig.subplots()
     for k in range(y.shape[1]):
         ax.plot(y[:, k], label=f"{k}" + (" (label)" if label == k else ""),
                 linewidth=2.5 if label == k else 1.0)

@@ -82,9 +82,11 @@ DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "dtype": "float32",
     "out": "deepeprop-run",
+    "devices": 1,  # split the batch over this many devices (deepeprop.parallel); same results to rounding
 }
-# options that may change when a run is resumed (the others must match the saved config.json)
-RESUMABLE = ("iterations", "eval_every", "out")
+# options that may change when a run is resumed (the others must match the saved config.json); ``devices``
+# changes only the floating-point summation order, not the run
+RESUMABLE = ("iterations", "eval_every", "out", "devices")
 
 
 class CheckpointError(ValueError):
@@ -206,10 +208,12 @@ def validate_config(config: dict) -> dict:
     except ValueError as err:
         raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
-                          ("seed", 0)):
+                          ("seed", 0), ("devices", 1)):
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _usage(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {value!r}")
+    if c["batch_size"] % c["devices"]:
+        raise _usage(f"--batch-size {c['batch_size']} must be a multiple of --devices {c['devices']}")
     if c["update_every"] is not None:
         value = c["update_every"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -264,7 +268,6 @@ def make_engine_from_config(config: dict):
 
 def build(config: dict):
     """``(task, model, learner)`` of a validated config; the model is initialised from ``config["seed"]``."""
-    from .engines import make_engine
     from .network import DTYPES, DeepRNN
     from .online import OnlineLearner
     from .tasks import get_task
@@ -401,16 +404,19 @@ def _read_metrics(path: str) -> list[dict]:
 
 
 def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-          plots: bool = True, fault: Any = None) -> dict:
+          plots: bool = True, fault: Any = None, tensorboard: bool = False) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
 
     The run holds a lock on ``config["out"]`` while it writes: a second run into the same folder is refused
     (:class:`~deepeprop.runfolder.RunFolderError`, naming the other process). A fresh run into a folder that
     already holds files is refused unless ``overwrite=True`` (``--overwrite``), which replaces the run files
     there. ``resume=True`` continues from the checkpoint; only the options in :data:`RESUMABLE`
-    (``iterations``, ``eval_every``, ``out``) may differ from the checkpoint's run: any other difference is
+    (``iterations``, ``eval_every``, ``out``, ``devices``) may differ from the checkpoint's run: any other difference is
     refused with a :class:`CheckpointError` listing the options. Temporary files left by a killed run are
     deleted, and a torn last line of ``metrics.jsonl`` is repaired.
+
+    ``tensorboard=True`` also writes every ``metrics.jsonl`` row as TensorBoard scalars to ``OUT/tensorboard``
+    (needs ``tensorboardX``: ``pip install 'deepeprop[tensorboard]'``; imported only then).
 
     ``fault``: for tests, a function ``(iteration, state) -> state`` applied after each step (e.g. to
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
@@ -419,7 +425,7 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     if resume and overwrite:
         raise _usage("--overwrite starts the run afresh and --resume continues it: give one of them")
     with runfolder.RunFolder(config["out"], resume=resume, overwrite=overwrite):
-        return _train(config, resume=resume, progress=progress, plots=plots, fault=fault)
+        return _train(config, resume=resume, progress=progress, plots=plots, fault=fault, tensorboard=tensorboard)
 
 
 def _check_resumable(header: dict, config: dict, path: str) -> None:
@@ -441,9 +447,9 @@ def _check_resumable(header: dict, config: dict, path: str) -> None:
                               "a fresh run in another --out")
 
 
-def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any) -> dict:
+def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any, tensorboard: bool) -> dict:
     """The training loop of :func:`train`, inside the locked run folder."""
-    from . import __version__
+    from . import __version__, parallel
     from .online import is_finite_tree
 
     out = config["out"]
@@ -464,6 +470,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     else:
         with open(metrics_path, "w"):
             pass
+    mesh = parallel.batch_mesh(config["devices"])  # None for one device: nothing is placed
+    state = parallel.replicate(state, mesh)
     resolved = dict(config, package_version=__version__, jax_version=jax.__version__,
                     n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name)
     _write_json(os.path.join(out, "config.json"), resolved)
@@ -479,7 +487,7 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     if not resume:
         save_checkpoint(ckpt_path, state, meta(0))
     steps = make_steps(task, learner)
-    test = eval_batch(task, config, model.dtype)
+    test = parallel.shard_if_divisible(eval_batch(task, config, model.dtype), mesh)
     total, eval_every = config["iterations"], config["eval_every"]
     last_good = start
     bar = None
@@ -488,10 +496,11 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
 
         bar = tqdm(total=total, initial=start, desc=f"{config['method']} on {config['task']}", unit="it",
                    dynamic_ncols=True)
+    writer = _tensorboard_writer(os.path.join(out, "tensorboard")) if tensorboard else None
     t0 = time.perf_counter()
     try:
         for iteration in range(start + 1, total + 1):
-            batch = train_batch(task, config, iteration, model.dtype)
+            batch = parallel.shard_batch(train_batch(task, config, iteration, model.dtype), mesh)
             new_state, values, ok = steps.train(state, batch)
             if fault is not None:
                 new_state = fault(iteration, new_state)
@@ -516,6 +525,11 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                        "test_metric": test_metric, "wall_time": elapsed_now}
                 with open(metrics_path, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
+                if writer is not None:
+                    for name, value in row.items():
+                        if name != "iteration":
+                            writer.add_scalar(name, value, iteration)
+                    writer.flush()
                 loss_sum, loss_count, metric_sum = 0.0, 0, 0.0
                 elapsed, t0 = elapsed_now, time.perf_counter()
                 save_checkpoint(ckpt_path, state, meta(iteration))
@@ -526,6 +540,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.close()
     elapsed += time.perf_counter() - t0
     rows = _read_metrics(metrics_path)
     final = rows[-1] if rows else None
@@ -542,6 +558,15 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
         summary["plots"] = write_plots(out, rows, task, state.model, test, config)
         _write_json(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+def _tensorboard_writer(folder: str):
+    """A ``tensorboardX.SummaryWriter`` on ``folder``, with a clear error when tensorboardX is missing."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ModuleNotFoundError:
+        raise _usage("--tensorboard needs tensorboardX: python -m pip install 'deepeprop[tensorboard]'") from None
+    return SummaryWriter(folder)
 
 
 def write_plots(out: str, rows: list[dict], task, model, test, config: dict) -> list[str]:
@@ -613,6 +638,8 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
     "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks (default 256)")),
     "dtype": ("--dtype", dict(help="float32 or float64 (default float32)")),
     "out": ("--out", dict(help="output folder (default ./deepeprop-run)")),
+    "devices": ("--devices", dict(type=int, help="split each batch over N devices (data parallel, jax.sharding; "
+                                  "on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N); default 1")),
 }
 
 
@@ -651,6 +678,8 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    parser.add_argument("--tensorboard", action="store_true", help="also log the metrics for TensorBoard to "
+                        "OUT/tensorboard (needs tensorboardX: pip install 'deepeprop[tensorboard]')")
     add_run_flags(parser)
     parser.set_defaults(func=_main)
 
@@ -698,7 +727,7 @@ def _main(args) -> int:
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                        plots=not args.no_plots)
+                        plots=not args.no_plots, tensorboard=args.tensorboard)
     except TrainingDiverged as err:
         print(f"deepeprop: error: {err}", file=sys.stderr)
         return 3

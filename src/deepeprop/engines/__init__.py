@@ -15,8 +15,19 @@ ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepE
 
 
 def make_engine(method, **options) -> Engine:
-    """The engine called ``method`` with its ``options``, or ``method`` itself when it is an :class:`Engine`
-    object (then no options); unknown names and options raise ``ValueError``."""
+    """The engine called ``method`` with its ``options``, or ``method`` itself when it is an engine object.
+
+    Args:
+        method: an engine name from :data:`ENGINES` (``"bptt"``, ``"rtrl"``, ``"eprop"``, ``"deep_eprop"``,
+            ``"deep_eprop_factored"``) or an :class:`Engine` object (then no options).
+        **options: the engine's constructor options, e.g. ``feedback="random"`` for ``"eprop"``.
+
+    Returns:
+        An :class:`Engine`.
+
+    Raises:
+        ValueError: an unknown name, an option the engine does not take, or options with an engine object.
+    """
     if isinstance(method, Engine):
         if options:
             raise ValueError(f"engine options {sorted(options)} apply to an engine given by name; this one is an "
@@ -33,4 +44,5 @@ def make_engine(method, **options) -> Engine:
     return cls(**options)
 
 
-__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES", "make_engine"]
+__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES",
+           "make_engine"]

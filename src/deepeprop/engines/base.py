@@ -25,7 +25,13 @@ from ..network import Layer, Network
 
 
 class EngineState(eqx.Module):
-    """Everything an engine carries between steps: none of it grows with sequence length."""
+    """Everything an engine carries between steps: none of it grows with sequence length.
+
+    Args:
+        net: the network state, per node ``(B, n_k, d_k)``, the readout last.
+        traces: the engine's eligibility or influence traces (engine-specific).
+        grads: the engine's accumulator of ``dE/dtheta`` (engine-specific; :meth:`Engine.grads` reads it).
+    """
 
     net: tuple  # per layer (B, n_l, d_l), readout last
     traces: Any  # engine-specific
@@ -104,7 +110,9 @@ class Engine(eqx.Module):
         return eqx.tree_at(lambda s: s.grads, state, jax.tree_util.tree_map(jnp.zeros_like, state.grads))
 
     def sequence(self, model: Network, state: EngineState, inputs: Array, targets: Array, mask: Array, loss):
-        """Run ``inputs`` (T, B, n_in) with ``targets`` and ``mask`` (T, B): -> (state, ys (T, B, n_out), losses (T,))."""
+        """Run ``inputs`` (T, B, n_in) with ``targets`` and ``mask`` (T, B).
+
+        Returns ``(state, ys (T, B, n_out), losses (T,))``."""
         def body(carry, xs):
             x, target, m = xs
             carry, out = self.step(model, carry, x, target, m, loss)

@@ -20,6 +20,8 @@ from .base import Engine, EngineState
 
 
 class BPTT(Engine):
+    """Backpropagation through time by autodiff through the scan: the exact reference. No options."""
+
     name = "bptt"
     exact = True
     online = False

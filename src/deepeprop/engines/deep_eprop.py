@@ -17,7 +17,8 @@ Cost: ``eps[l]`` holds ``B n_l d_l P_l`` numbers (``~B n^2``); each deep trace `
 in sequence length.
 
 Factorised first hop (exact, decided from static structure): when a child ``k`` of ``l`` has a shared,
-state-independent own Jacobian ``Jb = a_k`` with ``ds_dI = 1`` (:func:`~deepeprop.engines.traces.has_constant_own_jacobian`;
+state-independent own Jacobian ``Jb = a_k`` with ``ds_dI = 1``
+(:func:`~deepeprop.engines.traces.has_constant_own_jacobian`;
 the readout always qualifies) and no other parent of ``k`` descends from ``l``,
 ``S[k,l][m,j,:] = U_{k<-l}[m,j] * F[t][j,:]`` with ``F[t] = a_k * F[t-1] + e[l,t]``: ``B n_l P_l`` numbers
 instead of ``B n_k n_l P_l``. A hop from such a trace into ``k'`` is ``ds_dI[k'] M[t] (x) F[t]`` with the
@@ -40,6 +41,13 @@ from .traces import (apply_block, collapse, contract_rows, error_contract, has_c
 
 
 class DeepEProp(Engine):
+    """Deep e-prop (Millidge 2025) over a graph of nodes (module docstring: equation, cost, what it drops).
+
+    Args:
+        factorize: factorise a deep trace's first hop where the child's leak is a shared constant (exact,
+            cheaper; default ``True``); ``False`` always stores the full trace.
+    """
+
     name = "deep_eprop"
     exact_elementwise = True
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop

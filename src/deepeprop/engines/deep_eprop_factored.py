@@ -41,6 +41,9 @@ from .traces import apply_block, collapse, has_constant_own_jacobian, immediate,
 
 
 class FactoredDeepEProp(Engine):
+    """Factored deep e-prop: the deep trace at e-prop's cost (module docstring: equation, cost, supported
+    models). No options."""
+
     name = "deep_eprop_factored"
 
     def check_model(self, model):

@@ -12,7 +12,8 @@ Equation, for each hidden node ``l`` (in a chain, ``children(l) = {l+1}``):
 Feedback: ``"symmetric"`` (``B_{k<-l} = U_{k<-l}``: the instantaneous ``dE_t/dz``), ``"random"`` (fixed
 random matrices of the same shapes, one per edge, drawn from ``feedback_seed``; Bellec's random e-prop,
 extended through depth as feedback alignment) or ``"adaptive"`` (starts random; the online learner moves
-the readout's ``B`` with its ``W_out``'s update and weight decay, as in Bellec et al.). The readout's own parameters get their
+the readout's ``B`` with its ``W_out``'s update and weight decay, as in Bellec et al.). The readout's own parameters
+get their
 exact gradient (their eligibility is filtered by the readout's leak ``k``, which must be shared by all
 readout units).
 
@@ -71,6 +72,17 @@ class EPropTraces(eqx.Module):
 
 
 class EProp(Engine):
+    """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces).
+
+    Args:
+        feedback: how the learning signal is sent down: ``"symmetric"`` (the forward weights), ``"random"``
+            (fixed random matrices) or ``"adaptive"`` (random at first, moved with ``W_out`` by the learner).
+        feedback_seed: the seed of the random feedback matrices.
+        factorize: ``None`` factorises every layer that qualifies, ``True`` requires all to, ``False`` never.
+        readout_filter: ``False`` drops the leaky readout's filter from the hidden eligibilities (an
+            approximation, as braintrace's ES-D-RTRL); default ``True`` (exact e-prop).
+    """
+
     name = "eprop"
     # whether a hidden layer's eligibility carries on in time through its own Jacobian (False: the immediate
     # engine, eligibility = this step's derivative only)
@@ -197,7 +209,8 @@ class EProp(Engine):
                 ebar = k * traces.filtered[l] + e if leaky else traces.filtered[l]
                 grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", ebar if leaky else e, signal.T)
             else:
-                eps = self._carried(apply_block(step.block, traces.eligibility[l])) + immediate(step)  # (B, n_l, d_l, R_l)
+                # (B, n_l, d_l, R_l)
+                eps = self._carried(apply_block(step.block, traces.eligibility[l])) + immediate(step)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
                 eligibility[l] = eps
                 if leaky:

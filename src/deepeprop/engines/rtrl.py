@@ -34,6 +34,13 @@ def _off_diagonal(W):
 
 
 class RTRL(Engine):
+    """Exact real-time recurrent learning across time and depth (module docstring: equation and cost).
+
+    Args:
+        max_trace_elements: the most influence-matrix numbers per batch element it agrees to carry;
+            :meth:`check_model` refuses a larger network (default 50 million).
+    """
+
     name = "rtrl"
     exact = True
     max_trace_elements: int = eqx.field(static=True, default=50_000_000)

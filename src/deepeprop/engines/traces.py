@@ -85,7 +85,8 @@ def project_eligibility(weights: Array, ds_dI: Array, eligibility_trace: Array, 
     """
     n_k, d_k, c_k = ds_dI.shape[1:]
     if c_k == 1 and outputs == 1:
-        return (ds_dI[:, :, :, 0, None, None] * weights[None, :, None, :, None]) * eligibility_trace[:, None, None, :, :]
+        return ((ds_dI[:, :, :, 0, None, None] * weights[None, :, None, :, None])
+                * eligibility_trace[:, None, None, :, :])
     batch, width, R = eligibility_trace.shape
     n_l = width // outputs
     U = weights.reshape(n_k, c_k, n_l, outputs)

@@ -143,7 +143,8 @@ def _main(args) -> int:
         from .report import build_report
 
         folder = root(args.out, args.quick)
-        report = args.report or (os.path.join(folder, "results.md") if args.quick else os.path.join("docs", "results.md"))
+        report = args.report or (os.path.join(folder, "results.md") if args.quick
+                                 else os.path.join("docs", "results.md"))
         path = build_report(folder, report, figures=args.figures, quick=args.quick)
         print(f"wrote {path}")
     print(f"experiment {args.experiment}: {time.perf_counter() - started:.1f} s")

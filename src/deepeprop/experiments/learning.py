@@ -6,7 +6,8 @@ own evaluation batch), then one run per final seed at the best rate, evaluated o
 :func:`deepeprop.training.train` (the ``deepeprop train`` code path) in its own folder
 ``OUT/learning/TASK/METHOD/...`` with its ``config.json``; a run with a ``summary.json`` is finished
 and is not redone. Folders: ``METHOD/sweep/lr-RATE`` (the sweep) and ``METHOD/final/lr-RATE/seed-K`` (the final
-runs, under the rate they used, so that a changed choice never reuses another rate's run). A method that refuses a task's model (e.g. the factored trace with dense recurrence) is
+runs, under the rate they used, so that a changed choice never reuses another rate's run). A method that refuses a
+task's model (e.g. the factored trace with dense recurrence) is
 recorded as refused; a run that diverges is recorded as diverged (its last good checkpoint is kept).
 ``OUT/learning/TASK/METHOD/choice.json`` holds the sweep, the chosen rate and the cost of one training iteration
 (wall-clock from the runs' own logs, compilation excluded; XLA's compiled peak memory).

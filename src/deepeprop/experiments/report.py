@@ -86,12 +86,12 @@ def alignment_section(config: dict, results: list[dict], figures: str, report_di
               "BPTT's, and the norm ratio `|g| / |g_bptt|`, on one batch at initialisation (noise inputs, random "
               "labels, cross-entropy). Each cell is the mean over seeds with its 95% interval (Student t). One factor "
               "of the base point is changed at a time.", "",
-              f"- Command: `deepeprop experiment alignment` (config: `src/deepeprop/experiments/alignment.toml`)",
+              "- Command: `deepeprop experiment alignment` (config: `src/deepeprop/experiments/alignment.toml`)",
               f"- Base point: `{_point_text(base)}`",
               f"- Seeds: {seeds}; methods: {', '.join(methods)} (BPTT is the reference)",
               f"- Machine: {_machine_text(config.get('machine', {}))}; compute: {seconds:.0f} s for "
               f"{len(results)} points", ""]
-    heat_rows, heat_cols, heat = [], [], []
+    heat_rows, heat_cols = [], []
     for axis in AXES:
         along = _axis_points(config, results, axis)
         if not along:
@@ -100,7 +100,7 @@ def alignment_section(config: dict, results: list[dict], figures: str, report_di
         figure, (ax_cos, ax_ratio) = _figure(9.0, 3.0, 2)
         for method in methods:
             xs, cos_mean, cos_err, ratio_mean = [], [], [], []
-            for index, (value, result) in enumerate(along):
+            for index, (_value, result) in enumerate(along):
                 entry = result["methods"].get(method, {})
                 if "cosine" not in entry:
                     continue
@@ -152,7 +152,7 @@ def alignment_section(config: dict, results: list[dict], figures: str, report_di
         matrix = np.full((len(heat_rows), len(heat_cols)), np.nan)
         col = 0
         for axis in AXES:
-            for value, result in _axis_points(config, results, axis):
+            for _value, result in _axis_points(config, results, axis):
                 for row, method in enumerate(heat_rows):
                     entry = result["methods"].get(method, {})
                     if "cosine" in entry:

@@ -21,6 +21,17 @@ from .lif import soft_reset_potential, spike_options
 
 
 class ALIF(AbstractNeuron):
+    """Adaptive LIF neurons: LIF with a threshold raised by recent spikes (module docstring: equations).
+
+    Args:
+        n: the number of neurons.
+        tau_m: membrane time constant in time steps, a number or an ``(n,)`` array.
+        tau_a: adaptation time constant in time steps (``r = exp(-1/tau_a)``), same forms.
+        beta: the threshold increase per unit of adaptation ``b`` (``A = thr + beta b``).
+        threshold, gamma, surrogate, detach_reset: as for :class:`~deepeprop.LIF`.
+        dtype: the dtype of the fixed leaks.
+    """
+
     n: int = eqx.field(static=True)
     decay: Array  # () or (n,): a = exp(-1/tau_m), fixed
     adaptation_decay: Array  # () or (n,): r = exp(-1/tau_a), fixed

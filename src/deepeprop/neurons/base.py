@@ -49,6 +49,14 @@ def spike_fn(x: Array, scale: Array, surrogate_id: int) -> Array:
 
     Its derivative with respect to ``x`` is ``scale * psi(x)`` with ``psi`` the surrogate chosen by
     ``surrogate_id`` (index into :data:`SURROGATES`); ``scale`` is the dampening factor ``gamma``.
+
+    Args:
+        x: the normalised distance to threshold, any shape (e.g. ``(B, n)``).
+        scale: the surrogate's scale, a scalar array.
+        surrogate_id: ``0`` (triangle, Bellec et al. 2020) or ``1`` (fast sigmoid, SuperSpike); static.
+
+    Returns:
+        The spikes ``(x > 0)`` in ``x``'s shape and dtype.
     """
     del scale, surrogate_id
     return (x > 0).astype(x.dtype)
@@ -73,7 +81,7 @@ def decay_from_tau(tau, n: int, dtype, name: str) -> Array:
 
 def check_time_constant(tau, name: str) -> Array:
     """A time constant in time steps: a number or an array of numbers (not bools), finite and > 0."""
-    if isinstance(tau, bool) or getattr(tau, "dtype", None) == bool:
+    if isinstance(tau, bool) or getattr(tau, "dtype", None) == bool:  # noqa: E721 (a numpy dtype equals bool)
         raise validation.fail(name, "a number or an array of numbers (time steps)", tau)
     tau_arr = validation.as_array(name, tau)
     if not bool(jnp.all(jnp.isfinite(tau_arr))) or not bool(jnp.all(tau_arr > 0)):
@@ -97,6 +105,13 @@ class AbstractNeuron(eqx.Module):
     declare their capabilities by overriding :meth:`constant_leak` (and :meth:`input_scale` for the
     initialisation), never by a flag that could go stale: each is computed from the model's fields as
     they are. :func:`check_neuron` verifies a model against its declarations numerically.
+
+    Attributes:
+        state_size: ``d``, state variables per neuron (a class variable every model sets).
+        spiking: whether the output is spikes (a class variable every model sets).
+        n_currents: ``c``, input currents per neuron (default 1).
+        n_outputs: ``o``, outputs per neuron (default 1).
+        trainable: names of ``(n,)`` array fields that are trained (default none).
     """
 
     state_size: eqx.AbstractClassVar[int]
@@ -163,6 +178,18 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
     ``output``; that neuron ``j``'s next state and output depend only on its own state and current (the
     element-wise contract the engines' block-diagonal Jacobians rely on); and, if
     :meth:`~AbstractNeuron.constant_leak` is declared, that ``dM/ds[t-1]`` equals it and ``dM/dI = 1``.
+
+    Args:
+        neuron: the model to check (an instance).
+        batch: the batch size ``B`` of the random states.
+        key: a ``jax.random`` key (default ``PRNGKey(0)``).
+        scale: the standard deviation of the random states and currents.
+
+    Returns:
+        ``None`` when the model meets its contract.
+
+    Raises:
+        ValueError: naming the broken part of the contract.
     """
     if not isinstance(neuron, AbstractNeuron):
         raise ValueError(f"neuron must be a deepeprop.AbstractNeuron, got {type(neuron).__name__}")
@@ -177,7 +204,8 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
     for name in neuron.trainable:
         value = getattr(neuron, name, None)
         if not isinstance(value, jax.Array) or value.shape != (n,):
-            raise ValueError(f"{type(neuron).__name__}.{name} is declared trainable but is not an array of shape ({n},)")
+            raise ValueError(f"{type(neuron).__name__}.{name} is declared trainable but is not an array "
+                             f"of shape ({n},)")
     k_s, k_i = jax.random.split(key)
     state = scale * jax.random.normal(k_s, (batch, n, d), dtype)
     current_shape = (batch, n) if c == 1 else (batch, n, c)

@@ -1,7 +1,8 @@
 """Instantaneous (memoryless) layers: the state is the current, ``s[t] = I[t]``, ``z[t] = f(s[t])``.
 
-``gelu``, ``relu``, ``tanh`` and ``identity`` (a summing node for residual blocks). Their own Jacobian is zero (``constant_leak() = 0``, shared), so a trace
-passes through such a node by its depth Jacobian alone, and the factorised paths apply to it.
+``gelu``, ``relu``, ``tanh`` and ``identity`` (a summing node for residual blocks). Their own Jacobian is zero
+(``constant_leak() = 0``, shared), so a trace passes through such a node by its depth Jacobian alone, and the
+factorised paths apply to it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from .base import AbstractNeuron, check_size
 
 
 class AbstractInstantaneous(AbstractNeuron):
-    """A memoryless node: ``s[t] = I[t]``; subclasses give only the nonlinearity ``activation``."""
+    """A memoryless node: ``s[t] = I[t]``, ``z[t] = f(s[t])``; subclasses give only the nonlinearity ``activation``.
+
+    Args:
+        n: the number of units.
+        dtype: unused (no arrays); accepted like every neuron model's.
+    """
 
     n: int = eqx.field(static=True)
     state_size = 1
@@ -45,16 +51,22 @@ class AbstractInstantaneous(AbstractNeuron):
 
 
 class GELU(AbstractInstantaneous):
+    """Memoryless ``z = GELU(I)`` units (Args as :class:`AbstractInstantaneous`)."""
+
     def activation(self, x: Array) -> Array:
         return jax.nn.gelu(x)
 
 
 class ReLU(AbstractInstantaneous):
+    """Memoryless ``z = ReLU(I)`` units (Args as :class:`AbstractInstantaneous`)."""
+
     def activation(self, x: Array) -> Array:
         return jax.nn.relu(x)
 
 
 class Tanh(AbstractInstantaneous):
+    """Memoryless ``z = tanh(I)`` units (Args as :class:`AbstractInstantaneous`)."""
+
     def activation(self, x: Array) -> Array:
         return jnp.tanh(x)
 

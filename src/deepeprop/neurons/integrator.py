@@ -17,6 +17,14 @@ from .base import AbstractNeuron, check_size
 
 
 class Integrator(AbstractNeuron):
+    """Leaky integrator units, ``y[t] = k y[t-1] + I[t]`` with output ``y`` (the readout).
+
+    Args:
+        n: the number of units.
+        decay: ``k`` in ``[0, 1)``, shared by all units; ``0`` is a linear readout.
+        dtype: unused (``k`` is a static number); accepted like every neuron model's.
+    """
+
     n: int = eqx.field(static=True)
     decay: float = eqx.field(static=True)  # k, fixed (0 for a linear readout)
     state_size = 1

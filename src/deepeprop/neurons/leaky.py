@@ -14,6 +14,14 @@ from .base import AbstractNeuron, check_size, decay_from_tau
 
 
 class LeakyRate(AbstractNeuron):
+    """Leaky rate units, ``v[t] = a v[t-1] + I[t]``, ``z[t] = tanh(v[t])``.
+
+    Args:
+        n: the number of neurons.
+        tau_m: time constant in time steps (``a = exp(-1/tau_m)``), a number or an ``(n,)`` array. Fixed.
+        dtype: the dtype of the fixed leak.
+    """
+
     n: int = eqx.field(static=True)
     decay: Array  # () shared or (n,) per neuron: a = exp(-1/tau_m), fixed
     state_size = 1

@@ -36,6 +36,19 @@ def soft_reset_potential(decay, v_prev, current, z_prev, threshold, detach_reset
 
 
 class LIF(AbstractNeuron):
+    """Leaky integrate-and-fire neurons with soft reset (module docstring: equations, surrogate, capability).
+
+    Args:
+        n: the number of neurons.
+        tau_m: membrane time constant in time steps (``a = exp(-1/tau_m)``): a number (one leak for the
+            node) or an ``(n,)`` array. Fixed.
+        threshold: the firing threshold ``thr`` (spike when ``v > thr``; the reset subtracts it).
+        gamma: the surrogate derivative's dampening factor.
+        surrogate: ``"triangle"`` (Bellec et al. 2020) or ``"fast_sigmoid"`` (SuperSpike).
+        detach_reset: stop the gradient through the reset term.
+        dtype: the dtype of the fixed leak.
+    """
+
     n: int = eqx.field(static=True)
     decay: Array  # () shared or (n,) per neuron: a = exp(-1/tau_m), fixed
     threshold: float = eqx.field(static=True)

@@ -28,6 +28,17 @@ from .base import AbstractNeuron, check_size
 
 
 class LRU(AbstractNeuron):
+    """Linear recurrent units (Orvieto et al. 2023): a complex diagonal recurrence with trained ``nu``, ``theta``
+    (module docstring: equations). Two currents (real and imaginary input) and two outputs per neuron.
+
+    Args:
+        n: the number of units.
+        r_min, r_max: the ring the eigenvalue moduli ``|lambda| = exp(-exp(nu))`` are drawn on.
+        max_phase: the largest initial phase ``arg(lambda) = exp(theta)``.
+        key: a ``jax.random`` key for the initial ``nu``, ``theta`` (default ``PRNGKey(0)``).
+        dtype: the dtype of ``nu`` and ``theta``.
+    """
+
     n: int = eqx.field(static=True)
     nu: Array  # (n,) trained: |lambda| = exp(-exp(nu))
     theta: Array  # (n,) trained: arg(lambda) = exp(theta)

@@ -17,6 +17,14 @@ from .base import AbstractNeuron, check_size
 
 
 class MinGRU(AbstractNeuron):
+    """minGRU cells (Feng et al. 2024): ``h[t] = (1 - z) h[t-1] + z h~``, ``z = sigmoid(g)``, with a gate ``g`` and
+    a candidate ``h~`` current per unit (module docstring: equations).
+
+    Args:
+        n: the number of units.
+        dtype: unused (no arrays); accepted like every neuron model's.
+    """
+
     n: int = eqx.field(static=True)
     state_size = 1
     n_currents = 2

@@ -27,7 +27,15 @@ TASKS: dict[str, type[Task]] = {
 def get_task(name: str, **options: Any) -> Task:
     """The task ``name`` with the given options (the others at their defaults).
 
-    Raises ``ValueError`` for an unknown name or option, or an invalid option value.
+    Args:
+        name: a task name from :data:`TASKS` (``"digits"``, ``"mnist1d"``, ``"cue_accumulation"``, ...).
+        **options: the task's options (its dataclass fields), e.g. ``read="pixels"`` for ``"digits"``.
+
+    Returns:
+        A :class:`Task`: ``task.batch(seed, batch_size, split)`` gives a :class:`Batch` of ``(T, B, ...)`` arrays.
+
+    Raises:
+        ValueError: an unknown name or option, or an invalid option value.
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid names: {sorted(TASKS)}")

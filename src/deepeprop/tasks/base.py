@@ -44,7 +44,14 @@ LOSSES = ("mse", "cross_entropy")
 
 
 class Batch(NamedTuple):
-    """One batch, time-major. A NamedTuple, hence a JAX pytree."""
+    """One batch, time-major. A NamedTuple, hence a JAX pytree.
+
+    Attributes:
+        inputs: ``(T, B, n_in)`` float32.
+        targets: ``(T, B, n_out)`` float32 for the ``"mse"`` loss; ``(T, B)`` int32 labels for
+            ``"cross_entropy"``, ``-1`` at steps without loss.
+        mask: ``(T, B)`` float32, 1 where the loss counts.
+    """
 
     inputs: jax.Array  # (T, B, n_in) float32
     targets: jax.Array  # (T, B, n_out) float32 for "mse"; (T, B) int32 labels for "cross_entropy"
@@ -229,7 +236,7 @@ class Task(abc.ABC):
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 (a hook: tasks without options keep this default)
         """Check the options; raise ``ValueError`` naming the bad one."""
 
     def _set(self, field_name: str, value: Any) -> None:

@@ -11,7 +11,8 @@ Each example is a length-40 signal read one value per step (T = 40, n_in = 1),
 10 classes, label on the last ``label_steps`` steps (default 1). The train/test
 split is the package's own (the first 80% of its shuffled examples train, the
 rest test). ``delay`` appends zero-input steps before the label; ``holdout="validation"`` trains on 80% of
-the train split and evaluates on the rest (see ``DenseDatasetTask``). Options: ``num_samples`` (a multiple of 10, default 5000 as in the
+the train split and evaluates on the rest (see ``DenseDatasetTask``). Options: ``num_samples`` (a multiple of 10,
+default 5000 as in the
 package) and ``data_seed`` (the package's generation seed, default 42).
 """
 

@@ -174,7 +174,8 @@ class SHD(DatasetTask):
         self._set("label_steps", check_label_steps(self.label_steps, self.n_steps))
         for split in ("train", "test"):  # read the files now: layout errors surface at construction
             if self.n_examples(split) == 0:
-                raise ValueError(f"the {split} split of SHD is empty (path={self.path!r}, test_path={self.test_path!r})")
+                raise ValueError(f"the {split} split of SHD is empty (path={self.path!r}, "
+                                 f"test_path={self.test_path!r})")
 
     @property
     def n_in(self) -> int:
