@@ -99,3 +99,22 @@ def checked_reference(model, inputs, targets, loss):
     for layer_grad in flat_layers(reference, model):
         assert float(jnp.linalg.norm(layer_grad)) > 1e-8, "every layer's gradient must be non-zero"
     return reference
+
+
+def covering_grid(primary, rotated):
+    """pytest params over the full product of ``primary`` axes and ``rotated`` axes, where the default run keeps
+    every combination of the primary axes once, with the rotated axes' combinations taken in turn (so every value
+    and every pair of rotated values still occurs); the rest of the full grid is marked ``slow``
+    (``pytest -m slow`` runs it)."""
+    import itertools
+
+    import pytest
+
+    rotated_combos = list(itertools.product(*rotated))
+    params = []
+    for index, head in enumerate(itertools.product(*primary)):
+        kept = rotated_combos[index % len(rotated_combos)]
+        for tail in rotated_combos:
+            marks = () if tail == kept else (pytest.mark.slow,)
+            params.append(pytest.param(*head, *tail, marks=marks))
+    return params

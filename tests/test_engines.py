@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepeprop as dp
-from helpers import checked_reference, make_batch, make_model, relative_errors, state_sizes
+from helpers import checked_reference, covering_grid, make_batch, make_model, relative_errors, state_sizes
 
 NEURONS = ["leaky", "lif", "alif"]
 READOUTS = ["linear", "leaky"]
@@ -20,10 +20,7 @@ EXACT = 1e-9
 _check_case = checked_reference
 
 
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("readout", READOUTS)
-@pytest.mark.parametrize("depth", [1, 2, 3])
-@pytest.mark.parametrize("neuron", NEURONS)
+@pytest.mark.parametrize("neuron,depth,readout,loss", covering_grid([NEURONS, [1, 2, 3]], [READOUTS, LOSSES]))
 def test_rtrl_equals_bptt(neuron, depth, readout, loss):
     model = make_model(neuron, "dense", depth, readout)
     inputs, targets = make_batch(loss)
@@ -32,11 +29,8 @@ def test_rtrl_equals_bptt(neuron, depth, readout, loss):
     assert max(relative_errors(grads, reference, model)) < EXACT
 
 
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("readout", READOUTS)
-@pytest.mark.parametrize("depth", [1, 2, 3, 4])
-@pytest.mark.parametrize("recurrence", ["none", "diagonal"])
-@pytest.mark.parametrize("neuron", NEURONS)
+@pytest.mark.parametrize("neuron,recurrence,depth,readout,loss",
+                         covering_grid([NEURONS, ["none", "diagonal"], [1, 2, 3, 4]], [READOUTS, LOSSES]))
 def test_deep_eprop_exact_without_dense_recurrence(neuron, recurrence, depth, readout, loss):
     model = make_model(neuron, recurrence, depth, readout, per_neuron_tau=True)
     inputs, targets = make_batch(loss)

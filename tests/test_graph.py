@@ -17,7 +17,7 @@ import pytest
 from jax import lax
 
 import deepeprop as dp
-from helpers import N_IN, N_OUT, checked_reference, make_batch, relative_errors, state_sizes
+from helpers import N_IN, N_OUT, checked_reference, covering_grid, make_batch, relative_errors, state_sizes
 
 EXACT = 1e-9
 EXACT_ENGINES = [name for name, cls in dp.ENGINES.items() if cls.exact and name != "bptt"]
@@ -116,11 +116,9 @@ def test_exact_engines_equal_bptt_on_graphs_with_dense_recurrence(method, graph,
     assert max(relative_errors(grads, reference, model)) < EXACT
 
 
-@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-@pytest.mark.parametrize("readout", ["linear", "leaky"])
-@pytest.mark.parametrize("recurrence", ["none", "diagonal"])
-@pytest.mark.parametrize("graph", list(GRAPHS))
-@pytest.mark.parametrize("method", ELEMENTWISE_EXACT)
+@pytest.mark.parametrize("method,graph,recurrence,readout,loss",
+                         covering_grid([ELEMENTWISE_EXACT, list(GRAPHS), ["none", "diagonal"]],
+                                       [["linear", "leaky"], ["mse", "cross_entropy"]]))
 def test_deep_eprop_equals_bptt_on_graphs(method, graph, recurrence, readout, loss):
     model = GRAPHS[graph](recurrence, readout)
     inputs, targets = make_batch(loss)
