@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepeprop import training
+from deepeprop.experiments.learning import peak_memory_bytes
 from deepeprop.gradcheck import compare
 
 # Reduced from the paper's copy setup (4 LRU layers, pattern 20) for a 2-core CPU: two residual blocks
@@ -47,16 +48,6 @@ def run_config(name: str, method: str, seed: int, root: str) -> dict:
     out = os.path.join(root, name, method, f"seed{seed}")
     explicit = dict(base, method=method, seed=seed, out=out, task_options=options)
     return training.resolve_config(explicit)
-
-
-def peak_memory_bytes(config: dict) -> int:
-    """XLA's compiled peak of one training iteration (temp + arguments + outputs)."""
-    task, model, learner = training.build(config)
-    state = learner.init(model)
-    batch = training.train_batch(task, config, 1, model.dtype)
-    compiled = jax.jit(learner.sequence_update).lower(state, batch.inputs, batch.targets, batch.mask).compile()
-    stats = compiled.memory_analysis()
-    return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes)
 
 
 def alignment(config: dict, methods) -> dict:

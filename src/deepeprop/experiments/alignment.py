@@ -143,11 +143,9 @@ def run(config: dict, out: str, *, progress: bool = True) -> list[dict]:
     entries = points(config)
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     results = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=len(entries), desc="alignment points", unit="point", dynamic_ncols=True)
+    bar = tqdm(total=len(entries), desc="alignment points", unit="point", dynamic_ncols=True, disable=not progress)
     for entry in entries:
         path = os.path.join(folder, f"{entry['key']}.json")
         if os.path.exists(path):
@@ -157,10 +155,8 @@ def run(config: dict, out: str, *, progress: bool = True) -> list[dict]:
             result["machine"] = machine()
             write_json(path, result)
         results.append(result)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     return results
 
 

@@ -170,22 +170,18 @@ def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = Tr
         raise ValueError(f"--tasks: unknown {unknown}; the config has {sorted(config['tasks'])}")
     folder = os.path.join(out, "learning")
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        total = len(chosen_tasks) * len(chosen_methods)
-        bar = tqdm(total=total, desc="learning (task, method)", unit="method", dynamic_ncols=True)
-    log = bar.write if bar is not None else (lambda text: None)
+    bar = tqdm(total=len(chosen_tasks) * len(chosen_methods), desc="learning (task, method)", unit="method",
+               dynamic_ncols=True, disable=not progress)
+    log = bar.write if progress else (lambda text: None)
     choices = []
     for task_name in chosen_tasks:
         for method_name in chosen_methods:
             choice = run_method(config, task_name, method_name, specs[method_name],
                                 os.path.join(folder, task_name, method_name), log)
             choices.append(choice)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     return choices
 
