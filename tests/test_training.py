@@ -278,6 +278,14 @@ def test_toml_config_with_flag_override(tmp_path, capsys):
     (["--method", "eprop", "--feedback", "sideways"], "--feedback must be one of"),
     (["--dtype", "float16"], "--dtype"),
     (["--config", "/nonexistent.toml"], "--config: no such file"),
+    (["--method-option", "sideways=1"], "--method-option: .*does not take option"),
+    (["--method", "eprop", "--method-option", "readout_filter=maybe"], "readout_filter must be True or False"),
+    (["--method", "eprop", "--feedback", "random", "--method-option", "feedback=random"], "give the feedback once"),
+    (["--tau-m", "2,3,4"], "--tau-m must be one number or a list of 2"),
+    (["--tau-m", "0"], "--tau-m must be a finite number > 0"),
+    (["--neuron-option", "detach_reset"], "--neuron-option must look like NAME=VALUE"),
+    (["--self-connections", "maybe"], "--self-connections must be true or false"),
+    (["--recurrent-gain", "-1"], "--recurrent-gain"),
 ])
 def test_bad_flags_name_the_flag(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
@@ -368,20 +376,3 @@ def test_engine_and_model_options_from_flags_and_toml(tmp_path, capsys):
     _, model, learner = training.build(config)
     assert type(learner.engine).__name__ == "Immediate" and learner.engine.readout_filter is True
 
-
-@pytest.mark.parametrize("argv,message", [
-    (["--method-option", "sideways=1"], "--method-option: .*does not take option"),
-    (["--method", "eprop", "--method-option", "readout_filter=maybe"], "readout_filter must be True or False"),
-    (["--method", "eprop", "--feedback", "random", "--method-option", "feedback=random"], "give the feedback once"),
-    (["--tau-m", "2,3,4"], "--tau-m must be one number or a list of 2"),
-    (["--tau-m", "0"], "--tau-m must be a finite number > 0"),
-    (["--neuron-option", "detach_reset"], "--neuron-option must look like NAME=VALUE"),
-    (["--self-connections", "maybe"], "--self-connections must be true or false"),
-    (["--recurrent-gain", "-1"], "--recurrent-gain"),
-])
-def test_bad_engine_and_model_options_name_the_flag(argv, message, capsys, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--out", str(tmp_path / "x"), "--no-progress"] + argv)
-    assert exit_info.value.code == 2
-    import re
-    assert re.search(message, capsys.readouterr().err)

@@ -52,7 +52,7 @@ def recurrences(value, depth: int, name: str = "--recurrence"):
 
 def per_layer_number(value, depth: int, name: str):
     """A time constant or gain: ``20`` / ``"2,50"`` / ``[2, 50]`` -> ``20.0`` or a list of ``depth`` floats > 0."""
-    import math
+    from .validation import check_number
 
     if isinstance(value, str):
         try:
@@ -60,21 +60,13 @@ def per_layer_number(value, depth: int, name: str):
         except ValueError:
             raise ValueError(f"{name} must be a number > 0 or a comma-separated list of them (one per hidden layer), "
                              f"got {value!r}") from None
-        if len(items) == 1:
-            value = items[0]
-        else:
-            value = items
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
-            raise ValueError(f"{name} must be a finite number > 0 or a list of them (one per hidden layer), "
-                             f"got {item!r}")
+        value = items[0] if len(items) == 1 else items
     if not isinstance(value, (list, tuple)):
-        return float(value)
-    if len(items) != depth:
-        raise ValueError(f"{name} must be one number or a list of {depth} (one per hidden layer), got {len(items)}: "
+        return check_number(name, value, minimum=0, exclusive_minimum=True)
+    if len(value) != depth:
+        raise ValueError(f"{name} must be one number or a list of {depth} (one per hidden layer), got {len(value)}: "
                          f"{value!r}")
-    return [float(item) for item in items]
+    return [check_number(name, item, minimum=0, exclusive_minimum=True) for item in value]
 
 
 def per_layer_flag(value, depth: int, name: str):

@@ -45,7 +45,7 @@ def layer_vectors(grads) -> list:
 
 
 def compare(grads, reference) -> list[dict]:
-    """Per layer: cosine similarity and relative error ``|g - g_ref| / |g_ref|`` to the reference.
+    """Per layer: cosine similarity, relative error ``|g - g_ref| / |g_ref|`` and norm ratio ``|g| / |g_ref|``.
 
     Either is ``None`` where it is undefined (a zero gradient)."""
     rows = []
@@ -54,7 +54,8 @@ def compare(grads, reference) -> list[dict]:
         # undefined (None, JSON null) for a layer whose gradient is exactly zero, e.g. a silent spiking layer
         cosine = float(g @ r / (norm_g * norm_r)) if norm_g > 0 and norm_r > 0 else None
         rel = float(np.linalg.norm(g - r) / norm_r) if norm_r > 0 else None
-        rows.append({"layer": index, "cosine": cosine, "relative_error": rel, "norm": norm_g})
+        ratio = norm_g / norm_r if norm_r > 0 else None  # |g| / |g_ref|: how much credit the layer gets
+        rows.append({"layer": index, "cosine": cosine, "relative_error": rel, "norm": norm_g, "norm_ratio": ratio})
     return rows
 
 

@@ -83,20 +83,12 @@ def make_batch(point: dict, seed: int, dtype):
     return inputs, labels
 
 
-def layer_vectors(grads) -> list[np.ndarray]:
-    from ..gradcheck import layer_vectors as vectors
-
-    return vectors(grads)
-
-
 def compare_layers(grads, reference) -> tuple[list, list]:
     """Per node: cosine and norm ratio to the reference (``None`` where undefined: a zero gradient)."""
-    cosines, ratios = [], []
-    for g, r in zip(layer_vectors(grads), layer_vectors(reference)):
-        norm_g, norm_r = float(np.linalg.norm(g)), float(np.linalg.norm(r))
-        cosines.append(float(g @ r / (norm_g * norm_r)) if norm_g > 0 and norm_r > 0 else None)
-        ratios.append(norm_g / norm_r if norm_r > 0 else None)
-    return cosines, ratios
+    from ..gradcheck import compare
+
+    rows = compare(grads, reference)
+    return [row["cosine"] for row in rows], [row["norm_ratio"] for row in rows]
 
 
 def run_point(entry: dict, config: dict, specs: dict) -> dict:

@@ -75,7 +75,7 @@ def _layer_summary(entry: dict, quantity: str, layer: int) -> dict:
     return summarize([seed_values[layer] for seed_values in entry[quantity]])
 
 
-def alignment_section(config: dict, results: list[dict], figures: str, report_dir: str, labels: dict) -> tuple:
+def alignment_section(config: dict, results: list[dict], figures: str, report_dir: str) -> tuple:
     lines, findings = [], []
     methods = config["config"]["methods"]
     base = config["config"]["base"]
@@ -250,8 +250,7 @@ def _curves(folder: str, choice: dict):
     return out
 
 
-def learning_section(config: dict, choices: list[dict], folder: str, figures: str, report_dir: str,
-                     labels: dict) -> tuple:
+def learning_section(config: dict, choices: list[dict], folder: str, figures: str, report_dir: str) -> tuple:
     lines, findings = [], []
     conf = config["config"]
     tasks = [t for t in conf["tasks"] if any(c["task"] == t for c in choices)]
@@ -408,12 +407,12 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
     quick_flag = " --quick" if quick else ""
     sections, findings, compute = [], [], {}
     if learn_config is not None:
-        lines, found, seconds = learning_section(learn_config, choices, folder, figures, report_dir, labels)
+        lines, found, seconds = learning_section(learn_config, choices, folder, figures, report_dir)
         sections += lines
         findings += found
         compute["learning"] = seconds
     if align_config is not None:
-        lines, found, seconds = alignment_section(align_config, align_results, figures, report_dir, labels)
+        lines, found, seconds = alignment_section(align_config, align_results, figures, report_dir)
         sections += lines
         findings += found
         compute["alignment"] = seconds
