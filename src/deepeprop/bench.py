@@ -66,12 +66,18 @@ def _cases(args):
     if args.suite == "targets":
         return [
             ("eprop_vs_bptt_factorisable", dict(base, model="factorisable", readout="linear", T=500, width=256,
-                                                depth=3, batch=32, engines=["bptt", "eprop"])),
+                                                depth=3, batch=32, engines=["bptt", "eprop", "eprop[chunk_size=1]"])),
             ("eprop_vs_bptt_factorisable_leaky", dict(base, model="factorisable", readout="leaky", T=500,
                                                       width=256, depth=3, batch=32,
-                                                      engines=["bptt", "eprop", "eprop[readout_filter=False]"])),
+                                                      engines=["bptt", "eprop", "eprop[chunk_size=1]",
+                                                               "eprop[readout_filter=False]"])),
             ("eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=500, width=256, depth=3,
-                                         batch=32, engines=["bptt", "eprop"])),
+                                         batch=32, engines=["bptt", "eprop", "eprop[chunk_size=1]"])),
+            ("deep_eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=100, width=64, depth=3,
+                                              batch=32, engines=["bptt", "deep_eprop"])),
+            ("deep_eprop_vs_bptt_factorisable", dict(base, model="factorisable", readout="leaky", T=100, width=64,
+                                                     depth=3, batch=32,
+                                                     engines=["bptt", "deep_eprop", "deep_eprop_factored"])),
             ("deep_vs_rtrl", dict(base, model="factorisable", readout="leaky", T=20, width=64, depth=3, batch=4,
                                   engines=["rtrl", "deep_eprop", "deep_eprop_factored", "eprop", "bptt"])),
             ("memory_T1000", dict(base, model="factorisable", readout="leaky", T=1000, width=64, depth=2, batch=8,
@@ -106,14 +112,19 @@ def make_data(config, dtype):
     return inputs, targets, jnp.ones((T, B), dtype)
 
 
-def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: bool = True) -> tuple[int, int]:
+def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
     """``(trace_elements, flops_per_step)``: the engine docstring's cost formula for ``model`` (any graph).
 
-    ``readout_filter=False``: e-prop without the readout filter on the hidden traces.
+    ``method`` may carry options, as ``bench --engines`` takes them (``"eprop[readout_filter=False]"``).
+    ``trace_elements`` counts what an online engine carries between steps; a chunked engine's per-step records
+    (``K B (2 n_l + P_l)`` numbers per node, see :mod:`deepeprop.engines.eprop`) show in the measured peak.
     """
     from .engines import make_engine
     from .engines.deep_eprop_factored import FactoredDeepEProp
     from .engines.traces import has_constant_own_jacobian
+
+    method, options = parse_method(method)
+    readout_filter = options.get("readout_filter", method != "immediate")
 
     B = batch
     nodes, graph = model.nodes, model.graph
@@ -130,7 +141,8 @@ def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: 
     if method == "bptt":  # stored trajectory; backward ~2x forward
         return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
     if method in ("eprop", "immediate"):  # immediate: e-prop's arrays, without the Jb * eps product
-        fact = make_engine("eprop").factorised_layers(model)
+        engine = make_engine(method, **options)
+        fact, chunked = engine.factorised_layers(model), engine.chunked_layers(model)
         own = 0 if method == "immediate" else 1
         elements = B * P[-1]
         flops = forward + 2 * B * n[-1] * P[-1]
@@ -138,6 +150,9 @@ def theoretical_cost(method: str, model, batch: int, T: int, *, readout_filter: 
             if fact[l]:
                 elements += B * P[l] + (B * n[l] * P[l] if leaky else 0)
                 flops += (4 if leaky else 2) * B * n[l] * P[l]
+            elif chunked[l]:  # the scalar chunked form: eps and ebar; 2-3 matrix products per step
+                elements += B * n[l] * P[l] * (2 if leaky else 1)
+                flops += (6 if leaky else 4) * B * n[l] * P[l]
             else:
                 elements += B * n[l] * d[l] * P[l] + (B * n[l] * P[l] if leaky else 0)
                 flops += (own * 2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
@@ -272,8 +287,6 @@ def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops
                    depth=config["depth"], batch=config["batch"], dtype=dtype_name, model=config["model"],
                    readout=config["readout"], peak_gflops=round(peak_gflops, 2))
         elements, flops = theoretical_cost(method, model, config["batch"], config["T"])
-        if method.startswith("eprop[") and "readout_filter=False" in method:  # no ebar: the linear-readout cost
-            elements, flops = theoretical_cost("eprop", model, config["batch"], config["T"], readout_filter=False)
         row.update(trace_elements=int(elements), flops_per_step=int(flops))
         try:
             compiled, args, compile_s, memory = compile_engine(method, model, data)

@@ -43,13 +43,24 @@ layers' traces (``ebar -> e``: the learning signal acts only through the readout
 braintrace's online algorithms (ES-D-RTRL, D-RTRL) do; the readout's own gradient stays exact. With a
 factorised layer this removes the last ``B n_l P_l`` array: memory ``B P_l``, one matmul per step.
 
+Chunked contractions (``chunk_size``, default 64; docs/math.md, "Traces contracted per chunk"): ``sequence``
+runs the steps in chunks of ``K`` and regroups ``sum_t L[t] ebar[t]`` exactly: with the learning signal
+filtered backwards within the chunk, ``Lbar[s] = sum_{t>=s} k^(t-s) L[t]``, a factorised node's gradient is
+one matrix product over the chunk's ``(K B)`` rows and ``ebar`` is read and written once per chunk. A scalar
+node (one state, current and output) with a shared presynaptic vector whose own Jacobian depends on the state
+(LIF with the reset kept, a self-connection) is regrouped the same way through a backward recursion over the
+chunk. Work ``~4 B n_l P_l`` (``~6`` for the scalar form) per step in matrix products; extra memory the
+chunk's records, ``K B (2 n_l + P_l)`` (``K B (4 n_l + P_l)``) numbers per node, constant in ``T``. Other
+nodes (diagonal recurrence, ALIF) run step by step inside the chunk. The result equals the step-by-step form
+(``chunk_size=1``) up to rounding.
+
 Drops (relative to RTRL): the off-diagonal part of each within-layer Jacobian, and every path by which
 a change in layer ``l`` at time ``t`` acts on the layers above at later times through their dynamics
 (only the readout's own leak is kept). With one hidden layer and symmetric feedback it equals deep e-prop.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -71,6 +82,24 @@ class EPropTraces(eqx.Module):
     feedback: tuple  # per node, per incoming edge: a matrix shaped like the edge's U (unused from the input)
 
 
+class FactorisedRecord(NamedTuple):
+    """One step of a factorised node, kept for the chunk's contraction: ``e = psi (x) xbar``."""
+
+    psi: jax.Array  # (B, n_l) dz/ds * ds/dI
+    xbar: jax.Array  # (B, P_l) the filtered presynaptic vector
+    signal: jax.Array  # (B, n_l) the learning signal L
+
+
+class ScalarRecord(NamedTuple):
+    """One step of a scalar-neuron node with a shared presynaptic vector, kept for the chunk's contraction."""
+
+    block: jax.Array  # (B, n_l) Jb, the neuron's own Jacobian (state-dependent)
+    ds_dI: jax.Array  # (B, n_l)
+    dz: jax.Array  # (B, n_l)
+    presynaptic: jax.Array  # (B, P_l) x_hat, shared by every row
+    signal: jax.Array  # (B, n_l) the learning signal L
+
+
 class EProp(Engine):
     """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces).
 
@@ -81,6 +110,8 @@ class EProp(Engine):
         factorize: ``None`` factorises every layer that qualifies, ``True`` requires all to, ``False`` never.
         readout_filter: ``False`` drops the leaky readout's filter from the hidden eligibilities (an
             approximation, as braintrace's ES-D-RTRL); default ``True`` (exact e-prop).
+        chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring); ``1`` runs
+            step by step. The gradient does not depend on it (up to rounding).
     """
 
     name = "eprop"
@@ -91,9 +122,11 @@ class EProp(Engine):
     feedback_seed: int = eqx.field(static=True, default=0)
     factorize: bool | None = eqx.field(static=True, default=None)
     readout_filter: bool = eqx.field(static=True, default=True)
+    chunk_size: int = eqx.field(static=True, default=64)
 
     def __post_init__(self):
         check_choice("feedback", self.feedback, FEEDBACKS)
+        check_int("chunk_size", self.chunk_size, minimum=1)
         check_bool("factorize", self.factorize, optional=True)  # None: automatic
         check_bool("readout_filter", self.readout_filter)
         check_int("feedback_seed", self.feedback_seed)
@@ -131,29 +164,45 @@ class EProp(Engine):
                 per_edge.append(jax.random.normal(edge_key, shape, dtype) / jnp.sqrt(shape[1]).astype(dtype))
             feedback.append(tuple(per_edge))
         factorised = self.factorised_layers(model)
+        chunked = self.chunked_layers(model)
         leaky = not model.readout_is_linear and self.readout_filter
 
-        def eligibility_shape(layer, fact):
+        def eligibility_shape(layer, fact, chunk):
             if fact:
                 return (batch, layer.row_size)
+            if chunk:
+                return (batch, layer.size, layer.row_size)
             if _scalar_neuron(layer):
                 return (layer.size, batch, layer.row_size)
             return (batch, layer.size, layer.neuron.state_size, layer.row_size)
 
-        def filtered_shape(layer, fact):
+        def filtered_shape(layer, fact, chunk):
             if not leaky:
                 return (0,)
+            if chunk:
+                return (batch, layer.size, layer.row_size)
             if fact or _scalar_neuron(layer):
                 return (layer.size, batch, layer.row_size)
             return (batch, layer.size * layer.outputs, layer.row_size)
 
+        shapes = tuple(zip(hidden, factorised, chunked))
         traces = EPropTraces(
-            eligibility=tuple(jnp.zeros(eligibility_shape(l, f), dtype) for l, f in zip(hidden, factorised)),
-            filtered=tuple(jnp.zeros(filtered_shape(l, f), dtype) for l, f in zip(hidden, factorised)),
+            eligibility=tuple(jnp.zeros(eligibility_shape(*shape), dtype) for shape in shapes),
+            filtered=tuple(jnp.zeros(filtered_shape(*shape), dtype) for shape in shapes),
             readout_eligibility=jnp.zeros((batch, model.readout.row_size), dtype),
             feedback=tuple(feedback),
         )
         return EngineState(net=model.init_state(batch), traces=traces, grads=zero_theta_grads(model))
+
+    def chunked_layers(self, model) -> tuple[bool, ...]:
+        """Per hidden node, whether :meth:`sequence` contracts its traces once per chunk (static structure only):
+        ``chunk_size > 1`` and a scalar neuron (one state, current and output) whose presynaptic vector is
+        shared by its rows (recurrence ``"none"`` or ``"dense"``). Such a node stores its traces batch-major,
+        (B, n_l, P_l); the others neuron-major, (n_l, B, P_l), where the contraction over B is faster on CPU."""
+        if self.chunk_size == 1:
+            return tuple(False for _ in model.layers)
+        return tuple(fact or (_scalar_neuron(layer) and layer.recurrence != "diagonal")
+                     for layer, fact in zip(model.layers, self.factorised_layers(model)))
 
     def _feedback_matrix(self, model, traces, node, slot):
         """The matrix the learning signal goes down through along edge ``slot`` of node ``node`` (position)."""
@@ -166,6 +215,106 @@ class EProp(Engine):
         return decayed if self.carries_eligibility else jnp.zeros_like(decayed)
 
     def step(self, model, state, x, target, mask, loss):
+        state, out, _ = self._advance(model, state, x, target, mask, loss, defer=False)
+        return state, out
+
+    def sequence(self, model, state, inputs, targets, mask, loss):
+        """Run ``inputs`` (T, B, n_in): step by step when ``chunk_size == 1``, else chunk by chunk (module
+        docstring, "Chunked contractions"): the same gradient, the traces touched once per chunk."""
+        T = inputs.shape[0]
+        if self.chunk_size == 1:
+            return super().sequence(model, state, inputs, targets, mask, loss)
+        size = min(self.chunk_size, T)
+        full, rest = divmod(T, size)
+
+        def run_chunk(carry, xs):  # xs: (K, B, ...) -> the state after the chunk, its (ys, losses)
+            def body(inner, xs_t):
+                inner, out, records = self._advance(model, inner, *xs_t, loss, defer=True)
+                return inner, (out, records)
+
+            carry, (out, records) = jax.lax.scan(body, carry, xs)
+            return self._contract_chunk(model, carry, records), out
+
+        def chunks(a):  # (T, ...) -> (full, K, ...)
+            return a[:full * size].reshape((full, size) + a.shape[1:])
+
+        xs = (inputs, targets, mask)
+        state, (ys, losses) = jax.lax.scan(run_chunk, state, tuple(chunks(a) for a in xs))
+        ys, losses = ys.reshape((full * size,) + ys.shape[2:]), losses.reshape(-1)
+        if rest:  # the last, shorter chunk
+            state, (ys_rest, losses_rest) = run_chunk(state, tuple(a[full * size:] for a in xs))
+            ys, losses = jnp.concatenate([ys, ys_rest]), jnp.concatenate([losses, losses_rest])
+        return state, ys, losses
+
+    def _contract_chunk(self, model, state, records):
+        """Add a chunk's deferred terms to the gradients and bring the deferred traces to the chunk's end.
+
+        ``records``: per hidden node a :class:`FactorisedRecord`, a :class:`ScalarRecord` or ``None`` (a node
+        run step by step), each field (K, B, ...); last, the readout's ``(dE_t/dI, trace)`` ((K, B, n_out),
+        (K, B, P_out)). Indices below run over the chunk's steps ``t = 1..K``; ``_0`` is the chunk's start.
+        """
+        *hidden, (top_signal, readout_trace) = records
+        size = top_signal.shape[0]
+        grads = list(state.grads)
+        grads[-1] = grads[-1] + jnp.einsum("tbo,tbp->op", top_signal, readout_trace)  # one matmul over (K B)
+        eligibility, filtered = list(state.traces.eligibility), list(state.traces.filtered)
+        leaky = not model.readout_is_linear and self.readout_filter
+        k = shared_leak(model.readout) if leaky else jnp.zeros((), top_signal.dtype)
+        powers = k ** jnp.arange(size + 1, dtype=top_signal.dtype)  # k^0 .. k^K (k^0 = 1 also for k = 0)
+        lag = jnp.arange(size)[None, :] - jnp.arange(size)[:, None]  # lag[s, t] = t - s
+        future = jnp.where(lag >= 0, powers[jnp.clip(lag, 0, size)], 0)  # (K, K): k^(t-s) for t >= s
+        for l, record in enumerate(hidden):
+            if record is None:
+                continue
+            # Lbar[s] = sum_{t>=s} k^(t-s) L[t]: the learning signal filtered backwards within the chunk (= L if
+            # there is no readout filter); sum_t L[t] ebar[t] = sum_t Lbar[t] e[t] + sum_t k^t L[t] ebar_0
+            filtered_signal = jnp.einsum("st,tbj->sbj", future, record.signal) if leaky else record.signal
+            if leaky:
+                grads[l] = grads[l] + _contract_batch_major(
+                    filtered[l], jnp.einsum("t,tbj->bj", powers[1:], record.signal))  # (B, n_l, P_l) ebar_0
+            if isinstance(record, FactorisedRecord):  # e[t] = psi[t] (x) xbar[t]: one matmul over (K B)
+                grads[l] = grads[l] + jnp.einsum("tbj,tbp->jp", filtered_signal * record.psi, record.xbar)
+                if leaky:  # ebar_K = k^K ebar_0 + sum_s k^(K-s) psi[s] (x) xbar[s]: per example (n_l, K) @ (K, P_l)
+                    filtered[l] = powers[-1] * filtered[l] + jnp.einsum(
+                        "tbj,tbp->bjp", powers[-2::-1, None, None] * record.psi, record.xbar)
+                continue
+            # ScalarRecord: eps[t] = a[t] eps[t-1] + g[t] x[t], e[t] = d[t] eps[t], per (b, j) scalars a, g, d
+            # and the shared presynaptic vector x. With Phi(t, s) = a[s+1] ... a[t], and any weights u[t]:
+            #   sum_t u[t] eps[t] = a[1] w[1] eps_0 + sum_s w[s] g[s] x[s],   w[s] = u[s] + a[s+1] w[s+1]
+            # applied to u = d Lbar (the gradient), u = k^(K-t) d (ebar_K) and u = [t = K] (eps_K).
+            a = self._carried(record.block)  # (K, B, n_l); zero for the immediate engine
+            d = record.dz
+            weights = [d * filtered_signal, jnp.zeros_like(d).at[-1].set(1)]  # gradient, eps_K
+            if leaky:
+                weights.append(powers[-2::-1, None, None] * d)  # ebar_K
+            weights = jnp.stack(weights, axis=1)  # (K, m, B, n_l)
+            following = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])[:, None]  # a[s+1], 0 after the chunk
+
+            def backwards(w_next, xs):
+                u, a_next = xs
+                w = u + a_next * w_next
+                return w, w
+
+            _, w = jax.lax.scan(backwards, jnp.zeros_like(weights[0]), (weights, following), reverse=True)
+            start = a[0][None] * w[0]  # (m, B, n_l): the coefficients of eps_0
+            presynaptic_weights = w * record.ds_dI[:, None]  # (K, m, B, n_l)
+            eps_start = eligibility[l]  # (B, n_l, P_l)
+            grads[l] = (grads[l] + _contract_batch_major(eps_start, start[0])
+                        + jnp.einsum("tbj,tbp->jp", presynaptic_weights[:, 0], record.presynaptic))
+            ends = jnp.einsum("tmbj,tbp->mbjp", presynaptic_weights[:, 1:], record.presynaptic)  # (m-1, B, n_l, P_l)
+            eligibility[l] = start[1][:, :, None] * eps_start + ends[0]
+            if leaky:
+                filtered[l] = powers[-1] * filtered[l] + start[2][:, :, None] * eps_start + ends[1]
+        traces = EPropTraces(tuple(eligibility), tuple(filtered), state.traces.readout_eligibility,
+                             state.traces.feedback)
+        return EngineState(net=state.net, traces=traces, grads=tuple(grads))
+
+    def _advance(self, model, state, x, target, mask, loss, *, defer: bool):
+        """One time step. ``defer=True`` leaves the factorised nodes' ``ebar`` and gradients, and the readout's
+        gradient, to :meth:`_contract_chunk` and returns what it needs; ``False`` is the step-by-step form.
+
+        Returns ``(state, (y, loss_t), records)`` (``records`` as :meth:`_contract_chunk` takes them, or None).
+        """
         traces = state.traces
         graph = model.graph
         factorised = self.factorised_layers(model)
@@ -179,11 +328,14 @@ class EProp(Engine):
         top = steps[-1]
         readout_trace = k * traces.readout_eligibility + model.readout.shared_presynaptic(
             top.z_prev, source_outputs(steps, x, model.readout))
-        grads = [None] * len(model.nodes)
+        grads = list(state.grads)
         current_signal = {graph.readout: delta * top.ds_dI[:, :, 0, 0]}  # dE_t/dI per node, same time step
-        grads[-1] = state.grads[-1] + current_signal[graph.readout].T @ readout_trace
+        records = [None] * len(model.layers) + [(current_signal[graph.readout], readout_trace)]
+        if not defer:
+            grads[-1] = state.grads[-1] + current_signal[graph.readout].T @ readout_trace
 
-        eligibility, filtered = [None] * len(model.layers), [None] * len(model.layers)
+        eligibility, filtered = list(traces.eligibility), list(traces.filtered)
+        chunked = self.chunked_layers(model)
         for l in reversed(range(len(model.layers))):  # reverse topological order: children first
             step, layer = steps[l], model.layers[l]
             # learning signal on z[l,t]: sum over the children of D[k<-l]^T (feedback matrices for random)
@@ -194,36 +346,56 @@ class EProp(Engine):
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 eligibility[l] = xbar
-                if leaky:  # ebar stored neuron-major (n_l, B, P_l): the contraction over B is ~3x faster on CPU
-                    ebar = k * traces.filtered[l] + psi.T[:, :, None] * xbar[None, :, :]
-                    grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", ebar, signal.T)
+                if defer:
+                    records[l] = FactorisedRecord(psi, xbar, signal)
+                elif leaky and chunked[l]:  # (B, n_l, P_l)
+                    filtered[l] = k * traces.filtered[l] + psi[:, :, None] * xbar[:, None, :]
+                    grads[l] = state.grads[l] + _contract_batch_major(filtered[l], signal)
+                elif leaky:  # (n_l, B, P_l)
+                    filtered[l] = k * traces.filtered[l] + psi.T[:, :, None] * xbar[None, :, :]
+                    grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l], signal.T)
                 else:
-                    ebar = traces.filtered[l]
                     grads[l] = state.grads[l] + (signal * psi).T @ xbar
+            elif chunked[l] and defer:  # eps, ebar left to the chunk's contraction
+                records[l] = ScalarRecord(step.block[..., 0, 0], step.ds_dI[:, :, 0, 0], step.dz[:, :, 0, 0],
+                                          layer.shared_presynaptic(step.z_prev, source_outputs(steps, x, layer)),
+                                          signal)
+            elif chunked[l]:  # d = c = o = 1, batch-major (B, n_l, P_l) traces
+                eps = (self._carried(step.block[..., 0] * traces.eligibility[l])
+                       + step.ds_dI[..., 0] * step.presynaptic)
+                e = step.dz[:, :, 0] * eps
+                eligibility[l] = eps
+                if leaky:
+                    filtered[l] = k * traces.filtered[l] + e
+                grads[l] = state.grads[l] + _contract_batch_major(filtered[l] if leaky else e, signal)
             elif _scalar_neuron(layer):  # d = c = o = 1: neuron-major (n_l, B, P_l) traces, fast contraction over B
                 jb = step.block[..., 0, 0].T[:, :, None]  # (n_l, B, 1)
                 pre = jnp.swapaxes(step.presynaptic, 0, 1)  # (n_l, B, P_l)
                 eps = self._carried(jb * traces.eligibility[l]) + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
                 e = step.dz[:, :, 0, 0].T[:, :, None] * eps
                 eligibility[l] = eps
-                ebar = k * traces.filtered[l] + e if leaky else traces.filtered[l]
-                grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", ebar if leaky else e, signal.T)
+                if leaky:
+                    filtered[l] = k * traces.filtered[l] + e
+                grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l] if leaky else e, signal.T)
             else:
                 # (B, n_l, d_l, R_l)
                 eps = self._carried(apply_block(step.block, traces.eligibility[l])) + immediate(step)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
                 eligibility[l] = eps
                 if leaky:
-                    ebar = k * traces.filtered[l] + e
-                    grads[l] = state.grads[l] + contract_rows(signal, ebar, layer.outputs)
-                else:
-                    ebar = traces.filtered[l]
-                    grads[l] = state.grads[l] + contract_rows(signal, e, layer.outputs)
-            filtered[l] = ebar
+                    filtered[l] = k * traces.filtered[l] + e
+                grads[l] = state.grads[l] + contract_rows(signal, filtered[l] if leaky else e, layer.outputs)
             if any(j >= 0 for j in graph.parents[l]):  # a hidden node below: pass dE_t/dI[l] on
                 current_signal[l] = signal_to_current(step, signal)  # (B, n_l c_l)
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
-        return EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads)), (y, loss_t)
+        new_state = EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads))
+        return new_state, (y, loss_t), (tuple(records) if defer else None)
+
+
+def _contract_batch_major(trace, signal):
+    """``sum_b signal[b, j] trace[b, j, p]``: (B, n, P), (B, n) -> (n, P), one pass over the trace (an einsum
+    would transpose it to put ``j`` first)."""
+    return jnp.sum(signal[:, :, None] * trace, axis=0)
 
 
 def _scalar_neuron(layer) -> bool:

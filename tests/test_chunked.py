@@ -1,0 +1,103 @@
+"""The chunked trace contractions equal the step-by-step form (float64), for every engine that has them.
+
+An engine declares the option by having a ``chunk_size`` field; ``chunk_size=1`` is the step-by-step
+reference (docs/math.md, "Traces contracted per chunk"). Chunk sizes cover a divisor of ``T``, a size that
+leaves a shorter last chunk, ``T`` itself and more than ``T``.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import deepeprop as dp
+from deepeprop.engines import ENGINES
+from helpers import N_IN, N_OUT, covering_grid, make_batch, relative_errors
+
+EXACT = 1e-12
+STEPS = 12
+CHUNK_SIZES = (5, STEPS)  # a shorter last chunk; one chunk (a larger size runs as T)
+CHUNKED_ENGINES = [name for name, cls in ENGINES.items()
+                   if "chunk_size" in {f.name for f in dataclasses.fields(cls)}]
+# per neuron: (recurrence, self_connections, neuron_options); the LIF cases are the three a chunk treats
+# differently: factorised (reset detached, no self-connection), scalar with the reset path, diagonal (step form)
+MODELS = {
+    "leaky": [("dense", False, None), ("dense", True, None)],
+    "lif": [("dense", False, {"detach_reset": True}), ("dense", True, {"detach_reset": False}),
+            ("none", True, {"detach_reset": False}), ("diagonal", True, None)],
+    "alif": [("dense", True, None)],  # two states: runs step by step inside each chunk
+    "mingru": [("none", True, None)],
+}
+CASES = [(neuron, *case) for neuron, cases in MODELS.items() for case in cases]
+
+
+def make(neuron, recurrence, self_connections, options, readout, seed=0):
+    return dp.DeepRNN(N_IN, [4, 5, 6], N_OUT, neuron=neuron, recurrence=recurrence, readout=readout,
+                      key=jax.random.PRNGKey(seed), dtype=jnp.float64, tau_m=5.0, tau_out=4.0, input_gain=1.5,
+                      self_connections=self_connections, neuron_options=options)
+
+
+def test_the_registry_has_chunked_engines():
+    assert {"eprop", "immediate"} <= set(CHUNKED_ENGINES)
+
+
+@pytest.mark.parametrize("method,case,readout,readout_filter",
+                         covering_grid([CHUNKED_ENGINES, CASES], [["leaky", "linear"], [True, False]]))
+def test_chunked_equals_step_by_step(method, case, readout, readout_filter):
+    model = make(*case, readout)
+    inputs, targets = make_batch("mse", steps=STEPS)
+    options = dict(readout_filter=readout_filter)
+    reference = dp.gradients(model, inputs, targets, method=method, chunk_size=1, **options)
+    for size in CHUNK_SIZES:
+        grads = dp.gradients(model, inputs, targets, method=method, chunk_size=size, **options)
+        errors = relative_errors(grads, reference, model)
+        assert max(errors) < EXACT, (size, errors)
+
+
+def test_chunks_cover_the_cases_they_claim():
+    """The models above exercise both chunked forms and the step form inside a chunk."""
+    engine = dp.EProp()
+    assert engine.chunked_layers(make("lif", "dense", False, {"detach_reset": True}, "leaky")) == (True,) * 3
+    assert engine.factorised_layers(make("lif", "dense", True, {"detach_reset": False}, "leaky")) == (False,) * 3
+    assert engine.chunked_layers(make("lif", "dense", True, {"detach_reset": False}, "leaky")) == (True,) * 3
+    assert engine.chunked_layers(make("lif", "diagonal", True, None, "leaky")) == (False,) * 3
+    assert engine.chunked_layers(make("alif", "dense", True, None, "leaky")) == (False,) * 3
+    assert dp.EProp(chunk_size=1).chunked_layers(make("leaky", "dense", False, None, "leaky")) == (False,) * 3
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]])  # factorised, and the scalar form with the reset path
+def test_chunked_equals_bptt_for_one_layer(case):
+    """One hidden layer without dense recurrence: e-prop is exact, chunked or not."""
+    neuron, _, self_connections, options = case
+    model = dp.DeepRNN(N_IN, [5], N_OUT, neuron=neuron, recurrence="none", readout="leaky",
+                       key=jax.random.PRNGKey(2), dtype=jnp.float64, tau_m=5.0, tau_out=4.0, input_gain=1.5,
+                       neuron_options=options)
+    inputs, targets = make_batch("mse", steps=STEPS)
+    reference = dp.gradients(model, inputs, targets, method="bptt")
+    grads = dp.gradients(model, inputs, targets, method="eprop", chunk_size=5)
+    assert max(relative_errors(grads, reference, model)) < 1e-9
+
+
+@pytest.mark.parametrize("update_every", [1, 4, 7])
+def test_online_training_does_not_depend_on_the_chunk_size(update_every):
+    """Weights updated every few steps: chunks never straddle an update, so training is the same."""
+    model = make("lif", "dense", True, {"detach_reset": False}, "leaky")
+    inputs, targets = make_batch("mse", steps=STEPS)
+    trained = []
+    for size in (1, 3):
+        learner = dp.OnlineLearner(dp.EProp(chunk_size=size), optax.sgd(0.1), loss="mse", update_every=update_every)
+        state, losses, _ = learner.train_sequence(learner.init(model), inputs, targets)
+        trained.append((state.model, losses))
+    (step_model, step_losses), (chunk_model, chunk_losses) = trained
+    assert jnp.allclose(step_losses, chunk_losses, rtol=1e-12, atol=0)
+    first_layer = [step_model.layers[0].inputs[0].weight, chunk_model.layers[0].inputs[0].weight]
+    assert jnp.max(jnp.abs(first_layer[0] - first_layer[1])) < 1e-12 * jnp.max(jnp.abs(first_layer[0]))
+    assert not jnp.allclose(first_layer[0], model.layers[0].inputs[0].weight)  # training moved the weights
+
+
+def test_chunk_size_is_checked():
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        dp.EProp(chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        dp.make_engine("immediate", chunk_size=2.5)
