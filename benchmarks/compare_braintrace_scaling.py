@@ -295,7 +295,7 @@ def summarize(results, cfg):
         if mems:
             targets[f"{ours[5:]} engine memory <= es_d_rtrl's, flat in T"] = dict(
                 worst_ratio=max(mems), no_larger_at_every_T=all(v <= 1.0 for v in mems) and len(mems) == len(Ts),
-                growth_T_max_over_T_min=flat.get(ours), flat=flat.get(ours) is not None and flat[ours] <= 1.05)
+                growth_T_max_over_T_min=flat.get(ours), flat=None if ours not in flat else flat[ours] <= 1.05)
     return dict(ratios=ratios, memory_growth_T_max_over_T_min=flat, targets=targets)
 
 
