@@ -50,3 +50,19 @@ def test_theoretical_cost_orders_the_engines():
     cost = {m: bench.theoretical_cost(m, model, 4, 100) for m in bench.DEFAULT_ENGINES}
     assert cost["rtrl"][0] > cost["deep_eprop"][0] > cost["deep_eprop_factored"][0] > cost["eprop"][0]
     assert cost["rtrl"][1] > cost["deep_eprop"][1] > cost["eprop"][1]
+
+
+def test_compile_engine_takes_the_loss():
+    """``compile_engine(..., loss="cross_entropy")`` with (T, B) int labels (the braintrace comparison's loss)."""
+    import jax
+    import jax.numpy as jnp
+
+    model = bench.build_model(dict(model="factorisable", readout="leaky", width=4, depth=2), jnp.float32)
+    T, B = 6, 2
+    inputs = jnp.ones((T, B, bench.N_IN), jnp.float32)
+    labels = jnp.zeros((T, B), jnp.int32)
+    fn, args, _, memory = bench.compile_engine("eprop[readout_filter=False]", model, (inputs, labels, jnp.ones((T, B))),
+                                               loss="cross_entropy")
+    loss, grads = jax.block_until_ready(fn(*args))
+    assert float(loss) > 0 and memory is not None
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))

@@ -241,8 +241,12 @@ def parse_method(method: str) -> tuple[str, dict]:
     return name, options
 
 
-def compile_engine(method, model, data, **options):
-    """``(compiled function, args, compile seconds, memory_analysis)`` of one engine's whole sequence."""
+def compile_engine(method, model, data, *, loss="mse", **options):
+    """``(compiled function, args, compile seconds, memory_analysis)`` of one engine's whole sequence.
+
+    ``data`` is ``(inputs, targets, mask)``; ``loss`` names the per-step loss (``"mse"``: float targets
+    ``(T, B, n_out)``; ``"cross_entropy"``: int labels ``(T, B)``); ``options`` go to the engine.
+    """
 
     from .engines import make_engine
     from .losses import make_loss
@@ -250,7 +254,7 @@ def compile_engine(method, model, data, **options):
     method, parsed = parse_method(method)
     engine = make_engine(method, **{**parsed, **options})
     engine.check_model(model)
-    loss = make_loss("mse")
+    loss = make_loss(loss)
     params, static = eqx.partition(model, eqx.is_array)
 
     def run(params, inputs, targets, mask):
