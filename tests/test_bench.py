@@ -66,3 +66,26 @@ def test_compile_engine_takes_the_loss():
     loss, grads = jax.block_until_ready(fn(*args))
     assert float(loss) > 0 and memory is not None
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_bench_markdown_and_trace_budget(tmp_path):
+    """--markdown writes every row; an engine over --max-trace-gb is skipped with the figure, not run."""
+    path = tmp_path / "bench.md"
+    code = main(["bench", "--T", "4", "--width", "3", "--depth", "1", "--batch", "2", "--repeats", "1",
+                 "--engines", "bptt,rtrl", "--max-trace-gb", "1e-6", "--markdown", str(path)])
+    assert code == 0
+    text = path.read_text()
+    assert "| T4_n3_L1 | `bptt` |" in text and "| T4_n3_L1 | `rtrl` |" in text
+    assert "`rtrl` | 4 | 3 | 1 | 2 | skipped: its traces would need" in text  # B n^2 P * 4 bytes > 1 kB
+
+
+def test_scaling_growth_is_last_over_first_along_each_axis():
+    def row(case, engine, T, ms, memory, elements, flops):
+        return dict(suite="scaling", case=case, engine=engine, status="ok", T=T, width=64, depth=2, batch=8,
+                    per_step_ms=ms, engine_peak_bytes=memory, trace_elements=elements, flops_per_step=flops)
+
+    rows = [row("T1000", "eprop", 1000, 2.0, 110, 50, 400), row("T100", "eprop", 100, 1.0, 100, 50, 400),
+            row("n64", "eprop", 100, 1.0, 100, 50, 400)]
+    growth = bench.scaling_growth(rows)
+    assert set(growth) == {("T: 100 -> 1000", "eprop")}  # one n point: no growth along n
+    assert growth[("T: 100 -> 1000", "eprop")] == dict(time=2.0, flops=1.0, memory=1.1, trace=1.0)

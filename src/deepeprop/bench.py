@@ -86,7 +86,9 @@ def _cases(args):
                                    batch=8, engines=["bptt", "eprop", "deep_eprop", "deep_eprop_factored"])),
         ]
     if args.suite == "scaling":
-        engines = args.engines or ["bptt", "eprop", "deep_eprop_factored"]
+        from .engines import ENGINES
+
+        engines = args.engines or list(ENGINES)  # every engine; those too large for --max-trace-gb are skipped
         out = [(f"T{t}", dict(base, T=t, width=64, depth=2, batch=8, engines=engines)) for t in (100, 1000, 10000)]
         out += [(f"n{n}", dict(base, T=100, width=n, depth=1, batch=8, engines=engines)) for n in (64, 256, 1024)]
         out += [(f"L{d}", dict(base, T=100, width=64, depth=d, batch=8, engines=engines)) for d in (1, 2, 3, 4)]
@@ -277,7 +279,7 @@ def cosine_per_layer(grads, reference, model) -> list[float]:
     return [row["cosine"] for row in compare(grads, reference)]
 
 
-def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, log=print):
+def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, max_trace_gb=2.0, log=print):
     """Every engine of one configuration, timed interleaved; one row per engine."""
 
     dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype_name]
@@ -292,6 +294,11 @@ def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops
                    readout=config["readout"], peak_gflops=round(peak_gflops, 2))
         elements, flops = theoretical_cost(method, model, config["batch"], config["T"])
         row.update(trace_elements=int(elements), flops_per_step=int(flops))
+        trace_gb = elements * jnp.dtype(dtype).itemsize / 1e9
+        if trace_gb > max_trace_gb:
+            row["status"] = f"skipped: its traces would need {trace_gb:.3g} GB (--max-trace-gb {max_trace_gb:g})"
+            rows[method] = row
+            continue
         try:
             compiled, args, compile_s, memory = compile_engine(method, model, data)
         except ValueError as err:
@@ -358,7 +365,7 @@ def run(args) -> dict:
     rows = []
     for case, config in _cases(args):
         rows += run_case(args.suite, case, config, dtype_name=args.dtype, repeats=args.repeats,
-                         alignment=args.alignment, peak_gflops=peak)
+                         alignment=args.alignment, peak_gflops=peak, max_trace_gb=args.max_trace_gb)
     result = {"suite": args.suite, "dtype": args.dtype, "backend": jax.default_backend(),
               "machine": platform.machine(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
               "peak_gflops": peak, "keys": list(ROW_KEYS), "rows": rows, "ratios": ratios(rows)}
@@ -368,7 +375,61 @@ def run(args) -> dict:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
         print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(markdown(result))
+        print(f"wrote {args.markdown}")
     return result
+
+
+def markdown(result) -> str:
+    """The rows as a Markdown table per case, then (scaling suite) how each engine grows along each axis,
+    measured beside its cost formula (``trace_elements``, ``flops_per_step``)."""
+    lines = [f"Suite `{result['suite']}`, {result['dtype']}, backend {result['backend']}, {result['cpu_count']} CPUs, "
+             f"jax {result['jax']}; `jnp.dot` peak {result['peak_gflops']:.1f} GFLOP/s.", ""]
+    lines += ["| case | engine | T | n | L | B | ms/step | engine peak MB | trace elements (formula) | "
+              "MFLOP/step (formula) | GFLOP/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        head = f"| {row['case']} | `{row['engine']}` | {row['T']} | {row['width']} | {row['depth']} | {row['batch']} |"
+        if row["status"] != "ok":
+            lines.append(f"{head} {row['status']} | | {row['trace_elements']} | "
+                         f"{row['flops_per_step'] / 1e6:.2f} | |")
+            continue
+        memory = row["engine_peak_bytes"] / 2 ** 20 if row["engine_peak_bytes"] is not None else float("nan")
+        lines.append(f"{head} {row['per_step_ms']:.4f} | {memory:.2f} | {row['trace_elements']} | "
+                     f"{row['flops_per_step'] / 1e6:.2f} | {row['achieved_gflops']:.2f} |")
+    growth = scaling_growth(result["rows"])
+    if growth:
+        lines += ["", "Growth from the smallest to the largest value of each axis (measured / formula):", "",
+                  "| axis | engine | time | time formula (flops) | engine memory | memory formula (trace) |",
+                  "|---|---|---|---|---|---|"]
+        for (axis, engine), g in growth.items():
+            lines.append(f"| {axis} | `{engine}` | {g['time']:.2f}x | {g['flops']:.2f}x | {g['memory']:.2f}x | "
+                         f"{g['trace']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+SCALING_AXES = {"T": "T", "n": "width", "L": "depth", "B": "batch"}
+
+
+def scaling_growth(rows) -> dict:
+    """Per (axis, engine) of the scaling suite: last/first ratios of total time per step, engine peak memory,
+    and the formula's flops and trace elements (cases named ``T100``, ``n64``, ... in increasing order)."""
+    out = {}
+    for axis, key in SCALING_AXES.items():
+        for engine in dict.fromkeys(r["engine"] for r in rows):
+            series = [r for r in rows if r["suite"] == "scaling" and r["engine"] == engine and r["status"] == "ok"
+                      and r["case"].startswith(axis) and r["case"][len(axis):].isdigit()]
+            if len(series) < 2:
+                continue
+            series.sort(key=lambda r: r[key])
+            first, last = series[0], series[-1]
+            out[(f"{axis}: {first[key]} -> {last[key]}", engine)] = dict(
+                time=last["per_step_ms"] / first["per_step_ms"],
+                flops=last["flops_per_step"] / max(first["flops_per_step"], 1),
+                memory=last["engine_peak_bytes"] / first["engine_peak_bytes"],
+                trace=(last["trace_elements"] / first["trace_elements"]) if first["trace_elements"] else float("nan"))
+    return out
 
 
 def ratios(rows) -> dict:
@@ -436,6 +497,9 @@ def register(subparsers):
     parser.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (median)")
     parser.add_argument("--alignment", action="store_true", help="cosine per layer of each gradient vs BPTT's")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
+    parser.add_argument("--markdown", default=None, help="write the rows as Markdown tables to this file")
+    parser.add_argument("--max-trace-gb", type=float, default=2.0,
+                        help="skip an engine whose traces (its cost formula) would exceed this many GB (default 2)")
     parser.set_defaults(func=_main)
 
 
@@ -453,21 +517,24 @@ def check_engines(methods) -> None:
             raise UsageError(f"--engines: {method!r}: {err}") from None
 
 
-def check_json_path(path) -> None:
-    """``--json`` can be written: its folder exists and is writable (checked before the benchmark runs)."""
+def check_json_path(path, flag: str = "--json") -> None:
+    """``path`` (given to ``flag``) can be written: its folder exists and is writable (checked before the run)."""
     if path is None:
         return
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise UsageError(f"--json {path!r} is a folder: give a file name, e.g. {os.path.join(path, 'bench.json')}")
+        raise UsageError(f"{flag} {path!r} is a folder: give a file name, e.g. {os.path.join(path, 'bench.json')}")
     if not os.path.isdir(folder):
-        raise UsageError(f"--json {path!r}: the folder {folder!r} does not exist: create it first")
+        raise UsageError(f"{flag} {path!r}: the folder {folder!r} does not exist: create it first")
     if not os.access(folder, os.W_OK):
-        raise UsageError(f"--json {path!r}: the folder {folder!r} is not writable")
+        raise UsageError(f"{flag} {path!r}: the folder {folder!r} is not writable")
 
 
 def _main(args) -> int:
     check_engines(args.engines)
     check_json_path(args.json)
+    check_json_path(args.markdown, "--markdown")
+    if not args.max_trace_gb > 0:  # also NaN
+        raise UsageError(f"--max-trace-gb must be a positive number of GB, got {args.max_trace_gb}")
     run(args)
     return 0
