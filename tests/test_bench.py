@@ -77,6 +77,9 @@ def test_bench_markdown_and_trace_budget(tmp_path):
     text = path.read_text()
     assert "| T4_n3_L1 | `bptt` |" in text and "| T4_n3_L1 | `rtrl` |" in text
     assert "`rtrl` | 4 | 3 | 1 | 2 | skipped: its traces would need" in text  # B n^2 P * 4 bytes > 1 kB
+    code = main(["bench", "--T", "4", "--width", "3", "--depth", "1", "--batch", "2", "--repeats", "1",
+                 "--engines", "bptt", "--max-call-s", "1e-12", "--markdown", str(path)])
+    assert code == 0 and "`bptt` | 4 | 3 | 1 | 2 | skipped: one call needs" in path.read_text()
 
 
 def test_scaling_growth_is_last_over_first_along_each_axis():

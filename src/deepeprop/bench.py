@@ -279,7 +279,8 @@ def cosine_per_layer(grads, reference, model) -> list[float]:
     return [row["cosine"] for row in compare(grads, reference)]
 
 
-def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, max_trace_gb=2.0, log=print):
+def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops, max_trace_gb=2.0,
+             max_call_s=float("inf"), log=print):
     """Every engine of one configuration, timed interleaved; one row per engine."""
 
     dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype_name]
@@ -295,8 +296,12 @@ def run_case(suite, case, config, *, dtype_name, repeats, alignment, peak_gflops
         elements, flops = theoretical_cost(method, model, config["batch"], config["T"])
         row.update(trace_elements=int(elements), flops_per_step=int(flops))
         trace_gb = elements * jnp.dtype(dtype).itemsize / 1e9
-        if trace_gb > max_trace_gb:
-            row["status"] = f"skipped: its traces would need {trace_gb:.3g} GB (--max-trace-gb {max_trace_gb:g})"
+        least_s = flops * config["T"] / (peak_gflops * 1e9)  # one call at the measured matmul peak: a lower bound
+        if trace_gb > max_trace_gb or least_s > max_call_s:
+            row["status"] = (f"skipped: its traces would need {trace_gb:.3g} GB (--max-trace-gb {max_trace_gb:g})"
+                             if trace_gb > max_trace_gb else
+                             f"skipped: one call needs {flops * config['T'] / 1e9:.3g} GFLOP, >= {least_s:.3g} s "
+                             f"at the jnp.dot peak (--max-call-s {max_call_s:g})")
             rows[method] = row
             continue
         try:
@@ -365,7 +370,8 @@ def run(args) -> dict:
     rows = []
     for case, config in _cases(args):
         rows += run_case(args.suite, case, config, dtype_name=args.dtype, repeats=args.repeats,
-                         alignment=args.alignment, peak_gflops=peak, max_trace_gb=args.max_trace_gb)
+                         alignment=args.alignment, peak_gflops=peak, max_trace_gb=args.max_trace_gb,
+                         max_call_s=args.max_call_s)
     result = {"suite": args.suite, "dtype": args.dtype, "backend": jax.default_backend(),
               "machine": platform.machine(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
               "peak_gflops": peak, "keys": list(ROW_KEYS), "rows": rows, "ratios": ratios(rows)}
@@ -500,6 +506,9 @@ def register(subparsers):
     parser.add_argument("--markdown", default=None, help="write the rows as Markdown tables to this file")
     parser.add_argument("--max-trace-gb", type=float, default=2.0,
                         help="skip an engine whose traces (its cost formula) would exceed this many GB (default 2)")
+    parser.add_argument("--max-call-s", type=float, default=60.0,
+                        help="skip an engine whose formula's FLOPs for one call would take longer than this at the "
+                             "measured jnp.dot peak (a lower bound; default 60 s)")
     parser.set_defaults(func=_main)
 
 
@@ -536,5 +545,7 @@ def _main(args) -> int:
     check_json_path(args.markdown, "--markdown")
     if not args.max_trace_gb > 0:  # also NaN
         raise UsageError(f"--max-trace-gb must be a positive number of GB, got {args.max_trace_gb}")
+    if not args.max_call_s > 0:
+        raise UsageError(f"--max-call-s must be a positive number of seconds, got {args.max_call_s}")
     run(args)
     return 0
