@@ -101,3 +101,26 @@ def test_chunk_size_is_checked():
         dp.EProp(chunk_size=0)
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         dp.make_engine("immediate", chunk_size=2.5)
+
+
+@pytest.mark.parametrize("method", ["bptt"] + CHUNKED_ENGINES)
+def test_chunked_memory_does_not_grow_with_sequence_length(method):
+    """XLA's compiled temporaries of a gradient for T and 8T steps (each with a shorter last chunk): equal for an
+    online engine (no copy of the inputs, no record that outlives its chunk); BPTT stores the trajectory."""
+    model = make("lif", "dense", True, {"detach_reset": False}, "leaky")
+    engine, loss = dp.make_engine(method, **({} if method == "bptt" else dict(chunk_size=16))), dp.make_loss("mse")
+
+    def gradient(inputs, targets, mask):
+        state = engine.init(model, inputs.shape[1])
+        state, _, _ = engine.sequence(model, state, inputs, targets, mask, loss)
+        return engine.grads(model, state)
+
+    temps = []
+    for steps in (100, 804):  # both leave a last chunk of 4
+        inputs, targets = make_batch("mse", steps=steps)
+        compiled = jax.jit(gradient).lower(inputs, targets, jnp.ones(inputs.shape[:2], inputs.dtype)).compile()
+        temps.append(compiled.memory_analysis().temp_size_in_bytes)
+    if method == "bptt":
+        assert temps[1] > 4 * temps[0]
+    else:
+        assert temps[1] == temps[0], temps

@@ -235,11 +235,14 @@ class EProp(Engine):
             carry, (out, records) = jax.lax.scan(body, carry, xs)
             return self._contract_chunk(model, carry, records), out
 
-        def chunks(a):  # (T, ...) -> (full, K, ...)
-            return a[:full * size].reshape((full, size) + a.shape[1:])
-
         xs = (inputs, targets, mask)
-        state, (ys, losses) = jax.lax.scan(run_chunk, state, tuple(chunks(a) for a in xs))
+
+        def full_chunk(carry, _):  # read in place: slicing and reshaping xs up front would copy them
+            carry, index = carry
+            carry, out = run_chunk(carry, tuple(jax.lax.dynamic_slice_in_dim(a, index * size, size) for a in xs))
+            return (carry, index + 1), out
+
+        (state, _), (ys, losses) = jax.lax.scan(full_chunk, (state, jnp.zeros((), jnp.int32)), None, length=full)
         ys, losses = ys.reshape((full * size,) + ys.shape[2:]), losses.reshape(-1)
         if rest:  # the last, shorter chunk
             state, (ys_rest, losses_rest) = run_chunk(state, tuple(a[full * size:] for a in xs))
