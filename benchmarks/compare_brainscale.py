@@ -7,9 +7,10 @@ with gamma = 0.3 (= braintools ReluGrad(0.3, 1)), U ~ N(0, 2/n_in), W ~ N(0, 1/H
 Differences: deepeprop resets after the leak (v = a*v + I - thr*z) where brainpy leaks the reset
 (v = a*(v - z) + I); deepeprop has a readout bias. Neither changes the cost.
 
-Rows: bptt; eprop with the default exact options (reset path kept, W with its diagonal: the full
-eligibility vector, e-prop as in Bellec et al. with the reset path); eprop on the factorisable variant
-(detach_reset=True, self_connections=False: one presynaptic trace per layer + the leaky readout's ebar);
+Rows: bptt; eprop on the exact-reset model (detach_reset=False, self_connections=True, pinned: the reset path
+kept and W with its diagonal, so the full eligibility vector); eprop on the factorisable standard model
+(detach_reset=True, self_connections=False, the library defaults, pinned too: one presynaptic trace per
+layer + the leaky readout's ebar);
 and the same with readout_filter=False (drops the readout filter from the hidden layers' traces, as
 braintrace's online algorithms do: one presynaptic trace per layer, one matmul per step).
 Then braintrace's ES-D-RTRL (an approximation: eligibility = outer product of a presynaptic trace and a
@@ -42,7 +43,8 @@ def ours(args):
     T, B, H = args.T, args.batch, args.hidden
     common = dict(neuron="lif", recurrence="dense", readout="leaky", tau_m=10.0, tau_out=10.0,
                   input_gain=math.sqrt(2.0), recurrent_gain=1.0, key=jax.random.PRNGKey(0))
-    exact = dp.DeepRNN(100, [H, H], 10, neuron_options={"threshold": 1.0, "gamma": 0.3}, **common)
+    exact = dp.DeepRNN(100, [H, H], 10, neuron_options={"threshold": 1.0, "gamma": 0.3, "detach_reset": False},
+                       self_connections=True, **common)
     fact = dp.DeepRNN(100, [H, H], 10, neuron_options={"threshold": 1.0, "gamma": 0.3, "detach_reset": True},
                       self_connections=False, **common)
     x = (jax.random.uniform(jax.random.PRNGKey(1), (T, B, 100)) < 0.05).astype(jnp.float32)

@@ -12,8 +12,14 @@ from deepeprop.jacobians import output_jacobian
 N_IN, N_OUT, WIDTH, T, BATCH = 3, 3, 4, 8, 2
 
 
+SPIKING = ("lif", "alif")
+
+
 def make_model(neuron="lif", recurrence="dense", depth=2, readout="leaky", *, per_neuron_tau=True, seed=0,
-               width=WIDTH):
+               width=WIDTH, detach_reset=False, self_connections=True):
+    """The engines' hardest case by default, pinned (not the library defaults): the exact-reset model (the
+    reset path in the own Jacobian of LIF/ALIF, dense ``W`` with its diagonal inside each neuron) and
+    per-neuron time constants, so that nothing factorises."""
     key = jax.random.PRNGKey(seed)
     k_model, k_tau, k_tau_a = jax.random.split(key, 3)
     hidden = [width + i for i in range(depth)]  # distinct sizes catch transposed shapes
@@ -25,9 +31,10 @@ def make_model(neuron="lif", recurrence="dense", depth=2, readout="leaky", *, pe
     else:
         tau_m, tau_a = 5.0, 10.0
     gain = 1.0 if neuron == "leaky" else 1.5  # drives every spiking layer of up to 4 to spike
+    options = {"detach_reset": detach_reset} if neuron in SPIKING else None
     return dp.DeepRNN(N_IN, hidden, N_OUT, neuron=neuron, recurrence=recurrence, readout=readout, key=k_model,
-                      input_gain=gain,
-                      dtype=jnp.float64, tau_m=tau_m, tau_a=tau_a, tau_out=4.0)
+                      input_gain=gain, dtype=jnp.float64, tau_m=tau_m, tau_a=tau_a, tau_out=4.0,
+                      neuron_options=options, self_connections=self_connections)
 
 
 def make_batch(loss="mse", *, steps=T, batch=BATCH, seed=1):

@@ -38,7 +38,7 @@ def mingru_stack(readout="leaky"):
 def lif_under_lru(readout="leaky"):
     return dp.DeepRNN(N_IN, [5, 4], N_OUT, neuron=["lif", "lru"], recurrence=["diagonal", "none"], readout=readout,
                       key=jax.random.PRNGKey(2), dtype=jnp.float64, tau_out=4.0, input_gain=2.0,
-                      tau_m=[jnp.linspace(3.0, 8.0, 5), None])
+                      tau_m=[jnp.linspace(3.0, 8.0, 5), None], neuron_options=[{"detach_reset": False}, None])
 
 
 STACKS = {"residual_lru": residual_lru_stack, "mingru": mingru_stack, "lif_under_lru": lif_under_lru}

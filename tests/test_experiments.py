@@ -93,3 +93,61 @@ def test_quick_experiments_and_report(tmp_path):
     assert {"alignment_depth.png", "alignment_heatmap.png", "learning_delayed_digits.png"} <= set(os.listdir(figures))
     with open(os.path.join(figures, "alignment_depth.png"), "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+
+
+def test_committed_learning_runs_have_the_configs_the_toml_gives():
+    """Every committed run's config.json is what learning.toml resolves to today (defaults included): the runs stay
+    reproducible and a resume is not refused (learning.toml pins the options whose defaults changed)."""
+    import glob
+
+    from deepeprop import training
+    from deepeprop.experiments import methods
+    from deepeprop.experiments.learning import task_config
+    from deepeprop.runfolder import differences
+
+    config, specs = read_config("learning", None, quick=False), methods()
+    paths = sorted(glob.glob(os.path.join(RESULTS, "learning", "*", "*", "*", "*", "config.json")) +
+                   glob.glob(os.path.join(RESULTS, "learning", "*", "*", "*", "*", "*", "config.json")))
+    assert len(paths) > 100
+    for path in paths:
+        saved = json.load(open(path))
+        task, method, kind, rate = os.path.relpath(path, os.path.join(RESULTS, "learning")).split(os.sep)[:4]
+        seed = config["sweep_seed"] if kind == "sweep" else int(path.split(os.sep)[-2].removeprefix("seed-"))
+        current = task_config(config, task, method, specs[method], lr=float(rate.removeprefix("lr-")), seed=seed,
+                              out=saved["out"], validation=kind == "sweep")
+        changed = differences({k: saved[k] for k in training.DEFAULTS if k in saved},
+                              {k: current[k] for k in training.DEFAULTS}, training.DEFAULTS)
+        assert [k for k in changed if k not in training.RESUMABLE] == [], path
+
+
+_REPRODUCE = """
+import json, sys
+import jax.numpy as jnp
+from deepeprop import gradients
+from deepeprop.experiments import alignment
+point = json.loads(sys.argv[1])
+model = alignment.build_model(point, 0, jnp.float32)
+inputs, labels = alignment.make_batch(point, 0, jnp.float32)
+reference = gradients(model, inputs, labels, method="bptt", loss="cross_entropy")
+cosines, _ = alignment.compare_layers(gradients(model, inputs, labels, method="eprop", loss="cross_entropy"), reference)
+print(json.dumps(cosines))
+"""
+
+
+@pytest.mark.parametrize("key", ["d04666155542f92f", "38f8ee0382c5ccdf"])  # LIF, no recurrence; leaky, dense:1.0
+def test_committed_alignment_points_are_reproduced(key):
+    """The alignment experiment's model is pinned (reset path kept, W's diagonal): a committed point's e-prop
+    cosines come back for seed 0 (in float32 without x64, as the experiment ran)."""
+    from deepeprop.experiments import alignment
+
+    saved = json.load(open(os.path.join(RESULTS, "alignment", f"{key}.json")))
+    assert alignment.point_key(saved["point"]) == key
+    env = dict(os.environ, JAX_ENABLE_X64="0")
+    result = subprocess.run([sys.executable, "-c", _REPRODUCE, json.dumps(saved["point"])], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cosines = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(cosines, saved["methods"]["eprop"]["cosine"][0], atol=1e-5)

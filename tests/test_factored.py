@@ -11,7 +11,7 @@ from helpers import make_batch, relative_errors
 
 
 def _model(neuron="lif", recurrence="dense", depth=2, readout="leaky", detach=True, tau_m=5.0):
-    options = {"detach_reset": True} if (neuron == "lif" and detach) else None
+    options = {"detach_reset": detach} if neuron == "lif" else None  # explicit either way, not the default
     return dp.DeepRNN(3, [4, 5, 6][:depth], 3, neuron=neuron, recurrence=recurrence, readout=readout,
                       key=jax.random.PRNGKey(0), dtype=jnp.float64, tau_m=tau_m, tau_out=4.0, input_gain=1.5,
                       neuron_options=options, self_connections=False)
@@ -34,13 +34,38 @@ def test_factorisation_is_decided_statically():
     assert not any(eprop.factorised_layers(_model(recurrence="diagonal")))  # W_jj inside Jb
     per_neuron = _model(tau_m=[jnp.linspace(3.0, 6.0, 4), jnp.linspace(3.0, 6.0, 5)])
     assert not any(eprop.factorised_layers(per_neuron))
-    with_self = dp.DeepRNN(3, [4], 3, key=jax.random.PRNGKey(0), neuron_options={"detach_reset": True})
+    with_self = dp.DeepRNN(3, [4], 3, key=jax.random.PRNGKey(0), neuron_options={"detach_reset": True},
+                           self_connections=True)
     assert not any(eprop.factorised_layers(with_self))
     with pytest.raises(ValueError, match="factorize=True"):
         inputs, targets = make_batch("mse")
         dp.gradients(_model(detach=False), inputs, targets, method="eprop", factorize=True)
     with pytest.raises(ValueError, match="factorize"):
         dp.make_engine("eprop", factorize="yes")
+
+
+def test_the_defaults_are_the_standard_eprop_model():
+    """Reset detached, no self-connections (Bellec et al.'s code, NEST's eprop_iaf): factorisable by default;
+    the exact-reset model (detach_reset=False, self_connections=True) is the option, and is not."""
+    from deepeprop import training
+
+    assert dp.LIF(3).detach_reset and dp.ALIF(3).detach_reset
+    assert dp.LayerSpec(3).self_connections is False and training.DEFAULTS["self_connections"] is False
+    eprop = dp.make_engine("eprop")
+    model = dp.DeepRNN(3, [4, 5], 3, neuron="lif", recurrence="dense", key=jax.random.PRNGKey(0))
+    assert all(layer.neuron.detach_reset and not layer.self_connections for layer in model.layers)
+    assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) == 0.0 for layer in model.layers)
+    assert all(eprop.factorised_layers(model))
+    config = training.resolve_config({"neuron": "lif", "hidden": [4, 5], "task": "digits"})
+    _, trained, _ = training.build(config)
+    assert all(eprop.factorised_layers(trained))
+    exact = dp.DeepRNN(3, [4, 5], 3, neuron="lif", recurrence="dense", key=jax.random.PRNGKey(0),
+                       neuron_options={"detach_reset": False}, self_connections=True)
+    assert all(not layer.neuron.detach_reset and layer.self_connections for layer in exact.layers)
+    assert not any(eprop.factorised_layers(exact))
+    # the same random draw: the standard model's W is the exact one's with the diagonal masked
+    for a, b in zip(model.layers, exact.layers):
+        assert jnp.array_equal(a.W, b.W * (1.0 - jnp.eye(b.W.shape[0], dtype=b.W.dtype)))
 
 
 def test_no_self_connections_masks_the_diagonal():

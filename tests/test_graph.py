@@ -65,28 +65,34 @@ def _taus(sizes, seed=0):
     return [jax.random.uniform(jax.random.fold_in(key, i), (n,), jnp.float64, 3.0, 8.0) for i, n in enumerate(sizes)]
 
 
+# The graphs below pin the exact-reset model (LIF/ALIF with the reset path, dense W with its diagonal), not the
+# library defaults: the engines' hardest case, whose own Jacobians depend on the state.
+EXACT_RESET = {"detach_reset": False}
+
+
 def chain_graph(recurrence, readout, *, neuron="lif", skip=(), sizes=(4, 5, 6), seed=0):
     gain = 1.0 if neuron == "leaky" else 1.8
     return dp.DeepRNN(N_IN, list(sizes), N_OUT, neuron=neuron, recurrence=recurrence, readout=readout,
                       key=jax.random.PRNGKey(seed), dtype=jnp.float64, tau_m=_taus(sizes), tau_out=4.0,
-                      input_gain=gain, skip=list(skip))
+                      input_gain=gain, skip=list(skip), self_connections=True,
+                      neuron_options=EXACT_RESET if neuron in ("lif", "alif") else None)
 
 
 def heterogeneous(recurrences, readout):
     """leaky under LIF under ALIF, each with its own recurrence and time constants."""
     sizes = (4, 5, 6)
     neurons = [dp.LeakyRate(4, tau_m=_taus(sizes)[0], dtype=jnp.float64),
-               dp.LIF(5, tau_m=_taus(sizes)[1], dtype=jnp.float64),
-               dp.ALIF(6, tau_m=_taus(sizes)[2], tau_a=9.0, dtype=jnp.float64)]
+               dp.LIF(5, tau_m=_taus(sizes)[1], dtype=jnp.float64, **EXACT_RESET),
+               dp.ALIF(6, tau_m=_taus(sizes)[2], tau_a=9.0, dtype=jnp.float64, **EXACT_RESET)]
     return dp.DeepRNN(N_IN, list(sizes), N_OUT, neuron=neurons, recurrence=list(recurrences), readout=readout,
-                      key=jax.random.PRNGKey(3), dtype=jnp.float64, tau_out=4.0, input_gain=3.0)
+                      key=jax.random.PRNGKey(3), dtype=jnp.float64, tau_out=4.0, input_gain=3.0, self_connections=True)
 
 
 def parallel_branches(recurrence, readout):
     """Two branches from the input, joined in node 3, which also feeds the readout with node 1."""
     taus = _taus((4, 5, 6))
-    layers = [dp.LayerSpec(4, "lif", recurrence, tau_m=taus[0]), dp.LayerSpec(5, "alif", recurrence, tau_m=taus[1]),
-              dp.LayerSpec(6, "lif", recurrence, tau_m=taus[2])]
+    layers = [dp.LayerSpec(n, neuron, recurrence, self_connections=True, tau_m=tau, neuron_options=EXACT_RESET)
+              for n, neuron, tau in zip((4, 5, 6), ("lif", "alif", "lif"), taus)]
     return dp.build_network(N_IN, layers, N_OUT, edges=[(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (1, 4)],
                             key=jax.random.PRNGKey(4), dtype=jnp.float64, readout=readout, tau_out=4.0, input_gain=1.8)
 
@@ -147,8 +153,9 @@ def test_dense_graphs_are_approximations_for_deep_eprop():
 
 # ---------------------------------------------------------------------------- the factored trace on graphs
 def _factorisable(skip, readout, sizes=(4, 5)):
-    """LIF (any) at the bottom, LIF with the reset detached and one leak above: factored-trace territory."""
-    options = [{}, {"detach_reset": True}, {"detach_reset": True}][:len(sizes)]
+    """LIF with the reset path at the bottom, LIF with the reset detached and one leak above: factored-trace
+    territory (the bottom node, fed by the input only, may be any model)."""
+    options = [EXACT_RESET, {"detach_reset": True}, {"detach_reset": True}][:len(sizes)]
     return dp.DeepRNN(N_IN, list(sizes), N_OUT, neuron="lif", recurrence=["diagonal"] + ["none"] * (len(sizes) - 1),
                       readout=readout, key=jax.random.PRNGKey(5), dtype=jnp.float64,
                       tau_m=[_taus(sizes)[0]] + [5.0] * (len(sizes) - 1), tau_out=4.0, input_gain=1.8,
@@ -204,7 +211,8 @@ def test_a_users_neuron_gets_every_engine(method):
 
 def test_a_users_neuron_instance_with_dense_recurrence_rtrl_exact():
     model = dp.DeepRNN(N_IN, [4, 5], N_OUT, neuron=[ExpIF(4, tau_m=4.0, dtype=jnp.float64), "alif"],
-                       recurrence="dense", key=jax.random.PRNGKey(7), dtype=jnp.float64, tau_out=4.0, input_gain=2.0)
+                       recurrence="dense", key=jax.random.PRNGKey(7), dtype=jnp.float64, tau_out=4.0, input_gain=2.0,
+                       neuron_options=[None, EXACT_RESET], self_connections=True)
     inputs, targets = make_batch("cross_entropy")
     reference = _reference(model, inputs, targets, "cross_entropy")
     grads = dp.gradients(model, inputs, targets, method="rtrl", loss="cross_entropy")
@@ -212,9 +220,10 @@ def test_a_users_neuron_instance_with_dense_recurrence_rtrl_exact():
 
 
 @pytest.mark.parametrize("neuron", [lambda: dp.LeakyRate(5, tau_m=4.0, dtype=jnp.float64),
-                                    lambda: dp.LIF(5, dtype=jnp.float64),
+                                    lambda: dp.LIF(5, detach_reset=False, dtype=jnp.float64),
                                     lambda: dp.LIF(5, detach_reset=True, dtype=jnp.float64),
-                                    lambda: dp.ALIF(5, dtype=jnp.float64),
+                                    lambda: dp.ALIF(5, detach_reset=False, dtype=jnp.float64),
+                                    lambda: dp.ALIF(5, detach_reset=True, dtype=jnp.float64),
                                     lambda: dp.Integrator(5, decay=0.8),
                                     lambda: ExpIF(5, dtype=jnp.float64)] +
                          [lambda cls=cls: cls(5, dtype=jnp.float64) for cls in dp.NEURONS.values()])

@@ -356,17 +356,20 @@ def test_engine_and_model_options_from_flags_and_toml(tmp_path, capsys):
     parser = cli.build_parser()
     args = parser.parse_args(["train", "--method", "eprop", "--method-option", "readout_filter=false",
                               "--method-option", "feedback=random", "--neuron", "lif", "--neuron-option",
-                              "detach_reset=true", "--tau-m", "2,50", "--hidden", "4,5", "--recurrent-gain", "0.5",
-                              "--self-connections", "false"])
+                              "detach_reset=false", "--tau-m", "2,50", "--hidden", "4,5", "--recurrent-gain", "0.5",
+                              "--self-connections", "true"])  # the exact-reset model: both away from the defaults
     config = training.resolve_config(training.explicit_options(args))
     assert config["method_options"] == {"readout_filter": False, "feedback": "random"}
-    assert config["tau_m"] == [2.0, 50.0] and config["self_connections"] is False
+    assert config["tau_m"] == [2.0, 50.0] and config["self_connections"] is True
     _, model, learner = training.build(config)
     assert learner.engine.readout_filter is False and learner.engine.feedback == "random"
     assert learner.engine.feedback_seed == config["seed"] + 1  # not the model's seed
     assert np.allclose([float(layer.neuron.decay) for layer in model.layers], np.exp(-1 / np.array([2.0, 50.0])))
-    assert all(layer.neuron.detach_reset for layer in model.layers)
-    assert all(not layer.self_connections for layer in model.layers)
+    assert all(not layer.neuron.detach_reset for layer in model.layers)
+    assert all(layer.self_connections for layer in model.layers)
+    assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) > 0 for layer in model.layers)
+    defaults = training.build(training.resolve_config({"neuron": "lif", "hidden": [4, 5]}))[1]
+    assert all(layer.neuron.detach_reset and not layer.self_connections for layer in defaults.layers)
     full_gain = training.build(dict(config, recurrent_gain=1.0))[1]
     assert np.allclose(model.layers[0].W, 0.5 * full_gain.layers[0].W)
     toml = tmp_path / "options.toml"

@@ -42,11 +42,13 @@ ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", 
             "achieved_gflops",
             "peak_gflops", "alignment")
 
-# model presets: "exact" = the library defaults (LIF with the reset path kept, dense W with a diagonal,
-# per-layer tau); "factorisable" = LIF with detach_reset, no self-connections, one tau per layer, and a weaker
-# W (gain 0.1: without the reset path's damping, a + psi*W makes BPTT's gradient explode at gain 1).
+# model presets, both pinned explicitly (not left to the library defaults): "exact" = LIF with the reset path
+# kept, dense W with its diagonal (the exact-reset model: no engine can factorise it); "factorisable" = the
+# standard e-prop model (the library defaults: LIF with detach_reset, no self-connections, one tau per layer)
+# with a weaker W (gain 0.1: without the reset path's damping, a + psi*W makes BPTT's gradient explode at
+# gain 1 at this size).
 MODELS = {
-    "exact": dict(neuron="lif", recurrence="dense"),
+    "exact": dict(neuron="lif", recurrence="dense", neuron_options={"detach_reset": False}, self_connections=True),
     "factorisable": dict(neuron="lif", recurrence="dense", neuron_options={"detach_reset": True},
                          self_connections=False, recurrent_gain=0.1),
 }
@@ -496,8 +498,9 @@ def register(subparsers):
     parser.add_argument("--depth", type=_positive_ints, default=None, help="numbers of hidden layers (quick suite)")
     parser.add_argument("--batch", type=_positive_int, default=None, help="batch size (quick suite; default 4)")
     parser.add_argument("--model", choices=tuple(MODELS), default="factorisable",
-                        help="exact: library defaults (LIF, reset path kept, dense W); factorisable: LIF with "
-                             "detach_reset, no self-connections (default)")
+                        help="exact: LIF with the reset path kept, dense W with its diagonal; factorisable "
+                             "(default): the standard e-prop model (LIF with detach_reset, no self-connections, "
+                             "the library defaults), recurrent gain 0.1")
     parser.add_argument("--readout", choices=("linear", "leaky"), default="leaky")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (median)")

@@ -41,6 +41,11 @@ from .validation import check_bool, check_choice, check_number
 RECURRENCES = ("none", "diagonal", "dense")
 READOUTS = ("linear", "leaky")
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+# The default of ``self_connections`` for the network builders (DeepRNN, LayerSpec, ``deepeprop train``): no
+# neuron feeds itself through a dense W, as in the standard e-prop model (Bellec et al.'s code masks W's
+# diagonal; NEST's e-prop networks connect without autapses). docs/concepts/networks.md, "The standard
+# e-prop model".
+SELF_CONNECTIONS = False
 
 # Per node of states: a tuple (s[1], ..., s[N]) of (B, n_k, d_k) arrays, the readout's last.
 NetState = tuple
@@ -80,7 +85,8 @@ class Layer(eqx.Module):
         b: the bias, ``(n c,)``.
         neuron: the neuron model (an :class:`~deepeprop.AbstractNeuron` of ``n`` neurons).
         recurrence: ``"none"``, ``"diagonal"`` or ``"dense"`` (must match ``W``).
-        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal to zero (fixed).
+        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal to zero (fixed); the default
+            ``True`` uses ``W`` as given (the builders, :func:`DeepRNN` and :class:`LayerSpec`, default to ``False``).
     """
 
     inputs: tuple[Projection, ...]
@@ -514,7 +520,7 @@ class LayerSpec:
             takes them), or an instance built for this size (then ``tau_m``, ``tau_a`` and
             ``neuron_options`` must be left unset).
         recurrence: ``"none"``, ``"diagonal"`` or ``"dense"``.
-        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal.
+        self_connections: with dense recurrence, ``False`` (the default) masks ``W``'s diagonal; ``True`` keeps it.
         tau_m, tau_a: time constants in steps (a number or an ``(size,)`` array); ``None``: 20 and 200.
         neuron_options: further keyword arguments of a named neuron (``threshold``, ``detach_reset``, ...).
     """
@@ -522,7 +528,7 @@ class LayerSpec:
     size: int
     neuron: Any = "lif"
     recurrence: str = "dense"
-    self_connections: bool = True
+    self_connections: bool = SELF_CONNECTIONS
     tau_m: Any = None
     tau_a: Any = None
     neuron_options: dict | None = None
@@ -726,7 +732,7 @@ def _per_layer(value, depth: int, name: str) -> list:
 
 def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recurrence="dense", readout: str = "leaky",
             key, dtype=jnp.float32, tau_m=None, tau_a=None, tau_out: float = 20.0, neuron_options=None,
-            input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections=True,
+            input_gain: float = 1.0, recurrent_gain: float = 1.0, self_connections=SELF_CONNECTIONS,
             skip: Sequence[tuple[int, int]] = (), residual: Sequence[tuple[int, int]] = ()) -> Network:
     """A deep recurrent (rate or spiking) network: the chain ``input -> 1 -> ... -> L -> readout``, plus skips.
 
@@ -748,8 +754,9 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
         neuron_options: keyword arguments of the named neuron models (``threshold``, ``gamma``, ``beta``,
             ``surrogate``, ``detach_reset``): one dict, or a list with one per layer.
         input_gain, recurrent_gain: scale of the initial edge weights and ``W``.
-        self_connections: with dense recurrence, ``False`` masks ``W``'s diagonal to zero (no neuron feeds
-            itself); one or a list. Then e-prop's eligibility factorises when the neuron's leak is shared.
+        self_connections: with dense recurrence, ``False`` (the default, the standard e-prop model) masks
+            ``W``'s diagonal to zero (no neuron feeds itself); ``True`` keeps it; one or a list. Without
+            self-connections e-prop's eligibility factorises when the neuron's leak is shared.
         skip: extra same-time edges ``(i, j)``, ``i < j``, where ``0`` is the input, ``1..L`` the hidden layers and
             ``L+1`` the readout, e.g. ``[(1, 3)]`` or ``[(0, 2), (1, 4)]``.
         residual: fixed identity edges ``(i, j)`` (no parameters; the source's ``n o`` equal to the

@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from . import runfolder
+from .network import SELF_CONNECTIONS
 from .neurons import NEURONS
 
 CHECKPOINT = "checkpoint.eqx"
@@ -69,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "tau_out": 20.0,
     "input_gain": 1.0,
     "recurrent_gain": 1.0,
-    "self_connections": True,
+    "self_connections": SELF_CONNECTIONS,  # DeepRNN's default; LIF/ALIF keep theirs (detach_reset=True)
     "iterations": 200,
     "batch_size": 32,
     "optimizer": "adam",
@@ -622,8 +623,10 @@ FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so tha
     "recurrent_gain": ("--recurrent-gain", dict(type=float, help="scale of the initial recurrent weights "
                                                 "(default 1)")),
     "self_connections": ("--self-connections", dict(type=lambda text: parse_bool(text, "--self-connections"),
-                                                    help="dense recurrence: true (default) or false (W's diagonal "
-                                                    "masked to zero)")),
+                                                    help="dense recurrence: false (W's diagonal masked to zero) or "
+                                                    f"true (default {str(DEFAULTS['self_connections']).lower()}); "
+                                                    "true with --neuron-option detach_reset=false is the exact-reset "
+                                                    "model")),
     "iterations": ("--iterations", dict(type=int, help="training batches (default 200)")),
     "batch_size": ("--batch-size", dict(type=int, help="sequences per batch (default 32)")),
     "optimizer": ("--optimizer", dict(help="adam or sgd (default adam)")),
@@ -661,7 +664,8 @@ def add_run_flags(parser) -> None:
                         "readout_filter=false, --method-option feedback=random)")
     parser.add_argument("--neuron-option", dest="neuron_option", action="append", default=None,
                         metavar="NAME=VALUE", help="a neuron-model option for every hidden layer, repeatable (e.g. "
-                        "--neuron-option detach_reset=true); per layer in a TOML config")
+                        "--neuron-option detach_reset=false: keep the reset path, default true); per layer in a "
+                        "TOML config")
     parser.add_argument("--task-option", dest="task_option", action="append", default=None, metavar="NAME=VALUE",
                         help="a task option, repeatable (e.g. --task-option delay_steps=20)")
 

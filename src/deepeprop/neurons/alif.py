@@ -5,9 +5,10 @@
 
 State per neuron: ``d = 2`` (``v``, ``b``). The surrogate acts on ``(v - A)/thr``, so
 ``dz/dv = psi`` and ``dz/db = -beta*psi``. ``a = exp(-1/tau_m)``, ``r = exp(-1/tau_a)``, shared (scalar
-time constant) or per neuron, fixed. ``detach_reset`` as for :class:`~deepeprop.neurons.lif.LIF` (it
-stops the gradient of the reset term only; the adaptation path is always kept). No constant leak: the
-adaptation couples the two state variables.
+time constant) or per neuron, fixed. ``detach_reset`` as for :class:`~deepeprop.neurons.lif.LIF` (default
+``True``; it stops the gradient of the reset term only; the adaptation path is always kept, as in the
+eligibility of Bellec et al. and NEST's ``eprop_iaf_adapt``). No constant leak: the adaptation couples the
+two state variables.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class ALIF(AbstractNeuron):
     spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, tau_a=200.0, beta: float = 0.07, threshold: float = 0.6,
-                 gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool = False,
+                 gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool = True,
                  dtype=jnp.float32):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")

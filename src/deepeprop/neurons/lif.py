@@ -4,9 +4,11 @@
 
 State per neuron: ``d = 1`` (the membrane potential). ``dz/dv`` is the surrogate
 ``psi = gamma * max(0, 1 - |v - thr|/thr) / thr`` (``surrogate="triangle"``, the default) or a fast
-sigmoid. ``detach_reset=True`` stops the gradient through the reset term ``thr*z[t-1]``, as in the
-original e-prop paper (its eligibility then drops the reset path); the default keeps it, and every
-engine (BPTT included) sees the same choice, so gradients stay comparable.
+sigmoid. ``detach_reset=True`` (the default) stops the gradient through the reset term ``thr*z[t-1]``:
+the standard e-prop model, whose eligibility trace is ``psi * zbar`` with no reset path (Bellec et al.'s
+reference code and NEST's ``eprop_iaf`` models; docs/concepts/networks.md, "The standard e-prop model").
+``detach_reset=False`` keeps the reset path (the exact-reset model). Every engine (BPTT included) sees the
+same choice, so gradients stay comparable.
 
 Capability: with ``detach_reset=True`` the own Jacobian is the leak ``a`` at every state, so
 ``constant_leak() = a``; with the reset path kept it depends on the state (``a - thr*psi``): ``None``.
@@ -45,7 +47,8 @@ class LIF(AbstractNeuron):
         threshold: the firing threshold ``thr`` (spike when ``v > thr``; the reset subtracts it).
         gamma: the surrogate derivative's dampening factor.
         surrogate: ``"triangle"`` (Bellec et al. 2020) or ``"fast_sigmoid"`` (SuperSpike).
-        detach_reset: stop the gradient through the reset term.
+        detach_reset: stop the gradient through the reset term (default ``True``, the standard e-prop model);
+            ``False`` keeps the reset path (the own Jacobian is then state-dependent, ``a - thr*psi``).
         dtype: the dtype of the fixed leak.
     """
 
@@ -59,7 +62,7 @@ class LIF(AbstractNeuron):
     spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, threshold: float = 0.6, gamma: float = 0.3,
-                 surrogate: str = "triangle", detach_reset: bool = False, dtype=jnp.float32):
+                 surrogate: str = "triangle", detach_reset: bool = True, dtype=jnp.float32):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
         self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
