@@ -379,3 +379,26 @@ def test_engine_and_model_options_from_flags_and_toml(tmp_path, capsys):
     _, model, learner = training.build(config)
     assert type(learner.engine).__name__ == "Immediate" and learner.engine.readout_filter is True
 
+
+
+def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(tmp_path):
+    """detach_reset's default changed (the standard e-prop model): new configs record it, and a run saved before,
+    whose config has no entry, resumes with the reset path it was trained with instead of the new default."""
+    assert training.resolve_config({"neuron": "lif"}, None)["neuron_options"] == {"detach_reset": True}
+    mixed = training.resolve_config({"neuron": ["lif", "leaky"], "hidden": [4, 4]}, None)
+    assert mixed["neuron_options"] == [{"detach_reset": True}, {}]
+    assert training.resolve_config({"neuron": "leaky"}, None)["neuron_options"] == {}
+    explicit = training.resolve_config({"neuron": "alif", "neuron_options": {"detach_reset": False}}, None)
+    assert explicit["neuron_options"] == {"detach_reset": False}
+
+    old = training.resolve_config({"neuron": "lif", "out": str(tmp_path)}, None)
+    old["neuron_options"] = {}  # as a run saved before the change wrote it
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    resumed = training._resume_config({"out": str(tmp_path)}, None)
+    assert resumed["neuron_options"] == {"detach_reset": False}
+    # its checkpoint's fingerprinted config (no entry either) agrees with the resumed run, not with a fresh one
+    _, fingerprinted = training.runfolder.fingerprint(old, training.RESUMABLE)
+    header = {"fingerprint": "from the older version", "config": fingerprinted}
+    training._check_resumable(header, resumed, "checkpoint")
+    with pytest.raises(training.CheckpointError, match="neuron_options"):
+        training._check_resumable(header, {**resumed, "neuron_options": {"detach_reset": True}}, "checkpoint")

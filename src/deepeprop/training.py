@@ -206,6 +206,7 @@ def validate_config(config: dict) -> dict:
             c[name] = per_layer_number(c[name], len(c["hidden"]), f"--{name.replace('_', '-')}")
         c["self_connections"] = per_layer_flag(c["self_connections"], len(c["hidden"]), "self_connections")
         c["neuron_options"] = per_layer_options(c["neuron_options"], len(c["hidden"]), "--neuron-option")
+        c["neuron_options"] = explicit_reset(c, missing_means=None)
     except ValueError as err:
         raise _usage(str(err)) from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
@@ -438,7 +439,7 @@ def _check_resumable(header: dict, config: dict, path: str) -> None:
     digest, current = runfolder.fingerprint(config, RESUMABLE)
     if digest == header["fingerprint"]:
         return
-    saved = header.get("config", {})
+    saved = _upgrade_saved(header.get("config", {}))
     changed = runfolder.differences(saved, current, DEFAULTS)
     if changed:
         listed = "; ".join(f"{key}: {saved.get(key, DEFAULTS.get(key))!r} in the checkpoint, "
@@ -699,6 +700,39 @@ def explicit_options(args) -> dict:
     return given
 
 
+def explicit_reset(config: dict, missing_means: bool | None):
+    """``config["neuron_options"]`` with ``detach_reset`` written out for every layer whose neuron takes it.
+
+    A config records the choice explicitly, so that a later change of the neuron's default cannot change a saved
+    run's model: ``missing_means=None`` fills in today's default (a new run); ``False`` reads a missing entry as
+    the default before deepeprop made the standard e-prop model the default (a run saved before then).
+    """
+    import inspect
+
+    depth = len(config["hidden"])
+    names = config["neuron"] if isinstance(config["neuron"], list) else [config["neuron"]] * depth
+    options = config["neuron_options"]
+    per_layer = [dict(o) for o in options] if isinstance(options, list) else [dict(options) for _ in range(depth)]
+    takes = []
+    for name, layer_options in zip(names, per_layer):
+        parameter = inspect.signature(NEURONS[name].__init__).parameters.get("detach_reset")
+        takes.append(parameter is not None)
+        if parameter is not None and "detach_reset" not in layer_options:
+            layer_options["detach_reset"] = parameter.default if missing_means is None else missing_means
+    if not any(takes):
+        return options
+    if not isinstance(options, list) and all(takes):  # one table for every layer stays one table
+        return per_layer[0]
+    return per_layer
+
+
+def _upgrade_saved(saved: dict) -> dict:
+    """A saved config as this version reads it: ``detach_reset`` missing means the reset path was kept."""
+    if not all(key in saved for key in ("hidden", "neuron", "neuron_options")):
+        return saved
+    return {**saved, "neuron_options": explicit_reset(saved, missing_means=False)}
+
+
 def _resume_config(explicit: dict, config_file) -> dict:
     out = explicit.get("out", DEFAULTS["out"])
     path = os.path.join(out, "config.json")
@@ -708,6 +742,7 @@ def _resume_config(explicit: dict, config_file) -> dict:
         saved = json.load(handle)
     # a key the run's version did not know (e.g. skip) had its default's meaning then
     saved = {key: saved[key] if key in saved else DEFAULTS[key] for key in DEFAULTS}
+    saved = _upgrade_saved(saved)
     if config_file:
         raise _usage("--resume reads the run's own config.json; do not give --config with it")
     for key, value in explicit.items():
