@@ -32,19 +32,40 @@ node needs ``Jb = a`` shared and state-independent with ``ds/dI = 1``: neuron ``
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..validation import check_int
 from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
-from .eprop import check_readout_leak
+from .eprop import _contract_batch_major, check_readout_leak, run_in_chunks
 from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, signal_to_current
+
+
+class FactoredRecord(NamedTuple):
+    """One step of a factorised node, kept for the chunk's contraction: ``e = psi (x) xbar``."""
+
+    psi: jax.Array  # (B, n_l) dz/ds * ds/dI
+    xbar: jax.Array  # (B, P_l) the filtered presynaptic vector
+    signals: tuple  # per signal group (:meth:`FactoredDeepEProp._groups`): (B, n_l), the paths' signals summed
 
 
 class FactoredDeepEProp(Engine):
     """Factored deep e-prop: the deep trace at e-prop's cost (module docstring: equation, cost, supported
-    models). No options."""
+    models, chunks).
+
+    Args:
+        chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring, "Chunked
+            contractions"); ``1`` runs step by step. The gradient does not depend on it (up to rounding).
+    """
 
     name = "deep_eprop_factored"
+    chunk_size: int = eqx.field(static=True, default=64)
+
+    def __post_init__(self):
+        check_int("chunk_size", self.chunk_size, minimum=1)
 
     def check_model(self, model):
         check_readout_leak(model, self.name)
@@ -70,22 +91,123 @@ class FactoredDeepEProp(Engine):
                     out.append(prefix)
         return tuple(out)
 
+    @classmethod
+    def _longest_prefix(cls, model, l, path) -> tuple[int, ...]:
+        """The longest filtered prefix of ``path`` (from ``l``, ``l`` excluded); ``()`` if none (``e`` itself)."""
+        prefixes = cls._prefixes(model, l)
+        above = path[1:]
+        for i in range(len(above), 0, -1):
+            if above[:i] in prefixes:
+                return above[:i]
+        return ()
+
+    @classmethod
+    def _groups(cls, model, l) -> tuple[tuple[int, ...], ...]:
+        """The distinct longest filtered prefixes of the paths from ``l``: the paths of one group read the same
+        ``F`` (``()``: ``e``), so a chunk sums their signals first."""
+        out = []
+        for path in model.graph.paths(l):
+            prefix = cls._longest_prefix(model, l, path)
+            if prefix not in out:
+                out.append(prefix)
+        return tuple(out)
+
+    def batch_major(self, model) -> tuple[bool, ...]:
+        """Per hidden node, whether its ``F`` are stored batch-major, (B, n_l, P_l), and contracted once per chunk
+        (``chunk_size > 1`` and a factorised node); otherwise neuron-major, (n_l o_l, B, R_l), step by step."""
+        return tuple(self.chunk_size > 1 and has_constant_own_jacobian(layer) for layer in model.layers)
+
     def init(self, model, batch):
         self.check_model(model)
         dtype = model.dtype
         traces = []
-        for l, layer in enumerate(model.layers):
+        for l, (layer, major) in enumerate(zip(model.layers, self.batch_major(model))):
             if has_constant_own_jacobian(layer):
                 eps = jnp.zeros((batch, layer.row_size), dtype)
             else:
                 eps = jnp.zeros((batch, layer.size, layer.neuron.state_size, layer.row_size), dtype)
-            filtered = tuple(jnp.zeros((layer.size * layer.outputs, batch, layer.row_size), dtype)
-                             for _ in self._prefixes(model, l))
+            shape = ((batch, layer.size, layer.row_size) if major
+                     else (layer.size * layer.outputs, batch, layer.row_size))
+            filtered = tuple(jnp.zeros(shape, dtype) for _ in self._prefixes(model, l))
             traces.append((eps, filtered))
         traces.append(jnp.zeros((batch, model.readout.row_size), dtype))  # the readout's own trace
         return EngineState(net=model.init_state(batch), traces=tuple(traces), grads=zero_theta_grads(model))
 
     def step(self, model, state, x, target, mask, loss):
+        state, out, _ = self._advance(model, state, x, target, mask, loss, defer=False)
+        return state, out
+
+    def sequence(self, model, state, inputs, targets, mask, loss):
+        """Run ``inputs`` (T, B, n_in): step by step when ``chunk_size == 1``, else chunk by chunk (module
+        docstring, "Chunked contractions"): the same gradient, the ``F`` touched once per chunk."""
+        if self.chunk_size == 1:
+            return super().sequence(model, state, inputs, targets, mask, loss)
+        return run_in_chunks(self.chunk_size,
+                             lambda s, x, t, m: self._advance(model, s, x, t, m, loss, defer=True),
+                             lambda s, records: self._contract_chunk(model, s, records),
+                             state, inputs, targets, mask)
+
+    def _contract_chunk(self, model, state, records):
+        """Add a chunk's deferred terms to the gradients and bring the deferred ``F`` to the chunk's end.
+
+        ``records``: per hidden node a :class:`FactoredRecord` or ``None`` (a node run step by step), each field
+        (K, B, ...); last, the readout's ``(dE_t/dI, trace)`` ((K, B, n_out), (K, B, P_out)). Steps ``t = 1..K``;
+        ``_0`` is the chunk's start. A filtered prefix ``r`` of length ``i`` is the end of the chain
+        ``F_1..F_i`` (``F_j`` the ``F`` of ``r[:j]``) with ``F[t] = A F[t-1] + 1 e[t]`` (:func:`_chain_powers`).
+        """
+        *hidden, (top_signal, readout_trace) = records
+        size = top_signal.shape[0]
+        grads = list(state.grads)
+        grads[-1] = grads[-1] + jnp.einsum("tbo,tbp->op", top_signal, readout_trace)  # one matmul over (K B)
+        traces = list(state.traces)
+        lag = jnp.arange(size)[None, :] - jnp.arange(size)[:, None]  # lag[s, t] = t - s
+        for l, record in enumerate(hidden):
+            if record is None:
+                continue
+            eps, filtered_prev = state.traces[l]
+            prefixes = self._prefixes(model, l)
+            start = dict(zip(prefixes, filtered_prev))  # F_0 per prefix, (B, n_l, P_l)
+            # per prefix: A^t, t = 0..K, (K+1, i, i), and the response of its F to e, h(tau) = (A^tau 1)_i, (K+1,)
+            powers = {r: _chain_powers(jnp.stack([shared_leak(model.nodes[k]) for k in r]), size) for r in prefixes}
+            response = {r: powers[r][:, -1, :].sum(axis=-1) for r in prefixes}
+            weight = jnp.zeros_like(record.psi)  # (K, B, n_l): sum_q Sbar_q
+            start_weights = {}  # per prefix, (B, n_l): the coefficient of its F_0 in the gradient
+            for group, signal in zip(self._groups(model, l), record.signals):  # signal: (K, B, n_l)
+                if not group:  # paths with no filter read e itself
+                    weight = weight + signal
+                    continue
+                # sum_t S[t] F_m[t] = sum_j (sum_t S[t] (A^t)[m, j]) F_j_0 + sum_s Sbar[s] e[s],
+                # Sbar[s] = sum_{t>=s} h_m(t-s) S[t]
+                toeplitz = jnp.where(lag >= 0, response[group][jnp.clip(lag, 0, size)], 0)  # (K, K)
+                weight = weight + jnp.einsum("st,tbj->sbj", toeplitz, signal)
+                for j in range(len(group)):
+                    coefficient = jnp.einsum("t,tbj->bj", powers[group][1:, -1, j], signal)
+                    r = group[:j + 1]
+                    start_weights[r] = start_weights[r] + coefficient if r in start_weights else coefficient
+            grad = grads[l] + jnp.einsum("tbj,tbp->jp", weight * record.psi, record.xbar)  # one matmul over (K B)
+            for r, coefficient in start_weights.items():
+                grad = grad + _contract_batch_major(start[r], coefficient)
+            grads[l] = grad
+            # F_i,K = sum_j (A^K)[i, j] F_j_0 + sum_s h_i(K-s) psi[s] (x) xbar[s]: per example (n_l, K) @ (K, P_l)
+            if not prefixes:  # nothing filtered above (a linear readout right above)
+                continue
+            stacked = jnp.stack([response[r][size - 1::-1] for r in prefixes], axis=1)  # (K, Q): h_i(K-s)
+            new = jnp.einsum("tqbj,tbp->qbjp", stacked[:, :, None, None] * record.psi[:, None], record.xbar)
+            filtered = []
+            for q, r in enumerate(prefixes):
+                value = new[q]
+                for j in range(len(r)):
+                    value = value + powers[r][size, -1, j] * start[r[:j + 1]]
+                filtered.append(value)
+            traces[l] = (eps, tuple(filtered))
+        return EngineState(net=state.net, traces=tuple(traces), grads=tuple(grads))
+
+    def _advance(self, model, state, x, target, mask, loss, *, defer: bool):
+        """One time step. ``defer=True`` leaves the factorised nodes' ``F`` and gradients, and the readout's
+        gradient, to :meth:`_contract_chunk` and returns what it needs; ``False`` is the step-by-step form.
+
+        Returns ``(state, (y, loss_t), records)`` (``records`` as :meth:`_contract_chunk` takes them, or None).
+        """
         nodes, graph = model.nodes, model.graph
         top = graph.readout
         steps = forward_linearized(model, state.net, x)
@@ -95,9 +217,11 @@ class FactoredDeepEProp(Engine):
 
         readout_trace = k * state.traces[-1] + model.readout.shared_presynaptic(
             steps[top].z_prev, source_outputs(steps, x, model.readout))
-        grads = [None] * len(nodes)
+        grads = list(state.grads)
         top_signal = delta * steps[top].ds_dI[:, :, 0, 0]  # (B, n_out): dE_t/dI of the readout
-        grads[-1] = state.grads[-1] + top_signal.T @ readout_trace
+        records = [None] * len(model.layers) + [(top_signal, readout_trace)]
+        if not defer:
+            grads[-1] = state.grads[-1] + top_signal.T @ readout_trace
 
         suffix_signals = {(top,): top_signal}
 
@@ -109,19 +233,37 @@ class FactoredDeepEProp(Engine):
                 suffix_signals[suffix] = signal_to_current(steps[node], signal)  # (B, n c)
             return suffix_signals[suffix]
 
+        def path_signal(l, path):  # (B, n_l o_l): the learning signal on z[l] along the path
+            above = path[1:]
+            weight = edge_matrix(model, above[0], graph.parents[above[0]].index(l))  # U_{k1<-l}
+            return current_signal(above) @ weight
+
         traces = [None] * len(model.layers)
+        batch_major = self.batch_major(model)
         for l in reversed(range(len(model.layers))):
             step, layer = steps[l], model.layers[l]
             eps_prev, filtered_prev = state.traces[l]
+            prefixes = self._prefixes(model, l)
             if eps_prev.ndim == 2:  # factorised: e = psi (x) xbar
                 eps = shared_leak(layer) * eps_prev + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
-                psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]
-                e = psi.T[:, :, None] * eps[None, :, :]  # (n_l, B, P_l)
+                psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
+                if defer:  # F and the gradient left to the chunk's contraction
+                    signals = {}
+                    for path in graph.paths(l):
+                        group = self._longest_prefix(model, l, path)
+                        signal = path_signal(l, path)
+                        signals[group] = signals[group] + signal if group in signals else signal
+                    records[l] = FactoredRecord(psi, eps, tuple(signals[g] for g in self._groups(model, l)))
+                    traces[l] = (eps, filtered_prev)
+                    continue
+                if batch_major[l]:
+                    e = psi[:, :, None] * eps[:, None, :]  # (B, n_l, P_l)
+                else:
+                    e = psi.T[:, :, None] * eps[None, :, :]  # (n_l, B, P_l)
             else:
                 eps = apply_block(step.block, eps_prev) + immediate(step)
                 e = jnp.swapaxes(collapse(step.dz, eps), 0, 1)  # (n_l o_l, B, R_l)
-            prefixes = self._prefixes(model, l)
             previous = dict(zip(prefixes, filtered_prev))
             filtered = {}
             for prefix in prefixes:  # a prefix's parent prefix comes before it
@@ -129,14 +271,12 @@ class FactoredDeepEProp(Engine):
                 filtered[prefix] = shared_leak(nodes[prefix[-1]]) * previous[prefix] + below
             grad = state.grads[l]
             for path in graph.paths(l):
-                above = path[1:]
-                carried = e
-                for i in range(len(above), 0, -1):  # the longest filtered prefix of this path
-                    if above[:i] in filtered:
-                        carried = filtered[above[:i]]
-                        break
-                weight = edge_matrix(model, above[0], graph.parents[above[0]].index(l))  # U_{k1<-l}
-                signal = current_signal(above) @ weight  # (B, n_l o_l) on z[l]
+                longest = self._longest_prefix(model, l, path)
+                carried = filtered[longest] if longest else e
+                signal = path_signal(l, path)  # (B, n_l o_l) on z[l]
+                if batch_major[l]:
+                    grad = grad + _contract_batch_major(carried, signal)
+                    continue
                 contribution = jnp.einsum("jbp,jb->jp", carried, signal.T)  # (n_l o_l, R_l)
                 if layer.outputs > 1:  # sum each neuron's outputs
                     contribution = contribution.reshape(layer.size, layer.outputs, -1).sum(axis=1)
@@ -145,4 +285,20 @@ class FactoredDeepEProp(Engine):
             traces[l] = (eps, tuple(filtered[prefix] for prefix in prefixes))
         new_state = EngineState(net=tuple(s.state for s in steps), traces=tuple(traces) + (readout_trace,),
                                 grads=tuple(grads))
-        return new_state, (y, loss_t)
+        return new_state, (y, loss_t), (tuple(records) if defer else None)
+
+
+def _chain_powers(leaks, size):
+    """``A^t`` for ``t = 0..size``, (size+1, m, m), of a chain of filters with ``leaks`` (m,): ``F_1[t] = a_1 F_1[t-1]
+    + e[t]``, ``F_i[t] = a_i F_i[t-1] + F_(i-1)[t]``. Substituting the same step's ``F_(i-1)[t]`` gives ``F[t] =
+    A F[t-1] + 1 e[t]`` with ``A[i, j] = a_j`` for ``j <= i`` (lower triangular)."""
+    m = leaks.shape[0]
+    A = jnp.tril(jnp.broadcast_to(leaks[None, :], (m, m)))
+
+    def power(previous, _):
+        following = A @ previous
+        return following, following
+
+    identity = jnp.eye(m, dtype=leaks.dtype)
+    _, rest = jax.lax.scan(power, identity, None, length=size)
+    return jnp.concatenate([identity[None], rest])

@@ -221,33 +221,12 @@ class EProp(Engine):
     def sequence(self, model, state, inputs, targets, mask, loss):
         """Run ``inputs`` (T, B, n_in): step by step when ``chunk_size == 1``, else chunk by chunk (module
         docstring, "Chunked contractions"): the same gradient, the traces touched once per chunk."""
-        T = inputs.shape[0]
         if self.chunk_size == 1:
             return super().sequence(model, state, inputs, targets, mask, loss)
-        size = min(self.chunk_size, T)
-        full, rest = divmod(T, size)
-
-        def run_chunk(carry, xs):  # xs: (K, B, ...) -> the state after the chunk, its (ys, losses)
-            def body(inner, xs_t):
-                inner, out, records = self._advance(model, inner, *xs_t, loss, defer=True)
-                return inner, (out, records)
-
-            carry, (out, records) = jax.lax.scan(body, carry, xs)
-            return self._contract_chunk(model, carry, records), out
-
-        xs = (inputs, targets, mask)
-
-        def full_chunk(carry, _):  # read in place: slicing and reshaping xs up front would copy them
-            carry, index = carry
-            carry, out = run_chunk(carry, tuple(jax.lax.dynamic_slice_in_dim(a, index * size, size) for a in xs))
-            return (carry, index + 1), out
-
-        (state, _), (ys, losses) = jax.lax.scan(full_chunk, (state, jnp.zeros((), jnp.int32)), None, length=full)
-        ys, losses = ys.reshape((full * size,) + ys.shape[2:]), losses.reshape(-1)
-        if rest:  # the last, shorter chunk
-            state, (ys_rest, losses_rest) = run_chunk(state, tuple(a[full * size:] for a in xs))
-            ys, losses = jnp.concatenate([ys, ys_rest]), jnp.concatenate([losses, losses_rest])
-        return state, ys, losses
+        return run_in_chunks(self.chunk_size,
+                             lambda s, x, t, m: self._advance(model, s, x, t, m, loss, defer=True),
+                             lambda s, records: self._contract_chunk(model, s, records),
+                             state, inputs, targets, mask)
 
     def _contract_chunk(self, model, state, records):
         """Add a chunk's deferred terms to the gradients and bring the deferred traces to the chunk's end.
@@ -393,6 +372,39 @@ class EProp(Engine):
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
         new_state = EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads))
         return new_state, (y, loss_t), (tuple(records) if defer else None)
+
+
+def run_in_chunks(chunk_size, advance, contract, state, inputs, targets, mask):
+    """Run ``inputs`` (T, B, n_in) in chunks of ``chunk_size`` steps (a shorter last chunk if it does not divide
+    ``T``): ``advance(state, x, target, mask) -> (state, (y, loss_t), records)`` one deferred step,
+    ``contract(state, records) -> state`` once per chunk with the records stacked (K, ...).
+
+    Returns ``(state, ys (T, B, n_out), losses (T,))``, as :meth:`Engine.sequence`."""
+    T = inputs.shape[0]
+    size = min(chunk_size, T)
+    full, rest = divmod(T, size)
+
+    def run_chunk(carry, xs):  # xs: (K, B, ...) -> the state after the chunk, its (ys, losses)
+        def body(inner, xs_t):
+            inner, out, records = advance(inner, *xs_t)
+            return inner, (out, records)
+
+        carry, (out, records) = jax.lax.scan(body, carry, xs)
+        return contract(carry, records), out
+
+    xs = (inputs, targets, mask)
+
+    def full_chunk(carry, _):  # read in place: slicing and reshaping xs up front would copy them
+        carry, index = carry
+        carry, out = run_chunk(carry, tuple(jax.lax.dynamic_slice_in_dim(a, index * size, size) for a in xs))
+        return (carry, index + 1), out
+
+    (state, _), (ys, losses) = jax.lax.scan(full_chunk, (state, jnp.zeros((), jnp.int32)), None, length=full)
+    ys, losses = ys.reshape((full * size,) + ys.shape[2:]), losses.reshape(-1)
+    if rest:  # the last, shorter chunk
+        state, (ys_rest, losses_rest) = run_chunk(state, tuple(a[full * size:] for a in xs))
+        ys, losses = jnp.concatenate([ys, ys_rest]), jnp.concatenate([losses, losses_rest])
+    return state, ys, losses
 
 
 def _contract_batch_major(trace, signal):
