@@ -82,16 +82,26 @@ def _factored_models():
             "reset_kept_skip_linear": reset_kept}
 
 
-@pytest.mark.parametrize("name", ["two_lif_leaky", "three_leaky_linear", "graph_alif_skip",
-                                  "reset_kept_skip_linear"])
-def test_factored_chunks_equal_step_by_step(name):
-    """Chunk sizes 4 (divides T), 5 (a shorter last chunk) and 20 (more than T: one chunk of T)."""
+FACTORED_SIZES = (4, 5, 20)  # divides T, a shorter last chunk, more than T (one chunk of T)
+# the default run keeps few compilations (the grid above covers 3 layers of leaky-rate units with a leaky readout
+# and of LIF with a linear one); -m slow runs every size on every model
+FACTORED_DEFAULT = {"two_lif_leaky": (4, 20), "graph_alif_skip": (5,), "reset_kept_skip_linear": (5,),
+                    "three_leaky_linear": ()}
+
+
+@pytest.mark.parametrize("name,sizes", [
+    pytest.param(name, sizes, marks=() if sizes == FACTORED_DEFAULT[name] else (pytest.mark.slow,),
+                 id=f"{name}-{'-'.join(map(str, sizes))}")
+    for name, default in FACTORED_DEFAULT.items() for sizes in (default, FACTORED_SIZES)
+    if sizes and (sizes == default or sizes != FACTORED_DEFAULT[name])])
+def test_factored_chunks_equal_step_by_step(name, sizes):
+    """Factored deep e-prop, chunked, equals its step-by-step form."""
     model = _factored_models()[name]
     inputs, targets = make_batch("mse", steps=STEPS)
     for node, (rate, _) in zip(model.layers, activity(model, inputs)):
         assert not node.neuron.spiking or 0.02 < rate < 0.98, "every spiking node must spike"
     reference = dp.gradients(model, inputs, targets, method="deep_eprop_factored", chunk_size=1)
-    for size in (4, 5, 20):
+    for size in sizes:
         grads = dp.gradients(model, inputs, targets, method="deep_eprop_factored", chunk_size=size)
         errors = relative_errors(grads, reference, model)
         assert max(errors) < EXACT, (size, errors)

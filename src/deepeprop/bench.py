@@ -185,12 +185,16 @@ def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
         return elements, flops
     if method == "deep_eprop_factored":
         elements, flops = B * P[-1], forward + 2 * B * n[-1] * P[-1]
+        batch_major = make_engine(method, **options).batch_major(model)
         for l in hidden:
             levels = len(FactoredDeepEProp._prefixes(model, l))  # one F per filtered path prefix
             own = B * P[l] if has_constant_own_jacobian(nodes[l]) else B * n[l] * d[l] * P[l]
             paths = len(graph.paths(l))
             elements += own + levels * B * n[l] * P[l]
-            flops += (2 * levels + 2 + 2 * paths) * B * n[l] * P[l] + signal_flops(l)
+            if batch_major[l]:  # chunked: one matmul for the gradient, one per F for its new value
+                flops += (2 * levels + 2) * B * n[l] * P[l] + signal_flops(l)
+            else:  # step by step: e, each F updated element-wise, one contraction per path
+                flops += (2 * levels + 2 + 2 * paths) * B * n[l] * P[l] + signal_flops(l)
         return elements, flops
     if method == "rtrl":
         elements, flops = 0, forward

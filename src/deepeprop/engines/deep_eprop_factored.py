@@ -18,6 +18,25 @@ Cost: ``eps[l]`` (``B n_l d_l P_l``, or ``B P_l`` when the node's own Jacobian i
 (``O(depth B n^2)`` per node in a chain); ``~B n_l P_l`` element-wise work per ``F`` and step, one
 contraction per path. No ``n^3`` trace, no ``n^4`` product. Constant in sequence length.
 
+Chunked contractions (``chunk_size``, default 64; docs/math.md, "Traces contracted per chunk"): ``sequence``
+runs the steps in chunks of ``K`` during which the leaks are known constants. Along a filtered prefix ``r`` of
+length ``i`` the stacked ``F = (F_1..F_i)`` (``F_j`` that of ``r[:j]``) evolves as ``F[t] = A F[t-1] + 1 e[t]``,
+``A[i, j] = a_j`` for ``j <= i`` (lower triangular), so with ``h(tau) = A^tau 1`` and ``S[t]`` the summed signal
+of the paths that read ``F_i``, over the chunk's steps ``t = 1..K`` (``_0``: the chunk's start)
+
+    sum_t S[t] F_i[t] = sum_j (sum_t S[t] (A^t)[i, j]) F_j_0 + sum_s (sum_{t>=s} h_i(t-s) S[t]) e[s]
+    F_i[K]            = sum_j (A^K)[i, j] F_j_0 + sum_s h_i(K-s) e[s]
+
+For a factorised node (``e[s] = psi[s] (x) xbar[s]``) the gradient's ``e`` terms of all paths are one matrix
+product over the chunk's ``(K B)`` rows, each ``F`` is read once per chunk (one pass each for its start
+coefficient and its new value) and the new ``F`` of all prefixes are per-example ``(Q n_l, K) @ (K, P_l)``
+products. Such nodes store their ``F`` batch-major, ``(B, n_l, P_l)``; the others ``(n_l o_l, B, R_l)``, and
+run step by step inside the chunk (as with ``chunk_size=1``). The readout's own gradient is one matrix product
+per chunk. Work ``~2 B n_l P_l (1 + Q_l)`` per step in matrix products (``Q_l`` filtered prefixes) plus a
+``~B n_l P_l`` pass per ``F`` and chunk; extra memory the chunk's records, ``K B ((1 + G_l) n_l + P_l)``
+numbers per factorised node (``G_l`` signal groups: the distinct longest filtered prefixes of its paths),
+constant in ``T``. The result equals the step-by-step form (``chunk_size=1``) up to rounding.
+
 Drops (relative to RTRL): what e-prop drops inside each node (the off-diagonal part of ``J[l]``), and,
 beyond the first node above ``l``, the time-varying surrogate derivatives between the nodes above:
 ``S[N,l]`` is replaced by ``sum_p D_p[t] (U_{k1<-l} (x) F[p,t])`` with every ``D`` on the path taken at the
@@ -192,10 +211,10 @@ class FactoredDeepEProp(Engine):
             if not prefixes:  # nothing filtered above (a linear readout right above)
                 continue
             stacked = jnp.stack([response[r][size - 1::-1] for r in prefixes], axis=1)  # (K, Q): h_i(K-s)
-            new = jnp.einsum("tqbj,tbp->qbjp", stacked[:, :, None, None] * record.psi[:, None], record.xbar)
+            new = jnp.einsum("tbqj,tbp->bqjp", stacked[:, None, :, None] * record.psi[:, :, None], record.xbar)
             filtered = []
             for q, r in enumerate(prefixes):
-                value = new[q]
+                value = new[:, q]  # (B, n_l, P_l)
                 for j in range(len(r)):
                     value = value + powers[r][size, -1, j] * start[r[:j + 1]]
                 filtered.append(value)
