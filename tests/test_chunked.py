@@ -77,7 +77,8 @@ def _factored_models():
     graph = dp.build_network(N_IN, layers, N_OUT, edges=[(0, 1), (1, 2), (2, 3), (1, 3), (3, 4), (2, 4)], **common)
     # LIF with the reset kept at the bottom, a skip edge to a linear readout
     reset_kept = dp.DeepRNN(N_IN, [3, 4], N_OUT, neuron="lif", recurrence=["none", "dense"], readout="linear",
-                            tau_m=5.0, self_connections=False, neuron_options=[{}, lif], skip=[(1, 3)], **common)
+                            tau_m=5.0, self_connections=False, neuron_options=[{"detach_reset": False}, lif],
+                            skip=[(1, 3)], **common)
     return {"two_lif_leaky": two_lif, "three_leaky_linear": three_leaky, "graph_alif_skip": graph,
             "reset_kept_skip_linear": reset_kept}
 
