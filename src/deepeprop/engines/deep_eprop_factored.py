@@ -58,8 +58,9 @@ import jax
 import jax.numpy as jnp
 
 from ..validation import check_int
-from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
-from .eprop import _contract_batch_major, check_readout_leak, run_in_chunks
+from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
+from .chunks import ChunkedEngine, contract_batch_major
+from .eprop import check_readout_leak
 from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, signal_to_current
 
 
@@ -71,7 +72,7 @@ class FactoredRecord(NamedTuple):
     signals: tuple  # per signal group (:meth:`FactoredDeepEProp._groups`): (B, n_l), the paths' signals summed
 
 
-class FactoredDeepEProp(Engine):
+class FactoredDeepEProp(ChunkedEngine):
     """Factored deep e-prop: the deep trace at e-prop's cost (module docstring: equation, cost, supported
     models, chunks).
 
@@ -152,20 +153,6 @@ class FactoredDeepEProp(Engine):
         traces.append(jnp.zeros((batch, model.readout.row_size), dtype))  # the readout's own trace
         return EngineState(net=model.init_state(batch), traces=tuple(traces), grads=zero_theta_grads(model))
 
-    def step(self, model, state, x, target, mask, loss):
-        state, out, _ = self._advance(model, state, x, target, mask, loss, defer=False)
-        return state, out
-
-    def sequence(self, model, state, inputs, targets, mask, loss):
-        """Run ``inputs`` (T, B, n_in): step by step when ``chunk_size == 1``, else chunk by chunk (module
-        docstring, "Chunked contractions"): the same gradient, the ``F`` touched once per chunk."""
-        if self.chunk_size == 1:
-            return super().sequence(model, state, inputs, targets, mask, loss)
-        return run_in_chunks(self.chunk_size,
-                             lambda s, x, t, m: self._advance(model, s, x, t, m, loss, defer=True),
-                             lambda s, records: self._contract_chunk(model, s, records),
-                             state, inputs, targets, mask)
-
     def _contract_chunk(self, model, state, records):
         """Add a chunk's deferred terms to the gradients and bring the deferred ``F`` to the chunk's end.
 
@@ -205,7 +192,7 @@ class FactoredDeepEProp(Engine):
                     start_weights[r] = start_weights[r] + coefficient if r in start_weights else coefficient
             grad = grads[l] + jnp.einsum("tbj,tbp->jp", weight * record.psi, record.xbar)  # one matmul over (K B)
             for r, coefficient in start_weights.items():
-                grad = grad + _contract_batch_major(start[r], coefficient)
+                grad = grad + contract_batch_major(start[r], coefficient)
             grads[l] = grad
             # F_i,K = sum_j (A^K)[i, j] F_j_0 + sum_s h_i(K-s) psi[s] (x) xbar[s]: per example (n_l, K) @ (K, P_l)
             if not prefixes:  # nothing filtered above (a linear readout right above)
@@ -294,7 +281,7 @@ class FactoredDeepEProp(Engine):
                 carried = filtered[longest] if longest else e
                 signal = path_signal(l, path)  # (B, n_l o_l) on z[l]
                 if batch_major[l]:
-                    grad = grad + _contract_batch_major(carried, signal)
+                    grad = grad + contract_batch_major(carried, signal)
                     continue
                 contribution = jnp.einsum("jbp,jb->jp", carried, signal.T)  # (n_l o_l, R_l)
                 if layer.outputs > 1:  # sum each neuron's outputs

@@ -67,7 +67,8 @@ import jax
 import jax.numpy as jnp
 
 from ..validation import check_bool, check_choice, check_int
-from .base import Engine, EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
+from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
+from .chunks import ChunkedEngine, contract_batch_major
 from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
                      signal_to_current)
 
@@ -100,7 +101,7 @@ class ScalarRecord(NamedTuple):
     signal: jax.Array  # (B, n_l) the learning signal L
 
 
-class EProp(Engine):
+class EProp(ChunkedEngine):
     """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces).
 
     Args:
@@ -214,20 +215,6 @@ class EProp(Engine):
         """The part of the eligibility carried over from the previous step (none for the immediate engine)."""
         return decayed if self.carries_eligibility else jnp.zeros_like(decayed)
 
-    def step(self, model, state, x, target, mask, loss):
-        state, out, _ = self._advance(model, state, x, target, mask, loss, defer=False)
-        return state, out
-
-    def sequence(self, model, state, inputs, targets, mask, loss):
-        """Run ``inputs`` (T, B, n_in): step by step when ``chunk_size == 1``, else chunk by chunk (module
-        docstring, "Chunked contractions"): the same gradient, the traces touched once per chunk."""
-        if self.chunk_size == 1:
-            return super().sequence(model, state, inputs, targets, mask, loss)
-        return run_in_chunks(self.chunk_size,
-                             lambda s, x, t, m: self._advance(model, s, x, t, m, loss, defer=True),
-                             lambda s, records: self._contract_chunk(model, s, records),
-                             state, inputs, targets, mask)
-
     def _contract_chunk(self, model, state, records):
         """Add a chunk's deferred terms to the gradients and bring the deferred traces to the chunk's end.
 
@@ -252,7 +239,7 @@ class EProp(Engine):
             # there is no readout filter); sum_t L[t] ebar[t] = sum_t Lbar[t] e[t] + sum_t k^t L[t] ebar_0
             filtered_signal = jnp.einsum("st,tbj->sbj", future, record.signal) if leaky else record.signal
             if leaky:
-                grads[l] = grads[l] + _contract_batch_major(
+                grads[l] = grads[l] + contract_batch_major(
                     filtered[l], jnp.einsum("t,tbj->bj", powers[1:], record.signal))  # (B, n_l, P_l) ebar_0
             if isinstance(record, FactorisedRecord):  # e[t] = psi[t] (x) xbar[t]: one matmul over (K B)
                 grads[l] = grads[l] + jnp.einsum("tbj,tbp->jp", filtered_signal * record.psi, record.xbar)
@@ -281,7 +268,7 @@ class EProp(Engine):
             start = a[0][None] * w[0]  # (m, B, n_l): the coefficients of eps_0
             presynaptic_weights = w * record.ds_dI[:, None]  # (K, m, B, n_l)
             eps_start = eligibility[l]  # (B, n_l, P_l)
-            grads[l] = (grads[l] + _contract_batch_major(eps_start, start[0])
+            grads[l] = (grads[l] + contract_batch_major(eps_start, start[0])
                         + jnp.einsum("tbj,tbp->jp", presynaptic_weights[:, 0], record.presynaptic))
             ends = jnp.einsum("tmbj,tbp->mbjp", presynaptic_weights[:, 1:], record.presynaptic)  # (m-1, B, n_l, P_l)
             eligibility[l] = start[1][:, :, None] * eps_start + ends[0]
@@ -332,7 +319,7 @@ class EProp(Engine):
                     records[l] = FactorisedRecord(psi, xbar, signal)
                 elif leaky and chunked[l]:  # (B, n_l, P_l)
                     filtered[l] = k * traces.filtered[l] + psi[:, :, None] * xbar[:, None, :]
-                    grads[l] = state.grads[l] + _contract_batch_major(filtered[l], signal)
+                    grads[l] = state.grads[l] + contract_batch_major(filtered[l], signal)
                 elif leaky:  # (n_l, B, P_l)
                     filtered[l] = k * traces.filtered[l] + psi.T[:, :, None] * xbar[None, :, :]
                     grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l], signal.T)
@@ -349,7 +336,7 @@ class EProp(Engine):
                 eligibility[l] = eps
                 if leaky:
                     filtered[l] = k * traces.filtered[l] + e
-                grads[l] = state.grads[l] + _contract_batch_major(filtered[l] if leaky else e, signal)
+                grads[l] = state.grads[l] + contract_batch_major(filtered[l] if leaky else e, signal)
             elif _scalar_neuron(layer):  # d = c = o = 1: neuron-major (n_l, B, P_l) traces, fast contraction over B
                 jb = step.block[..., 0, 0].T[:, :, None]  # (n_l, B, 1)
                 pre = jnp.swapaxes(step.presynaptic, 0, 1)  # (n_l, B, P_l)
@@ -372,45 +359,6 @@ class EProp(Engine):
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
         new_state = EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads))
         return new_state, (y, loss_t), (tuple(records) if defer else None)
-
-
-def run_in_chunks(chunk_size, advance, contract, state, inputs, targets, mask):
-    """Run ``inputs`` (T, B, n_in) in chunks of ``chunk_size`` steps (a shorter last chunk if it does not divide
-    ``T``): ``advance(state, x, target, mask) -> (state, (y, loss_t), records)`` one deferred step,
-    ``contract(state, records) -> state`` once per chunk with the records stacked (K, ...).
-
-    Returns ``(state, ys (T, B, n_out), losses (T,))``, as :meth:`Engine.sequence`."""
-    T = inputs.shape[0]
-    size = min(chunk_size, T)
-    full, rest = divmod(T, size)
-
-    def run_chunk(carry, xs):  # xs: (K, B, ...) -> the state after the chunk, its (ys, losses)
-        def body(inner, xs_t):
-            inner, out, records = advance(inner, *xs_t)
-            return inner, (out, records)
-
-        carry, (out, records) = jax.lax.scan(body, carry, xs)
-        return contract(carry, records), out
-
-    xs = (inputs, targets, mask)
-
-    def full_chunk(carry, _):  # read in place: slicing and reshaping xs up front would copy them
-        carry, index = carry
-        carry, out = run_chunk(carry, tuple(jax.lax.dynamic_slice_in_dim(a, index * size, size) for a in xs))
-        return (carry, index + 1), out
-
-    (state, _), (ys, losses) = jax.lax.scan(full_chunk, (state, jnp.zeros((), jnp.int32)), None, length=full)
-    ys, losses = ys.reshape((full * size,) + ys.shape[2:]), losses.reshape(-1)
-    if rest:  # the last, shorter chunk
-        state, (ys_rest, losses_rest) = run_chunk(state, tuple(a[full * size:] for a in xs))
-        ys, losses = jnp.concatenate([ys, ys_rest]), jnp.concatenate([losses, losses_rest])
-    return state, ys, losses
-
-
-def _contract_batch_major(trace, signal):
-    """``sum_b signal[b, j] trace[b, j, p]``: (B, n, P), (B, n) -> (n, P), one pass over the trace (an einsum
-    would transpose it to put ``j`` first)."""
-    return jnp.sum(signal[:, :, None] * trace, axis=0)
 
 
 def _scalar_neuron(layer) -> bool:
