@@ -75,3 +75,12 @@ def contract_batch_major(trace, signal):
     """``sum_b signal[b, j] trace[b, j, p]``: (B, n, P), (B, n) -> (n, P), one pass over the trace (an einsum
     would transpose it to put ``j`` first)."""
     return jnp.sum(signal[:, :, None] * trace, axis=0)
+
+
+def filter_backwards(response, signal):
+    """``Sbar[s] = sum_{t>=s} h(t-s) S[t]`` within a chunk: ``response`` ``h`` (K+1,) or longer, ``signal``
+    ``S`` (K, B, n) -> (K, B, n), as one (K, K) triangular matrix product."""
+    size = signal.shape[0]
+    lag = jnp.arange(size)[None, :] - jnp.arange(size)[:, None]  # lag[s, t] = t - s
+    future = jnp.where(lag >= 0, response[jnp.clip(lag, 0, size)], 0)  # (K, K): h(t-s) for t >= s
+    return jnp.einsum("st,tbj->sbj", future, signal)

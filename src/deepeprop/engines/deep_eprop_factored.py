@@ -59,7 +59,7 @@ import jax.numpy as jnp
 
 from ..validation import check_int
 from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
-from .chunks import ChunkedEngine, contract_batch_major
+from .chunks import ChunkedEngine, contract_batch_major, filter_backwards
 from .eprop import check_readout_leak
 from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, signal_to_current
 
@@ -166,7 +166,6 @@ class FactoredDeepEProp(ChunkedEngine):
         grads = list(state.grads)
         grads[-1] = grads[-1] + jnp.einsum("tbo,tbp->op", top_signal, readout_trace)  # one matmul over (K B)
         traces = list(state.traces)
-        lag = jnp.arange(size)[None, :] - jnp.arange(size)[:, None]  # lag[s, t] = t - s
         for l, record in enumerate(hidden):
             if record is None:
                 continue
@@ -184,8 +183,7 @@ class FactoredDeepEProp(ChunkedEngine):
                     continue
                 # sum_t S[t] F_m[t] = sum_j (sum_t S[t] (A^t)[m, j]) F_j_0 + sum_s Sbar[s] e[s],
                 # Sbar[s] = sum_{t>=s} h_m(t-s) S[t]
-                toeplitz = jnp.where(lag >= 0, response[group][jnp.clip(lag, 0, size)], 0)  # (K, K)
-                weight = weight + jnp.einsum("st,tbj->sbj", toeplitz, signal)
+                weight = weight + filter_backwards(response[group], signal)
                 for j in range(len(group)):
                     coefficient = jnp.einsum("t,tbj->bj", powers[group][1:, -1, j], signal)
                     r = group[:j + 1]

@@ -68,7 +68,7 @@ import jax.numpy as jnp
 
 from ..validation import check_bool, check_choice, check_int
 from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
-from .chunks import ChunkedEngine, contract_batch_major
+from .chunks import ChunkedEngine, contract_batch_major, filter_backwards
 from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
                      signal_to_current)
 
@@ -230,14 +230,12 @@ class EProp(ChunkedEngine):
         leaky = not model.readout_is_linear and self.readout_filter
         k = shared_leak(model.readout) if leaky else jnp.zeros((), top_signal.dtype)
         powers = k ** jnp.arange(size + 1, dtype=top_signal.dtype)  # k^0 .. k^K (k^0 = 1 also for k = 0)
-        lag = jnp.arange(size)[None, :] - jnp.arange(size)[:, None]  # lag[s, t] = t - s
-        future = jnp.where(lag >= 0, powers[jnp.clip(lag, 0, size)], 0)  # (K, K): k^(t-s) for t >= s
         for l, record in enumerate(hidden):
             if record is None:
                 continue
             # Lbar[s] = sum_{t>=s} k^(t-s) L[t]: the learning signal filtered backwards within the chunk (= L if
             # there is no readout filter); sum_t L[t] ebar[t] = sum_t Lbar[t] e[t] + sum_t k^t L[t] ebar_0
-            filtered_signal = jnp.einsum("st,tbj->sbj", future, record.signal) if leaky else record.signal
+            filtered_signal = filter_backwards(powers, record.signal) if leaky else record.signal
             if leaky:
                 grads[l] = grads[l] + contract_batch_major(
                     filtered[l], jnp.einsum("t,tbj->bj", powers[1:], record.signal))  # (B, n_l, P_l) ebar_0
