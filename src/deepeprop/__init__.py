@@ -1,6 +1,7 @@
 """deepeprop: online training of deep recurrent and spiking networks with deep e-prop."""
 from .api import gradients, loss_and_gradients
 from .engines import ENGINES, Engine, EngineState, make_engine
+from .engines import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evaluation, with_evaluation
 from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp, Immediate  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
@@ -21,7 +22,8 @@ except PackageNotFoundError:  # imported from a source tree that is not installe
 __all__ = [
     "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Layer", "Projection",
     "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState",
-    "ENGINES", "make_engine",
+    "ENGINES", "make_engine", "EVALUATIONS", "Evaluation", "Step", "Chunked", "Reverse", "make_evaluation",
+    "with_evaluation",
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
     "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 
-from .engines import make_engine
+from .engines import make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
 from .validation import check_batch
@@ -22,22 +22,23 @@ def _run(engine, loss_fn, model, inputs, targets, mask):
     return jnp.sum(losses), engine.grads(model, state)
 
 
-def loss_and_gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, **options):
+def loss_and_gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, evaluation=None,
+                       **options):
     """Like :func:`gradients`, also returning the loss ``E`` of the sequence.
 
     Args:
-        model, inputs, targets, method, loss, mask, **options: as for :func:`gradients`.
+        model, inputs, targets, method, loss, mask, evaluation, **options: as for :func:`gradients`.
 
     Returns:
         ``(E, grads)``: the scalar loss ``E = sum_t E_t`` and the gradients (``equinox.filter_grad``'s structure).
     """
-    engine = make_engine(method, **options)
+    engine = with_evaluation(make_engine(method, **options), evaluation)
     inputs, targets, mask = check_batch(model, inputs, targets, loss, mask)
     engine.check_model(model)
     return _run(engine, make_loss(loss), model, inputs, targets, mask)
 
 
-def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, **options):
+def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, evaluation=None, **options):
     """Gradients of ``E = sum_t E_t`` (each ``E_t`` averaged over the batch) computed by one engine.
 
     Args:
@@ -49,10 +50,15 @@ def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None,
             ``"rtrl"``, ``"eprop"``, ``"deep_eprop"``, ``"deep_eprop_factored"`` (:data:`deepeprop.ENGINES`).
         loss: a loss object (``dp.MSE()``, ``dp.CrossEntropy()``) or its name, ``"mse"`` or ``"cross_entropy"``.
         mask: optional ``(T, B)`` weights of the per-step loss (1 where it counts).
+        evaluation: how the rule's gradient is computed (docs/math.md, "Rules and their evaluations"): an
+            evaluation object (``dp.Step()``, ``dp.Chunked(64)``, ``dp.Reverse()``) or its name (``"step"``,
+            ``"chunked"``, ``"chunked:32"``, ``"reverse"``); ``None`` (default) keeps the engine's own, the
+            fastest online one it has. Every evaluation a rule has gives the same gradient (up to rounding).
         **options: the options of an engine given by name (e.g. ``feedback="random"`` for ``eprop``).
 
     Returns:
         A pytree with the structure ``equinox.filter_grad`` gives for ``model`` (zeros for the fixed
         constants). ``method="bptt"`` equals ``equinox.filter_grad`` of the same loss.
     """
-    return loss_and_gradients(model, inputs, targets, method=method, loss=loss, mask=mask, **options)[1]
+    return loss_and_gradients(model, inputs, targets, method=method, loss=loss, mask=mask, evaluation=evaluation,
+                              **options)[1]

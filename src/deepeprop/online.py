@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .engines import Engine, make_engine
+from .engines import Engine, Reversed, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
 from .validation import check_batch, check_int, check_number
@@ -74,7 +74,8 @@ def trainable_spec(model: Network):
 
 
 def _uses_adaptive_feedback(engine: Engine) -> bool:
-    return getattr(engine, "feedback", None) == "adaptive"
+    rule = engine.rule if isinstance(engine, Reversed) else engine
+    return getattr(rule, "feedback", None) == "adaptive"
 
 
 class OnlineLearner(eqx.Module):
@@ -88,6 +89,10 @@ class OnlineLearner(eqx.Module):
             time steps, during the sequence).
         feedback_decay: with adaptive feedback, the weight decay applied to ``W_out`` and ``B_out`` at
             every update (``X <- X - feedback_decay * X``); ignored otherwise.
+        evaluation: how the engine evaluates its rule (``"step"``, ``"chunked"``, ``"chunked:K"``,
+            ``"reverse"`` or an evaluation object; ``None`` keeps the engine's own). ``"reverse"`` needs
+            ``update_every=None``: it starts every window's traces at zero, so with updates during the sequence
+            it would not compute the online rule (it is refused; use ``"chunked"``, which keeps the traces).
     """
 
     engine: Engine
@@ -97,11 +102,17 @@ class OnlineLearner(eqx.Module):
     feedback_decay: float = eqx.field(static=True, default=0.0)
 
     def __init__(self, engine: Engine | str, optimizer, *, loss="mse", update_every: int | None = None,
-                 feedback_decay: float = 0.0):
+                 feedback_decay: float = 0.0, evaluation=None):
         if isinstance(engine, str):  # a name is shorthand for make_engine(name)
             engine = make_engine(engine)
         if not isinstance(engine, Engine):
             raise ValueError(f"engine must be a deepeprop Engine object or an engine name, got {type(engine).__name__}")
+        engine = with_evaluation(engine, evaluation)
+        if isinstance(engine, Reversed) and update_every is not None:
+            raise ValueError(f"evaluation 'reverse' of {engine.name!r} needs update_every=None (one update per "
+                             f"sequence), got update_every={update_every}: a reverse window starts its traces at "
+                             "zero, so updates within the sequence would truncate the rule; use evaluation "
+                             "'chunked' (traces carried, memory constant in T) for online updates")
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
         if update_every is not None:

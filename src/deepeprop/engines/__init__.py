@@ -8,7 +8,9 @@ from .bptt import BPTT
 from .deep_eprop import DeepEProp
 from .deep_eprop_factored import FactoredDeepEProp
 from .eprop import EProp
+from .evaluation import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evaluation, with_evaluation
 from .immediate import Immediate
+from .reverse import Reversed
 from .rtrl import RTRL
 
 ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp, Immediate)}
@@ -44,5 +46,6 @@ def make_engine(method, **options) -> Engine:
     return cls(**options)
 
 
-__all__ = ["BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES",
+__all__ = ["Evaluation", "Step", "Chunked", "Reverse", "EVALUATIONS", "make_evaluation", "with_evaluation",
+           "Reversed", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES",
            "make_engine"]

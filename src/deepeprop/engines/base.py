@@ -22,6 +22,7 @@ from jaxtyping import Array
 
 from ..jacobians import LayerStep, linearize
 from ..network import Layer, Network
+from .evaluation import Chunked, Evaluation, Step
 
 
 class EngineState(eqx.Module):
@@ -91,6 +92,24 @@ class Engine(eqx.Module):
     # Declared capabilities (the tests pick engines from the registry by these):
     exact: ClassVar[bool] = False  # equals BPTT on every network
     exact_elementwise: ClassVar[bool] = False  # equals BPTT when every node's recurrence is element-wise
+    # The evaluations this rule has (deepeprop.engines.evaluation): Step, Chunked, Reverse classes.
+    evaluations: ClassVar[tuple[type[Evaluation], ...]] = (Step,)
+
+    @property
+    def evaluation(self) -> Evaluation:
+        """How :meth:`sequence` evaluates the rule: ``Chunked(chunk_size)`` for an engine with a
+        ``chunk_size > 1``, else ``Step()`` (BPTT: ``Reverse()``)."""
+        size = getattr(self, "chunk_size", 1)
+        return Chunked(size) if size > 1 else Step()
+
+    def prepare(self, model: Network) -> Network:
+        """``model`` as this rule differentiates it (the identity here; a rule may fix per-model choices)."""
+        return model
+
+    def reverse(self, model: Network, state: EngineState, inputs: Array, targets: Array, mask: Array, loss):
+        """The rule's reverse evaluation over a window (``Reverse``): as :meth:`sequence`, but one backward pass
+        through the rule's surrogate; the window's traces start at zero and are returned at zero."""
+        raise NotImplementedError(f"{self.name} has no reverse evaluation")
 
     def check_model(self, model: Network) -> None:
         """Raise ``ValueError`` if this engine cannot compute gradients for ``model``."""

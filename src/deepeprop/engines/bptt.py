@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from .base import Engine, EngineState
+from .evaluation import Reverse
 
 
 class BPTT(Engine):
@@ -25,6 +26,11 @@ class BPTT(Engine):
     name = "bptt"
     exact = True
     online = False
+    evaluations = (Reverse,)  # BPTT is the reverse evaluation of the exact rule (RTRL is its step form)
+
+    @property
+    def evaluation(self):
+        return Reverse()
 
     def init(self, model, batch):
         zeros = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
@@ -36,6 +42,9 @@ class BPTT(Engine):
 
     def grads(self, model, state):
         return state.grads
+
+    def reverse(self, model, state, inputs, targets, mask, loss):
+        return self.sequence(model, state, inputs, targets, mask, loss)
 
     def sequence(self, model, state, inputs, targets, mask, loss):
         net0 = jax.lax.stop_gradient(state.net)

@@ -11,11 +11,14 @@ import jax
 import jax.numpy as jnp
 
 from .base import Engine
+from .evaluation import Chunked, Step
 
 
 class ChunkedEngine(Engine):
     """``step`` is ``_advance(defer=False)``; ``sequence`` runs :func:`run_in_chunks` (``chunk_size == 1``: the
     step-by-step :meth:`Engine.sequence`). Subclasses define ``chunk_size``, ``_advance`` and ``_contract_chunk``."""
+
+    evaluations = (Step, Chunked)
 
     def step(self, model, state, x, target, mask, loss):
         state, out, _ = self._advance(model, state, x, target, mask, loss, defer=False)
@@ -44,10 +47,6 @@ def run_in_chunks(chunk_size, advance, contract, state, inputs, targets, mask):
     ``contract(state, records) -> state`` once per chunk with the records stacked (K, ...).
 
     Returns ``(state, ys (T, B, n_out), losses (T,))``, as :meth:`Engine.sequence`."""
-    T = inputs.shape[0]
-    size = min(chunk_size, T)
-    full, rest = divmod(T, size)
-
     def run_chunk(carry, xs):  # xs: (K, B, ...) -> the state after the chunk, its (ys, losses)
         def body(inner, xs_t):
             inner, out, records = advance(inner, *xs_t)
@@ -56,6 +55,17 @@ def run_in_chunks(chunk_size, advance, contract, state, inputs, targets, mask):
         carry, (out, records) = jax.lax.scan(body, carry, xs)
         return contract(carry, records), out
 
+    return run_chunked(chunk_size, run_chunk, state, inputs, targets, mask)
+
+
+def run_chunked(chunk_size, run_chunk, state, inputs, targets, mask):
+    """Run ``inputs`` (T, B, n_in) in chunks of ``chunk_size`` steps (a shorter last chunk if it does not divide
+    ``T``): ``run_chunk(state, (inputs, targets, mask) of the chunk, each (K, B, ...)) -> (state, (ys, losses))``.
+
+    Returns ``(state, ys (T, B, n_out), losses (T,))``, as :meth:`Engine.sequence`."""
+    T = inputs.shape[0]
+    size = min(chunk_size, T)
+    full, rest = divmod(T, size)
     xs = (inputs, targets, mask)
 
     def full_chunk(carry, _):  # read in place: slicing and reshaping xs up front would copy them
