@@ -34,8 +34,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..validation import check_bool
+from ..validation import check_bool, check_int
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
+from .chunks import run_chunked
+from .evaluation import Chunked, Reverse, Step
+from .surrogate import hybrid_chunk, reverse_gradients
 from .traces import (apply_block, collapse, contract_rows, error_contract, has_constant_own_jacobian, immediate,
                      project_eligibility, project_state, shared_leak)
 
@@ -44,16 +47,26 @@ class DeepEProp(Engine):
     """Deep e-prop (Millidge 2025) over a graph of nodes (module docstring: equation, cost, what it drops).
 
     Args:
-        factorize: factorise a deep trace's first hop where the child's leak is a shared constant (exact,
-            cheaper; default ``True``); ``False`` always stores the full trace.
+        factorize: in the step form, factorise a deep trace's first hop where the child's leak is a shared
+            constant (exact, cheaper; default ``True``); ``False`` always stores the full trace.
+        chunk_size: ``1`` runs step by step (the step form); ``K > 1`` runs :meth:`sequence` by the chunk hybrid
+            of :mod:`deepeprop.engines.surrogate` (reverse inside chunks of ``K`` steps, the deep traces
+            carried across chunks; full traces, no factorised hops). The gradient does not depend on it (up
+            to rounding).
+        basis_batch: the hybrid's cotangents evaluated at once (memory ``~basis_batch K B sum_k n_k d_k``).
     """
 
     name = "deep_eprop"
     exact_elementwise = True
+    evaluations = (Step, Chunked, Reverse)
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop
+    chunk_size: int = eqx.field(static=True, default=1)
+    basis_batch: int = eqx.field(static=True, default=64)
 
     def __post_init__(self):
         check_bool("factorize", self.factorize)
+        check_int("chunk_size", self.chunk_size, minimum=1)
+        check_int("basis_batch", self.basis_batch, minimum=1)
 
     def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:
         """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (static structure only)."""
@@ -63,7 +76,7 @@ class DeepEProp(Engine):
             below = {l, *graph.descendants[l]}
             out.append(tuple(
                 k for k, _ in graph.children[l]
-                if self.factorize and has_constant_own_jacobian(model.nodes[k])
+                if self.factorize and self.chunk_size == 1 and has_constant_own_jacobian(model.nodes[k])
                 and sum(j in below for j in graph.parents[k]) == 1))
         return tuple(out)
 
@@ -80,7 +93,26 @@ class DeepEProp(Engine):
             traces.append((eps, deep))
         return EngineState(net=model.init_state(batch), traces=tuple(traces), grads=zero_theta_grads(model))
 
+    def sequence(self, model, state, inputs, targets, mask, loss):
+        """Run ``inputs`` (T, B, n_in): step by step (``chunk_size == 1``) or by the chunk hybrid."""
+        if self.chunk_size == 1:
+            return super().sequence(model, state, inputs, targets, mask, loss)
+        return run_chunked(self.chunk_size, lambda s, xs: hybrid_chunk(model, s, xs, loss,
+                                                                        basis_batch=self.basis_batch),
+                           state, inputs, targets, mask)
+
+    def reverse(self, model, state, inputs, targets, mask, loss):
+        """One backward pass through deep e-prop's surrogate (:mod:`deepeprop.engines.surrogate`)."""
+        final, ys, losses, theta = reverse_gradients(model, state.net, inputs, targets, mask, loss)
+        fresh = self.init(model, inputs.shape[1])
+        grads = tuple(g + t for g, t in zip(state.grads, theta))
+        return EngineState(net=final, traces=fresh.traces, grads=grads), ys, losses
+
     def step(self, model, state, x, target, mask, loss):
+        if self.chunk_size > 1:  # the hybrid's layout: a chunk of one step
+            state, (ys, losses) = hybrid_chunk(model, state, (x[None], target[None], mask[None]), loss,
+                                               basis_batch=self.basis_batch)
+            return state, (ys[0], losses[0])
         nodes, graph = model.nodes, model.graph
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z

@@ -1,0 +1,234 @@
+"""Deep e-prop as BPTT through a surrogate network, and its reverse and chunk-hybrid evaluations
+(docs/math.md, "Rules and their evaluations").
+
+**The surrogate.** Deep e-prop keeps every path of the exact gradient except those through the off-diagonal
+part of a node's own recurrent Jacobian. Reverse-mode differentiation of a network whose values are unchanged
+and whose recurrent input keeps only its diagonal derivative through ``z[t-1]``,
+
+    I_rec[t] = W @ stop_gradient(z[t-1]) + diag(W) * (z[t-1] - stop_gradient(z[t-1]))
+
+(``W``'s own derivative still sees ``z[t-1]`` as its presynaptic factor; the neuron's own state, reset and
+adaptation are differentiated as the neuron defines them), gives exactly the deep e-prop recursion. With no or
+diagonal recurrence the surrogate is the network itself.
+
+**Reverse** (:func:`reverse_gradients`): one backward pass through the surrogate over the window. Memory
+``O(T B sum_k n_k d_k)`` (it grows with ``T``), cost about BPTT's. Not online.
+
+**Chunk hybrid** (:func:`hybrid_chunk`, Schmidhuber 1992): for a chunk ``t0 < t <= t0+K`` with fixed weights,
+with ``S(t) = ds(t)/dtheta`` on the surrogate (per example; ``S[l,l] = eps[l]`` row-sparse, ``S[k,l]`` for the
+descendants ``k`` of ``l``, the step form's layout),
+
+    grad    += dE_chunk/dtheta |_(s(t0) fixed) + lambda(t0)^T S(t0),      lambda(t0) = dE_chunk/ds(t0)
+    S(t0+K)  = Phi S(t0) + Psi,   Phi = ds(t0+K)/ds(t0),   Psi = ds(t0+K)/dtheta |_(s(t0) fixed)
+
+One linearisation of the chunk (a BPTT of ``K`` steps through the surrogate) serves every cotangent: the loss
+(giving the first line), ``d`` basis vectors per node set on every neuron at once (the own propagator ``Phi_kk``,
+per neuron, and ``Psi_kk``: neurons of a node are independent in the surrogate), and the ``n_k d_k`` basis
+vectors of each node that has ancestors (``Phi_kj`` and ``Psi_kl``: rows of the deep traces). The adjoints
+with respect to each step's state are contracted with that step's immediate derivative
+``ds_dI (x) presynaptic + ds_dparams`` over the chunk's ``K`` rows: matrix products, per example for the traces.
+
+Cost per step, per pair (``k`` a descendant of ``l``): ``~2 B n_k d_k n_l P_l`` in matrix products for
+``Psi_kl``, ``~B n_k d_k (sum_j n_j d_j)`` for the adjoints, plus, once per chunk, the hops ``Phi_kj S[j,l]``
+(``~B n_k d_k n_j d_j n_l P_l``, the ``n^4`` of the step form, divided by ``K``). Memory: the traces of the step
+form, plus the chunk's linearisation (``K`` steps of states) and one basis batch of adjoints
+(``K B sum_j n_j d_j`` numbers per basis vector in the batch); constant in ``T``. Exact for every ``K``
+(a shorter last chunk included); ``K = 1`` is the step form.
+"""
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..jacobians import linearize
+from .traces import apply_block
+
+
+# ---------------------------------------------------------------------------- the surrogate network
+def surrogate_current(node, z_prev, sources):
+    """The node's input current with the recurrent derivative through ``z_prev`` kept on the diagonal only."""
+    held = jax.lax.stop_gradient(z_prev)
+    current = node.current(held, sources)  # W @ sg(z_prev) + U z + b: W's derivative sees z_prev
+    if node.has_own_recurrence:  # value 0, derivative diag(W) with respect to z_prev
+        current = current + node.recurrent_diagonal() * (z_prev - held)
+    return current
+
+
+def surrogate_node_step(node, s_prev, sources):
+    """One step of ``node`` in the surrogate: the same value as ``node.step``."""
+    z_prev = node.output(s_prev)
+    return node.neuron.step(s_prev, node.neuron_current(surrogate_current(node, z_prev, sources)))
+
+
+def surrogate_run(model, inputs, s0, perturbations=None):
+    """Run the surrogate from ``s0``: ``inputs`` (T, B, n_in) -> (final state, per-step states (per node
+    (T, B, n_k, d_k)), ys (T, B, n_out)). ``perturbations`` (per node (T, B, n_k, d_k), zeros) are added to each
+    step's new state, so that a VJP with respect to them is the adjoint of every step's state."""
+    if perturbations is None:
+        perturbations = tuple(jnp.zeros((inputs.shape[0],) + s.shape, s.dtype) for s in s0)
+
+    def body(state, xs):
+        x, added = xs
+        outputs, new = [x], []
+        for node, s_prev, extra in zip(model.nodes, state, added):
+            s = surrogate_node_step(node, s_prev, [outputs[source] for source in node.sources]) + extra
+            outputs.append(node.output(s))
+            new.append(s)
+        return tuple(new), (tuple(new), outputs[-1])
+
+    final, (states, ys) = jax.lax.scan(body, tuple(s0), (inputs, tuple(perturbations)))
+    return final, states, ys
+
+
+def model_grads_to_theta(model, grads) -> tuple:
+    """A gradient with ``model``'s structure (``equinox.filter_grad``'s) -> per node ``(n_k, R_k)`` rows of theta."""
+    return tuple(node_grads.theta() for node_grads in grads.nodes)
+
+
+def reverse_gradients(model, s0, inputs, targets, mask, loss):
+    """One backward pass through the surrogate from ``s0`` (held fixed): ``-> (final, ys, losses, theta grads)``."""
+    s0 = jax.lax.stop_gradient(tuple(s0))
+
+    @eqx.filter_value_and_grad(has_aux=True)
+    def total(m):
+        final, _, ys = surrogate_run(m, inputs, s0)
+        losses = jax.vmap(loss)(ys, targets, mask)  # (T,)
+        return jnp.sum(losses), (final, ys, losses)
+
+    (_, (final, ys, losses)), grads = total(model)
+    return jax.lax.stop_gradient(final), ys, losses, model_grads_to_theta(model, grads)
+
+
+# ---------------------------------------------------------------------------- the chunk hybrid
+class ChunkRecord(eqx.Module):
+    """A node's immediate derivative over a chunk, in the pieces its contraction reads (each (K, B, ...))."""
+
+    ds_dI: jax.Array  # (K, B, n, d, c)
+    ds_dparams: jax.Array  # (K, B, n, d, q)
+    presynaptic: jax.Array  # (K, B, P) shared by the rows; with diagonal recurrence the inputs (K, B, n_in)
+    recurrent: jax.Array | None  # diagonal recurrence: z_prev (K, B, n), each row's own W_jj factor; else None
+
+
+def chunk_records(model, s0, states, inputs) -> list[ChunkRecord]:
+    """Per node, the immediate derivatives of each step of the chunk (``states`` per node (K, B, n, d))."""
+    K, B = inputs.shape[:2]
+    flat = lambda a: a.reshape((K * B,) + a.shape[2:])  # noqa: E731
+    outputs = [flat(inputs)] + [flat(jax.vmap(node.output)(s)) for node, s in zip(model.nodes, states)]
+    records = []
+    for index, node in enumerate(model.nodes):
+        previous = jnp.concatenate([s0[index][None], states[index][:-1]])  # (K, B, n, d)
+        sources = [outputs[source] for source in node.sources]
+        step = linearize(node, flat(previous), sources)
+        unflat = lambda a: a.reshape((K, B) + a.shape[1:])  # noqa: E731
+        if node.recurrence == "diagonal":
+            trained = node.trained_sources(sources)
+            presynaptic = (jnp.concatenate(trained, axis=-1) if trained
+                           else jnp.zeros((K * B, 0), step.z_prev.dtype))
+            recurrent = unflat(step.z_prev)
+        else:
+            presynaptic, recurrent = node.shared_presynaptic(step.z_prev, sources), None
+        records.append(ChunkRecord(unflat(step.ds_dI), unflat(step.ds_dparams), unflat(presynaptic), recurrent))
+    return records
+
+
+def contract(record: ChunkRecord, adjoint, *, per_example: bool):
+    """``sum_s adjoint[s] . dbarM/dtheta[s]`` over the chunk: ``adjoint`` (K, B, n, d) -> (B, n, R) per example,
+    else summed over the batch (n, R); rows in theta's layout (current by current, then neuron parameters)."""
+    out = "bj" if per_example else "j"
+    current = jnp.einsum("kbjd,kbjdc->kbjc", adjoint, record.ds_dI)  # the adjoint of each current
+    synaptic = jnp.einsum(f"kbjc,kbp->{out}cp", current, record.presynaptic)  # (..., n, c, P)
+    if record.recurrent is not None:  # diagonal recurrence: each row's own W_jj factor z_j[t-1], then the bias
+        own = jnp.einsum(f"kbjc,kbj->{out}c", current, record.recurrent)
+        bias = jnp.sum(current, axis=0 if per_example else (0, 1))
+        synaptic = jnp.concatenate([synaptic, own[..., None], bias[..., None]], axis=-1)
+    synaptic = synaptic.reshape(synaptic.shape[:-2] + (-1,))
+    params = jnp.einsum(f"kbjd,kbjdq->{out}q", adjoint, record.ds_dparams)
+    return jnp.concatenate([synaptic, params], axis=-1)
+
+
+def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
+    """One chunk of the hybrid evaluation (module docstring): ``state`` an :class:`EngineState` whose traces are
+    per node ``(eps (B, n_l, d_l, R_l), per descendant k of l S[k,l] (B, n_k, d_k, n_l, R_l))``, ``xs`` the
+    chunk's ``(inputs (K, B, n_in), targets, mask)`` -> ``(state, (ys (K, B, n_out), losses (K,)))``."""
+    inputs, targets, mask = xs
+    graph = model.graph
+    descendants = graph.descendants
+    s0 = tuple(state.net)
+    size = inputs.shape[0]
+
+    def chunk(start, added):
+        final, states, ys = surrogate_run(model, inputs, start, added)
+        losses = jax.vmap(loss)(ys, targets, mask)  # (K,)
+        return (final, jnp.sum(losses)), (states, ys, losses)
+
+    zeros = tuple(jnp.zeros((size,) + s.shape, s.dtype) for s in s0)
+    (final, _), pullback, (states, ys, losses) = jax.vjp(chunk, s0, zeros, has_aux=True)
+    records = chunk_records(model, s0, states, inputs)
+    no_state = tuple(jnp.zeros_like(s) for s in final)
+
+    def adjoints(node, cotangent, on_loss=0.0):
+        """The adjoints of the chunk's start state and of every step's state, for a cotangent on node's end
+        state (or on the loss): (per node (B, n, d), per node (K, B, n, d))."""
+        end = no_state if node is None else tuple(cotangent if k == node else z for k, z in enumerate(no_state))
+        return pullback((end, jnp.asarray(on_loss, losses.dtype)))
+
+    # the gradient: the chunk's own terms (s(t0) fixed) and lambda(t0)^T S(t0)
+    start_adjoint, step_adjoints = adjoints(None, None, 1.0)
+    grads = []
+    for l, (eps, deep) in enumerate(state.traces):
+        grad = state.grads[l] + contract(records[l], step_adjoints[l], per_example=False)
+        grad = grad + jnp.einsum("bjd,bjdr->jr", start_adjoint[l], eps)
+        for k, trace in zip(descendants[l], deep):
+            grad = grad + jnp.einsum("bmd,bmdjr->jr", start_adjoint[k], trace)
+        grads.append(grad)
+
+    # the own propagators Phi_ll (per neuron, d x d) and Psi_ll: d cotangents per node, every neuron at once
+    own_propagator, eligibility = [], []
+    for l, (eps, _) in enumerate(state.traces):
+        n, d = s0[l].shape[1:]
+
+        def own(a, l=l, n=n, d=d):
+            cotangent = jnp.broadcast_to(jax.nn.one_hot(a, d, dtype=s0[l].dtype), s0[l].shape)
+            start, steps = adjoints(l, cotangent)
+            return start[l], contract(records[l], steps[l], per_example=True)  # (B, n, d), (B, n, R)
+
+        phi, psi = jax.vmap(own)(jnp.arange(d))  # (d, B, n, d), (d, B, n, R)
+        phi = jnp.moveaxis(phi, 0, 2)  # (B, n, a, a'): d s_l(t0+K)[j, a] / d s_l(t0)[j, a']
+        own_propagator.append(phi)
+        eligibility.append(apply_block(phi, eps) + jnp.moveaxis(psi, 0, 2))
+
+    # the deep traces: one cotangent per state component of each node that has ancestors
+    deep_new = {}
+    for k in range(len(model.nodes)):
+        ancestors = [l for l in range(len(model.nodes)) if k in descendants[l]]
+        if not ancestors:
+            continue
+        batch, n_k, d_k = s0[k].shape
+        old = {(j, l): state.traces[l][1][descendants[l].index(j)]
+               for l in ancestors for j in descendants[l] if j in ancestors}
+
+        def row(r, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k):
+            cotangent = jnp.broadcast_to(jax.nn.one_hot(r, n_k * d_k, dtype=s0[k].dtype).reshape(n_k, d_k),
+                                         s0[k].shape)
+            start, steps = adjoints(k, cotangent)
+            out = []
+            for l in ancestors:
+                value = contract(records[l], steps[l], per_example=True)  # Psi_kl, row r: (B, n_l, R_l)
+                value = value + jnp.einsum("bjd,bjdq->bjq", start[l], state.traces[l][0])  # Phi_kl eps_l
+                for j in ancestors:  # Phi_kj S[j,l] through the nodes between l and k: the n^4 hop
+                    if (j, l) in old:
+                        value = value + jnp.einsum("bmd,bmdjq->bjq", start[j], old[(j, l)])
+                out.append(value)
+            return tuple(out)
+
+        rows = jax.lax.map(row, jnp.arange(n_k * d_k), batch_size=min(basis_batch, n_k * d_k))
+        for l, value in zip(ancestors, rows):  # value: (n_k d_k, B, n_l, R_l)
+            value = jnp.moveaxis(value, 0, 1).reshape((batch, n_k, d_k) + value.shape[2:])
+            trace = state.traces[l][1][descendants[l].index(k)]
+            deep_new[(k, l)] = apply_block(own_propagator[k], trace) + value
+
+    traces = tuple((eligibility[l], tuple(deep_new[(k, l)] for k in descendants[l]))
+                   for l in range(len(model.nodes)))
+    new_state = type(state)(net=tuple(jax.lax.stop_gradient(s) for s in final), traces=traces, grads=tuple(grads))
+    return new_state, (ys, losses)
