@@ -86,10 +86,10 @@ class DeepEProp(Engine):
         traces = []
         for l, node in enumerate(nodes):
             eps = jnp.zeros((batch, node.size, node.neuron.state_size, node.row_size), model.dtype)
-            deep = tuple(jnp.zeros((batch, node.size * node.outputs, node.row_size) if k in factorised[l] else
-                                   (batch, nodes[k].size, nodes[k].neuron.state_size, node.size, node.row_size),
-                                   model.dtype)
-                         for k in graph.descendants[l])
+            shapes = [(batch, node.size * node.outputs, node.row_size) if k in factorised[l] else
+                      (batch, nodes[k].size, nodes[k].neuron.state_size, node.size, node.row_size)
+                      for k in graph.descendants[l]]
+            deep = tuple(jnp.zeros(shape, model.dtype) for shape in shapes)
             traces.append((eps, deep))
         return EngineState(net=model.init_state(batch), traces=tuple(traces), grads=zero_theta_grads(model))
 

@@ -147,9 +147,25 @@ def contract(record: ChunkRecord, adjoint, *, per_example: bool):
     return jnp.concatenate([synaptic, params], axis=-1)
 
 
+def contract_rows_per_example(record: ChunkRecord, adjoint):
+    """:func:`contract` per example for a batch of cotangents: ``adjoint`` (r, K, B, n, d) -> (B, r, n, R), the
+    contraction over the chunk's ``K`` steps as one batched matrix product per example, ``(r n c, K) @ (K, P)``."""
+    r, size, batch, n = adjoint.shape[:4]
+    current = jnp.einsum("rkbjd,kbjdc->brjck", adjoint, record.ds_dI)  # the adjoint of each current, K last
+    c = current.shape[3]
+    presynaptic = jnp.swapaxes(record.presynaptic, 0, 1)  # (B, K, P)
+    synaptic = jnp.matmul(current.reshape(batch, r * n * c, size), presynaptic).reshape(batch, r, n, c, -1)
+    if record.recurrent is not None:  # diagonal recurrence: each row's own W_jj factor z_j[t-1], then the bias
+        own = jnp.einsum("brjck,kbj->brjc", current, record.recurrent)
+        synaptic = jnp.concatenate([synaptic, own[..., None], jnp.sum(current, axis=-1)[..., None]], axis=-1)
+    params = jnp.einsum("rkbjd,kbjdq->brjq", adjoint, record.ds_dparams)
+    return jnp.concatenate([synaptic.reshape(batch, r, n, -1), params], axis=-1)
+
+
 def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
     """One chunk of the hybrid evaluation (module docstring): ``state`` an :class:`EngineState` whose traces are
-    per node ``(eps (B, n_l, d_l, R_l), per descendant k of l S[k,l] (B, n_k, d_k, n_l, R_l))``, ``xs`` the
+    per node ``(eps (B, n_l, d_l, R_l), per descendant k of l S[k,l] (B, n_k, d_k, n_l, R_l))`` (the step form's
+    layout without factorised hops), ``xs`` the
     chunk's ``(inputs (K, B, n_in), targets, mask)`` -> ``(state, (ys (K, B, n_out), losses (K,)))``."""
     inputs, targets, mask = xs
     graph = model.graph
@@ -178,10 +194,8 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
     grads = []
     for l, (eps, deep) in enumerate(state.traces):
         grad = state.grads[l] + contract(records[l], step_adjoints[l], per_example=False)
-        grad = grad + jnp.einsum("bjd,bjdr->jr", start_adjoint[l], eps)
-        for k, trace in zip(descendants[l], deep):
-            grad = grad + jnp.einsum("bmd,bmdjr->jr", start_adjoint[k], trace)
-        grads.append(grad)
+        grads.append(grad + jnp.einsum("bjd,bjdr->jr", start_adjoint[l], eps))  # lambda_l . S[l,l]; the deep
+        # traces' lambda_k . S[k,l] are added below, while each row batch of S[k,l] is read anyway
 
     # the own propagators Phi_ll (per neuron, d x d) and Psi_ll: d cotangents per node, every neuron at once
     own_propagator, eligibility = [], []
@@ -198,35 +212,50 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         own_propagator.append(phi)
         eligibility.append(apply_block(phi, eps) + jnp.moveaxis(psi, 0, 2))
 
-    # the deep traces: one cotangent per state component of each node that has ancestors
+    # the deep traces: one cotangent per state component of each node that has ancestors, in batches of whole
+    # neurons; each batch reads its rows of S[k,l] and writes them in place (one pass over each trace)
     deep_new = {}
     for k in range(len(model.nodes)):
         ancestors = [l for l in range(len(model.nodes)) if k in descendants[l]]
         if not ancestors:
             continue
         batch, n_k, d_k = s0[k].shape
-        old = {(j, l): state.traces[l][1][descendants[l].index(j)]
-               for l in ancestors for j in descendants[l] if j in ancestors}
+        old = {(j, l): state.traces[l][1][descendants[l].index(j)] for l in ancestors for j in descendants[l]}
+        neurons = max(size for size in range(1, max(1, min(basis_batch // d_k, n_k)) + 1) if n_k % size == 0)
+        rows = neurons * d_k  # cotangents per batch
+        phi_k = own_propagator[k]  # (B, n_k, d_k, d_k)
 
-        def row(r, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k):
-            cotangent = jnp.broadcast_to(jax.nn.one_hot(r, n_k * d_k, dtype=s0[k].dtype).reshape(n_k, d_k),
-                                         s0[k].shape)
-            start, steps = adjoints(k, cotangent)
-            out = []
-            for l in ancestors:
-                value = contract(records[l], steps[l], per_example=True)  # Psi_kl, row r: (B, n_l, R_l)
-                value = value + jnp.einsum("bjd,bjdq->bjq", start[l], state.traces[l][0])  # Phi_kl eps_l
+        def write_rows(g, carry, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k, neurons=neurons, rows=rows,
+                       phi_k=phi_k):
+            first = g * rows
+            basis = jax.nn.one_hot(first + jnp.arange(rows), n_k * d_k, dtype=s0[k].dtype)
+            cotangents = jnp.broadcast_to(basis.reshape(rows, 1, n_k, d_k), (rows,) + s0[k].shape)
+            start, steps = jax.vmap(lambda c: adjoints(k, c))(cotangents)  # (r, B, n, d), (r, K, B, n, d)
+            phi = jax.lax.dynamic_slice_in_dim(phi_k, g * neurons, neurons, axis=1)  # (B, neurons, d_k, d_k)
+            lam = jax.lax.dynamic_slice_in_dim(start_adjoint[k], g * neurons, neurons, axis=1)  # (B, neurons, d_k)
+            new, grad = carry
+            out, grad = list(new), list(grad)
+            for index, l in enumerate(ancestors):
+                mine = jax.lax.dynamic_slice_in_dim(old[(k, l)], g * neurons, neurons, axis=1)
+                grad[index] = grad[index] + jnp.tensordot(lam, mine, axes=3)  # lambda_k . S[k,l], these rows
+                value = apply_block(phi, mine)  # Phi_kk S[k,l]: (B, neurons, d_k, n_l, R_l)
+                value = value + contract_rows_per_example(records[l], steps[l]).reshape(value.shape)  # Psi_kl
+                value = value + jnp.einsum("rbjd,bjdq->brjq", start[l],
+                                           state.traces[l][0]).reshape(value.shape)  # Phi_kl eps_l
                 for j in ancestors:  # Phi_kj S[j,l] through the nodes between l and k: the n^4 hop
                     if (j, l) in old:
-                        value = value + jnp.einsum("bmd,bmdjq->bjq", start[j], old[(j, l)])
-                out.append(value)
-            return tuple(out)
+                        hop = jnp.matmul(jnp.swapaxes(start[j].reshape(rows, batch, -1), 0, 1),
+                                         old[(j, l)].reshape(batch, start[j][0, 0].size, -1))  # (B, r, n_l R_l)
+                        value = value + hop.reshape(value.shape)
+                out[index] = jax.lax.dynamic_update_slice_in_dim(out[index], value, g * neurons, axis=1)
+            return tuple(out), tuple(grad)
 
-        rows = jax.lax.map(row, jnp.arange(n_k * d_k), batch_size=min(basis_batch, n_k * d_k))
-        for l, value in zip(ancestors, rows):  # value: (n_k d_k, B, n_l, R_l)
-            value = jnp.moveaxis(value, 0, 1).reshape((batch, n_k, d_k) + value.shape[2:])
-            trace = state.traces[l][1][descendants[l].index(k)]
-            deep_new[(k, l)] = apply_block(own_propagator[k], trace) + value
+        new, extra = jax.lax.fori_loop(0, n_k // neurons, write_rows,
+                                       (tuple(jnp.zeros_like(old[(k, l)]) for l in ancestors),
+                                        tuple(jnp.zeros_like(grads[l]) for l in ancestors)))
+        for l, trace, grad in zip(ancestors, new, extra):
+            deep_new[(k, l)] = trace
+            grads[l] = grads[l] + grad
 
     traces = tuple((eligibility[l], tuple(deep_new[(k, l)] for k in descendants[l]))
                    for l in range(len(model.nodes)))
