@@ -41,8 +41,8 @@ def test_resume_refuses_another_configuration(tmp_path):
     """Found: --resume checked only seed, method and task: it continued a checkpoint trained with another lr."""
     config = tiny_config(tmp_path / "run")
     run(config)
-    with pytest.raises(training.CheckpointError, match=r"other options \(lr: 0.01 in the checkpoint, 0.5 now.*"
-                                                       r"only iterations, eval_every, out, devices may change"):
+    with pytest.raises(training.CheckpointError, match=r"other options \(lr: 0.01 in the checkpoint, 0.5 now.*only "
+                                                       r"iterations, eval_every, out, devices, evaluation may change"):
         run(dict(config, lr=0.5, iterations=3), resume=True)
     with pytest.raises(training.CheckpointError, match=r"batch_size: 2 in the checkpoint, 3 now; feedback_decay"):
         run(dict(config, batch_size=3, feedback_decay=0.5, iterations=3), resume=True)

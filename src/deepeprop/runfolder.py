@@ -17,7 +17,7 @@
 * **Metrics.** On resume, ``metrics.jsonl`` is cut back to the rows at or below the checkpoint's iteration;
   a torn last line (a run killed while appending) is dropped; any other unreadable line is named with a fix.
 
-Errors are :class:`RunFolderError` (a ``ValueError``: the command line prints ``deepeprop: error: ...`` and
+Errors are :class:`RunFolderError` (a ``ValueError``: the command line prints ``deepeprop train: error: ...`` and
 exits with code 2).
 """
 from __future__ import annotations
