@@ -334,6 +334,19 @@ def eval_batch(task, config: dict, dtype):
     return _cast(batch, dtype)
 
 
+def check_loss_counts(batch, task, what: str) -> None:
+    """Refuse a batch in which the loss counts nowhere (labels all ``-1`` or the mask all zero): every gradient
+    would be exactly zero and the run would train nothing, without a word. A host-side check of concrete values
+    (``dp.gradients`` accepts such a batch and returns zeros: it is a valid, empty loss)."""
+    counts = np.asarray(batch.mask) > 0
+    if task.loss == "cross_entropy":
+        counts &= np.asarray(batch.targets) >= 0
+    if not counts.any():
+        raise _usage(f"targets: {what} of task {task.name!r} has no step where the loss counts (every label is -1 "
+                     "or the mask is zero everywhere), so every gradient would be zero; check the task's options "
+                     "(e.g. its delay or recall window) or its batch()")
+
+
 @dataclass
 class Steps:
     """The run's two compiled functions; ``traces`` counts how often each was traced (compiled)."""
@@ -483,6 +496,9 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
 
     out = config["out"]
     task, model, learner = build(config)
+    test = eval_batch(task, config, model.dtype)
+    check_loss_counts(test, task, "its evaluation batch")  # host-side, before anything is written
+    check_loss_counts(train_batch(task, config, 1, model.dtype), task, "its first training batch")
     state = learner.init(model)
     ckpt_path = os.path.join(out, CHECKPOINT)
     metrics_path = os.path.join(out, "metrics.jsonl")
@@ -516,7 +532,7 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     if not resume:
         save_checkpoint(ckpt_path, state, meta(0))
     steps = make_steps(task, learner)
-    test = parallel.shard_if_divisible(eval_batch(task, config, model.dtype), mesh)
+    test = parallel.shard_if_divisible(test, mesh)
     total, eval_every = config["iterations"], config["eval_every"]
     last_good = start
     bar = None
@@ -602,33 +618,51 @@ def _tensorboard_writer(folder: str):
     return SummaryWriter(folder)
 
 
+SHOWN_CANDIDATES = 64  # the readout plot shows the first correctly classified of this many test examples
+
+
 def write_plots(out: str, rows: list[dict], task, model, test, config: dict) -> list[str]:
-    """Learning curves; a spike raster (spiking models) and the readout over time of one test example."""
+    """Learning curves; a spike raster (spiking models) and the readout over time of one test example: the first
+    correctly classified one for a classification task (its title says whether it is)."""
     from . import plots
 
     title = f"{config['method']} on {config['task']} ({config['neuron']}, hidden {config['hidden']})"
     paths = [plots.learning_curves(rows, os.path.join(out, "learning_curves.png"), metric_name=task.metric_name,
                                    chance=task.chance, title=title)] if rows else []
-    example = jax.tree_util.tree_map(lambda a: a[:, :1], test)  # the first test example, B = 1
-    _, ys, zs = eqx.filter_jit(lambda m, x: m.run(x, record=True))(model, example.inputs)
-    if model.layers[0].neuron.spiking:
-        paths.append(plots.raster([np.asarray(z[:, 0]) for z in zs], os.path.join(out, "raster.png"),
-                                  title=f"spikes of one test example ({config['neuron']})"))
+    candidates = jax.tree_util.tree_map(lambda a: a[:, :SHOWN_CANDIDATES], test)
+    _, ys, zs = eqx.filter_jit(lambda m, x: m.run(x, record=True))(model, candidates.inputs)
     classification = task.loss == "cross_entropy"
-    window = np.asarray(example.targets[:, 0])[np.asarray(example.mask[:, 0]) > 0]  # labels where the loss counts
-    label = int(window[0]) if classification and window.size and np.all(window == window[0]) else None
-    paths.append(plots.readout_over_time(np.asarray(ys[:, 0]), os.path.join(out, "readout.png"),
-                                         mask=np.asarray(example.mask[:, 0]), label=label,
-                                         classification=classification,
-                                         title=f"readout of one test example (label {label}, predicted "
-                                         f"{_prediction(ys[:, 0], example.mask[:, 0])})" if label is not None
-                                         else "readout of one test example"))
+    index, label, predicted = 0, None, None
+    if classification:
+        index, label, predicted = shown_example(ys, candidates.targets, candidates.mask)
+    if model.layers[0].neuron.spiking:
+        paths.append(plots.raster([np.asarray(z[:, index]) for z in zs], os.path.join(out, "raster.png"),
+                                  title=f"spikes of one test example ({config['neuron']})"))
+    if label is None:
+        caption = "readout of one test example"
+    else:
+        verdict = "correct" if predicted == label else "misclassified: no shown candidate was classified correctly"
+        caption = f"readout of one test example (label {label}, predicted {predicted}: {verdict})"
+    paths.append(plots.readout_over_time(np.asarray(ys[:, index]), os.path.join(out, "readout.png"),
+                                         mask=np.asarray(candidates.mask[:, index]), label=label,
+                                         classification=classification, title=caption))
     return paths
 
 
-def _prediction(y, mask) -> int:
-    """The class a sequence is assigned: argmax of the readout summed over the loss window (``y`` (T, n_out))."""
-    return int(np.argmax(np.sum(np.asarray(y) * np.asarray(mask)[:, None], axis=0)))
+def shown_example(ys, targets, mask) -> tuple[int, int | None, int | None]:
+    """``(index, label, predicted)`` of the example a readout plot shows: the first whose loss window has one label
+    and whose prediction (argmax of the readout summed over the window, as the accuracy counts it) is that label;
+    else the first with one label (misclassified); else ``(0, None, None)``. ``ys`` (T, B, n_out)."""
+    ys, targets, window = np.asarray(ys), np.asarray(targets).astype(np.int64), np.asarray(mask) > 0
+    highest = np.where(window, targets, -1).max(axis=0)  # (B,)
+    lowest = np.where(window, targets, np.iinfo(np.int64).max).min(axis=0)
+    labelled = window.any(axis=0) & (highest == lowest) & (highest >= 0)
+    predicted = np.argmax(np.sum(ys * window[..., None], axis=0), axis=-1)  # (B,)
+    for chosen in (np.nonzero(labelled & (predicted == highest))[0], np.nonzero(labelled)[0]):
+        if chosen.size:
+            index = int(chosen[0])
+            return index, int(highest[index]), int(predicted[index])
+    return 0, None, None
 
 
 # ---------------------------------------------------------------------------- command line
