@@ -409,7 +409,8 @@ def test_readout_plot_shows_a_correctly_classified_example_and_says_so(tmp_path,
     that did not say so. It shows the first correctly classified one now, and its title says whether it is."""
     from deepeprop import plots
 
-    config = tiny_config(tmp_path, task="digits", task_options={}, neuron="leaky", hidden=[4])
+    cues = dict(n_cues=3, cue_steps=2, gap_steps=1, delay_steps=2, recall_steps=2)  # a label in a recall window
+    config = tiny_config(tmp_path, task="cue_accumulation", task_options=cues, neuron="leaky", hidden=[4])
     task, model, _ = training.build(config)
     test = training.eval_batch(task, config, model.dtype)
     _, ys = model.run(test.inputs[:, :64])
@@ -430,7 +431,7 @@ def test_readout_plot_shows_a_correctly_classified_example_and_says_so(tmp_path,
                               f"{labels[first_correct]}: correct)")
     np.testing.assert_allclose(shown["y"], np.asarray(ys[:, first_correct]), rtol=1e-12)
     # none correct: the first labelled one, called misclassified
-    wrong = np.where(np.arange(10) == 3, -5.0, 5.0) * np.ones((8, 2, 10))  # always predicts 0 over the window
+    wrong = np.where(np.arange(10) == 3, -5.0, 5.0) * np.ones((8, 2, 10))  # never predicts 3
     window = np.zeros((8, 2))
     window[-1] = 1
     assert training.shown_example(wrong, np.full((8, 2), 3), window) == (0, 3, 0)
