@@ -184,6 +184,18 @@ def test_evaluation_reverse_with_update_every_is_a_usage_error(monkeypatch, caps
     with pytest.raises(SystemExit):
         main(["train", "--evaluation", "chunked:x"])
     assert "'chunked:K' (K a positive int)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--method", "eprop", "--evaluation", "step", "--method-option", "chunk_size=8"])
+    assert "give the chunk size once" in capsys.readouterr().err
+
+
+def test_evaluation_is_a_toml_key_written_out_in_full(tmp_path):
+    from deepeprop import training
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('method = "eprop"\nevaluation = "chunked"\n')
+    assert training.resolve_config({}, str(toml))["evaluation"] == "chunked:64"  # the size recorded, not implied
+    assert training.resolve_config({}, None)["evaluation"] is None  # the engine's own
 
 
 def test_train_with_evaluation_records_it_and_no_progress_keeps_the_evaluation_lines(tmp_path, capsys):

@@ -266,6 +266,8 @@ def _checked_evaluation(config: dict, engine) -> str | None:
         return None
     if not isinstance(value, str):
         raise _usage(f"--evaluation must be a name like 'step', 'chunked:32' or 'reverse', got {value!r}")
+    if "chunk_size" in config["method_options"]:
+        raise _usage("give the chunk size once: --evaluation chunked:K or --method-option chunk_size=K, not both")
     try:
         evaluation = make_evaluation(value)
         OnlineLearner(engine, optax.sgd(1.0), update_every=config["update_every"], evaluation=evaluation)
