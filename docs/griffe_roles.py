@@ -1,10 +1,23 @@
-"""A griffe extension for the API reference: Sphinx roles in docstrings (``:class:`~deepeprop.Network```) become
-Markdown code (``Network``), since the pages are rendered by mkdocstrings' Markdown, not by Sphinx."""
+"""A griffe extension for the API reference.
+
+* Sphinx roles in docstrings (``:class:`~deepeprop.Network```) become Markdown code (``Network``), since the pages
+  are rendered by mkdocstrings' Markdown, not by Sphinx.
+* A list of names next to a registry (``"bptt"``, ``"rtrl"`` (:data:`deepeprop.ENGINES`), or :data:`TASKS`
+  (``"digits"``, ...)) is replaced by every name the registry holds when the site is built, so the reference cannot
+  fall behind a new engine, task, neuron model, loss or evaluation. Lists that name anything else stay as written.
+"""
+import pathlib
 import re
+import sys
 
 import griffe
 
 ROLE = re.compile(r":(?:class|func|meth|data|mod|attr|obj|exc):`(~?)([^`]+)`")
+REGISTRIES = ("ENGINES", "TASKS", "NEURONS", "LOSSES", "EVALUATIONS")
+_NAME = r'``"[A-Za-z_][\w:]*"``'
+_LIST = rf'(?P<list>{_NAME}(?:(?:,\s+or\s+|,\s+|\s+or\s+){_NAME})*(?P<more>,\s*\.\.\.)?)'
+_REF = rf':data:`~?(?:deepeprop\.)?(?P<registry>{"|".join(REGISTRIES)})`'
+LISTS = (re.compile(rf'{_LIST}\s*\({_REF}\)'), re.compile(rf'{_REF}\s*\({_LIST}\)'))
 
 
 def _code(match: re.Match) -> str:
@@ -12,9 +25,41 @@ def _code(match: re.Match) -> str:
     return f"`{target.split('.')[-1] if short else target}`"
 
 
+def registries() -> dict:
+    """``{"ENGINES": [names], ...}`` of the source tree being documented."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
+    try:
+        import deepeprop
+    finally:
+        sys.path.pop(0)
+    return {name: list(getattr(deepeprop, name)) for name in REGISTRIES}
+
+
+def complete_lists(text: str, names: dict) -> str:
+    """``text`` with every list of names beside a registry reference replaced by all of the registry's names
+    (a list that names something outside the registry is kept)."""
+    def replace(match: re.Match) -> str:
+        listed = re.findall(r'``"([^"]+)"``', match.group("list"))
+        known = names[match.group("registry")]
+        if not set(listed) <= set(known):
+            return match.group(0)
+        full = ", ".join(f'``"{name}"``' for name in known)
+        start, end = match.span("list")
+        whole = match.group(0)
+        return whole[:start - match.start()] + full + whole[end - match.start():]
+
+    for pattern in LISTS:
+        text = pattern.sub(replace, text)
+    return text
+
+
 class SphinxRoles(griffe.Extension):
-    """Rewrites the roles of every docstring griffe loads."""
+    """Completes the registry lists, then rewrites the roles, of every docstring griffe loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names = registries()
 
     def on_instance(self, *, obj, **kwargs) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = ROLE.sub(_code, obj.docstring.value)
+            obj.docstring.value = ROLE.sub(_code, complete_lists(obj.docstring.value, self.names))

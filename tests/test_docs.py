@@ -64,6 +64,46 @@ def test_mkdocs_build_strict(tmp_path):
         last_line = (TUTORIALS / "output" / f"{script}.txt").read_text().strip().splitlines()[-1]
         assert f"{script}.py" in shown and last_line.strip() in shown, script
     assert "Deep e-prop" in _text((site / "math" / "index.html").read_text())
+    _check_built_site(site)
+
+
+def _check_built_site(site: pathlib.Path) -> None:
+    """Found (issue 21): the docs' hooks and the tutorial scripts were published as files; the text column was
+    about 530 px wide at 1280 px and code was clipped; a Returns table broke mid-sentence into two rows; the
+    gradients page listed 5 of the 6 engines; the command-line page showed reST double backticks."""
+    from deepeprop import ENGINES, TASKS
+
+    assert sorted(str(p.relative_to(site)) for p in site.rglob("*.py")) == []
+    assert not (site / "tutorials" / "output").exists()
+    css = (site / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"\.md-grid\s*\{\s*max-width:\s*100rem", css)
+    assert re.search(r"\.md-typeset pre > code\s*\{[^}]*white-space:\s*pre-wrap", css)
+    assert 'href="stylesheets/extra.css"' in (site / "index.html").read_text()
+    api = (site / "api" / "index.html").read_text()
+    tables = re.findall(r'doc-section-title">Returns:</span></p>\s*<table>(.*?)</table>', api, re.S)
+    assert len(tables) >= 10 and all(t.count('<tr class="doc-section-item">') == 1 for t in tables)
+    gradients = _text(api[api.index('id="deepeprop.gradients"'):api.index('id="deepeprop.loss_and_gradients"')])
+    assert "(zeros for the fixed constants)" in re.sub(r"\s+", " ", gradients)  # one row, not two
+    for start, end in (("deepeprop.gradients", "deepeprop.loss_and_gradients"),
+                       ("deepeprop.make_engine", "deepeprop.ENGINES"), ("deepeprop.get_task", "deepeprop.TASKS")):
+        section = _text(api[api.index(f'id="{start}"'):api.index(f'id="{end}"')])
+        registry = TASKS if start.endswith("get_task") else ENGINES
+        assert all(f'"{name}"' in section for name in registry), start
+    assert "``" not in _text((site / "cli" / "index.html").read_text())
+
+
+def test_registry_lists_in_docstrings_are_completed():
+    """docs/griffe_roles.py completes a list of names beside a registry reference from the registry itself."""
+    spec = importlib.util.spec_from_file_location("griffe_roles", ROOT / "docs" / "griffe_roles.py")
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    names = {"ENGINES": ["bptt", "eprop", "new_one"], "TASKS": ["digits", "copy"]}
+    assert roles.complete_lists('its name: ``"bptt"``,\n    ``"eprop"`` (:data:`deepeprop.ENGINES`).', names) == (
+        'its name: ``"bptt"``, ``"eprop"``, ``"new_one"`` (:data:`deepeprop.ENGINES`).')
+    assert roles.complete_lists('from :data:`TASKS` (``"digits"``, ...).', names) == (
+        'from :data:`TASKS` (``"digits"``, ``"copy"``).')
+    kept = 'chunked: ``"eprop"`` and ``"other"`` (:data:`ENGINES`)'  # names outside the registry: as written
+    assert roles.complete_lists(kept, names) == kept
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

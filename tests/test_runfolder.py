@@ -41,8 +41,8 @@ def test_resume_refuses_another_configuration(tmp_path):
     """Found: --resume checked only seed, method and task: it continued a checkpoint trained with another lr."""
     config = tiny_config(tmp_path / "run")
     run(config)
-    with pytest.raises(training.CheckpointError, match=r"other options \(lr: 0.01 in the checkpoint, 0.5 now.*"
-                                                       r"only iterations, eval_every, out, devices may change"):
+    with pytest.raises(training.CheckpointError, match=r"other options \(lr: 0.01 in the checkpoint, 0.5 now.*only "
+                                                       r"iterations, eval_every, out, devices, evaluation may change"):
         run(dict(config, lr=0.5, iterations=3), resume=True)
     with pytest.raises(training.CheckpointError, match=r"batch_size: 2 in the checkpoint, 3 now; feedback_decay"):
         run(dict(config, batch_size=3, feedback_decay=0.5, iterations=3), resume=True)
@@ -137,7 +137,7 @@ def test_stale_temp_files_are_removed_and_failed_writes_leave_none(tmp_path, mon
     alive.write_bytes(b"in flight")
     with runfolder.RunFolder(str(out), resume=True) as folder:
         assert folder.removed == [f".checkpoint.eqx.{dead}.tmp", f".summary.json.{dead}.tmp"]
-    assert sorted(os.listdir(out)) == [alive.name, runfolder.LOCK]
+    assert sorted(os.listdir(out)) == [alive.name]
     alive.unlink()
 
     def fail(*args):
@@ -146,7 +146,7 @@ def test_stale_temp_files_are_removed_and_failed_writes_leave_none(tmp_path, mon
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="No space left"):
         training.save_checkpoint(str(out / training.CHECKPOINT), {"a": 1}, {"iteration": 0})
-    assert sorted(os.listdir(out)) == [runfolder.LOCK]
+    assert sorted(os.listdir(out)) == []
 
 
 def _dead_pid() -> int:
@@ -203,5 +203,35 @@ def test_killed_run_resumes_to_the_uninterrupted_checkpoint(tmp_path):
     assert training.read_checkpoint_header(str(checkpoint))[0]["iteration"] == total
     assert _payload(checkpoint) == _payload(whole / training.CHECKPOINT)
     assert not [name for name in os.listdir(killed) if name.endswith(".tmp")]
+    assert runfolder.LOCK not in os.listdir(killed)  # the killed run's lock file went with the resumed run
     rows = [json.loads(line)["iteration"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert rows == list(range(5, total + 1, 5))
+
+
+def test_lock_file_is_removed_when_the_run_ends(tmp_path, monkeypatch):
+    """Found (issue 21): .deepeprop.lock stayed in the run folder after a clean exit. It goes now when the run ends,
+    with an error too; a run that locked a lock file deleted meanwhile by an ending run takes a fresh one."""
+    out = tmp_path / "run"
+    with runfolder.RunFolder(str(out)):  # as train() holds it (test_killed_run_... checks a whole run)
+        assert os.listdir(out) == [runfolder.LOCK]
+    assert os.listdir(out) == []
+    with pytest.raises(RuntimeError, match="inside the run"):
+        with runfolder.RunFolder(str(out), resume=True):
+            assert runfolder.LOCK in os.listdir(out)
+            raise RuntimeError("inside the run")
+    assert runfolder.LOCK not in os.listdir(out)
+
+    taken = []
+    lock = runfolder.RunFolder._lock
+
+    def lock_then_lose_it(self):  # the run holding the file ended (deleting it) just before we locked it
+        fd = lock(self)
+        if not taken:
+            os.remove(os.path.join(self.path, runfolder.LOCK))
+        taken.append(fd)
+        return fd
+
+    monkeypatch.setattr(runfolder.RunFolder, "_lock", lock_then_lose_it)
+    with runfolder.RunFolder(str(out), resume=True) as folder:
+        assert len(taken) == 2 and runfolder._same_file(folder._fd, os.path.join(out, runfolder.LOCK))
+    assert runfolder.LOCK not in os.listdir(out)

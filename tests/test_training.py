@@ -402,3 +402,58 @@ def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(t
     training._check_resumable(header, resumed, "checkpoint")
     with pytest.raises(training.CheckpointError, match="neuron_options"):
         training._check_resumable(header, {**resumed, "neuron_options": {"detach_reset": True}}, "checkpoint")
+
+
+def test_readout_plot_shows_a_correctly_classified_example_and_says_so(tmp_path, monkeypatch):
+    """Found (issue 21): the demo's readout figure showed the first test example, misclassified, under a title
+    that did not say so. It shows the first correctly classified one now, and its title says whether it is."""
+    from deepeprop import plots
+
+    cues = dict(n_cues=3, cue_steps=2, gap_steps=1, delay_steps=2, recall_steps=2)  # a label in a recall window
+    config = tiny_config(tmp_path, task="cue_accumulation", task_options=cues, neuron="leaky", hidden=[4])
+    task, model, _ = training.build(config)
+    test = training.eval_batch(task, config, model.dtype)
+    _, ys = model.run(test.inputs[:, :64])
+    targets, mask = np.asarray(test.targets[:, :64]), np.asarray(test.mask[:, :64])
+    predicted = np.argmax(np.sum(np.asarray(ys) * mask[..., None], axis=0), axis=-1)
+    labels = np.max(np.where(mask > 0, targets, -1), axis=0)
+    assert predicted[0] != labels[0] and np.any(predicted == labels)  # the case found: the first one is wrong
+    first_correct = int(np.nonzero(predicted == labels)[0][0])
+    shown = {}
+
+    def readout_over_time(y, path, **kwargs):
+        shown.update(kwargs, y=np.asarray(y))
+        return path
+
+    monkeypatch.setattr(plots, "readout_over_time", readout_over_time)
+    training.write_plots(str(tmp_path), [], task, model, test, config)
+    assert shown["title"] == (f"readout of one test example (label {labels[first_correct]}, predicted "
+                              f"{labels[first_correct]}: correct)")
+    np.testing.assert_allclose(shown["y"], np.asarray(ys[:, first_correct]), rtol=1e-12)
+    # none correct: the first labelled one, called misclassified
+    wrong = np.where(np.arange(10) == 3, -5.0, 5.0) * np.ones((8, 2, 10))  # never predicts 3
+    window = np.zeros((8, 2))
+    window[-1] = 1
+    assert training.shown_example(wrong, np.full((8, 2), 3), window) == (0, 3, 0)
+    assert training.shown_example(wrong, np.full((8, 2), -1), window) == (0, None, None)  # no label: no claim
+
+
+def test_a_task_whose_batches_have_no_label_is_refused_naming_targets(tmp_path, monkeypatch):
+    """Found (issue 21): labels all -1 gave all-zero gradients without a word: the run 'trained' and learned nothing.
+    deepeprop train refuses such a task before it writes anything (host-side; dp.gradients returns the zeros)."""
+    config = tiny_config(tmp_path / "run", iterations=1)
+    task_batch = training.train_batch
+
+    def unlabelled(task, config, iteration, dtype):
+        batch = task_batch(task, config, iteration, dtype)
+        return batch._replace(targets=jnp.full_like(batch.targets, -1))
+
+    monkeypatch.setattr(training, "train_batch", unlabelled)
+    with pytest.raises(ValueError, match=r"targets: its first training batch of task 'delayed_copy' has no step where "
+                                         r"the loss counts \(every label is -1"):
+        training.train(config, progress=False, plots=False)
+    assert os.listdir(tmp_path / "run") == []  # nothing written
+    monkeypatch.setattr(training, "train_batch", task_batch)
+    monkeypatch.setattr(training, "eval_batch", lambda task, config, dtype: unlabelled(task, config, 0, dtype))
+    with pytest.raises(cli.UsageError, match="targets: its evaluation batch"):  # deepeprop train: exit code 2
+        training.train(config, progress=False, plots=False)

@@ -33,7 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .cli import UsageError
+from .cli import RawDescriptionHelpFormatter, UsageError
 
 DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
 ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
@@ -490,12 +490,16 @@ def _positive_int(text):
 
 
 def register(subparsers):
+    from .cli import names
+    from .engines import ENGINES
+
     parser = subparsers.add_parser("bench", help="time and memory of every engine (table + JSON)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=("quick", "targets", "scaling"), default="quick",
                         help="quick (default, < 2 min), targets (the issue's ratios), scaling (T, n, depth, batch)")
     parser.add_argument("--engines", type=lambda s: [v for v in s.split(",") if v], default=None,
-                        help=f"comma-separated engines (default: {','.join(DEFAULT_ENGINES)}); options in brackets, "
+                        help=f"comma-separated engines among {names(ENGINES)} (default: "
+                             f"{','.join(DEFAULT_ENGINES)}); options in brackets, "
                              "separated by ';', e.g. 'eprop[readout_filter=False]'")
     parser.add_argument("--T", type=_positive_ints, default=None, help="sequence lengths (quick suite), e.g. 100,1000")
     parser.add_argument("--width", type=_positive_ints, default=None, help="hidden widths (quick suite)")
@@ -505,8 +509,8 @@ def register(subparsers):
                         help="exact: LIF with the reset path kept, dense W with its diagonal; factorisable "
                              "(default): the standard e-prop model (LIF with detach_reset, no self-connections, "
                              "the library defaults), recurrent gain 0.1")
-    parser.add_argument("--readout", choices=("linear", "leaky"), default="leaky")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--readout", choices=("linear", "leaky"), default="leaky", help="readout of the network")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
     parser.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (median)")
     parser.add_argument("--alignment", action="store_true", help="cosine per layer of each gradient vs BPTT's")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")

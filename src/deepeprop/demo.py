@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="deepeprop-demo", help="folder for the results and plots "
                         "(default ./deepeprop-demo)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the line of each evaluation "
+                        "is still printed)")
     parser.set_defaults(func=_main)
 
 
@@ -39,7 +40,7 @@ def _main(args) -> int:
           f"spiking network (hidden {config['hidden']}) on '{config['task']}' (8x8 digits, one row per time step), "
           f"{config['iterations']} batches of {config['batch_size']}")
     start = time.perf_counter()
-    summary = train(config, overwrite=True, progress=not args.no_progress)  # the demo's folder is its own
+    summary = train(config, overwrite=True, progress=not args.no_progress, log=True)  # the demo's folder is its own
     seconds = time.perf_counter() - start
     print(f"test {summary['metric_name']}: {summary['final_metric']:.3f}   (chance level: {summary['chance']:.3f})"
           f"   in {seconds:.0f} s")

@@ -156,23 +156,27 @@ def _choice_list(choices):
 
 
 def register(subparsers) -> None:
+    from .cli import names
+    from .losses import LOSSES
+
     parser = subparsers.add_parser("gradcheck", help="compare every gradient engine with BPTT, per layer",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--neuron", type=_choice_list(NEURONS), default="lif",
-                        help="leaky, lif or alif, or one per layer comma-separated (e.g. lif,alif,leaky)")
+                        help=f"neuron model: {names(NEURONS)}, or one per layer comma-separated (e.g. lif,alif,leaky)")
     parser.add_argument("--recurrence", type=_choice_list(RECURRENCES), default="dense",
-                        help="none, diagonal or dense, or one per layer comma-separated")
+                        help=f"{names(RECURRENCES)}, or one per layer comma-separated")
     parser.add_argument("--skip", default="", help="extra same-time edges I:J, comma-separated (0 = input, "
                         "L+1 = readout), e.g. 1:3,0:2")
     parser.add_argument("--residual", default="", help="fixed identity edges I:J (equal widths), e.g. 2:3,0:3")
-    parser.add_argument("--hidden", default="16,16,16", help="layer sizes, comma-separated (default 16,16,16)")
-    parser.add_argument("--readout", choices=READOUTS, default="leaky")
-    parser.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
+    parser.add_argument("--hidden", default="16,16,16", help="hidden layer sizes, comma-separated")
+    parser.add_argument("--readout", choices=READOUTS, default="leaky", help="readout of the network")
+    parser.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="per-step loss")
     parser.add_argument("--steps", type=int, default=50, help="sequence length T")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64")
-    parser.add_argument("--methods", default=None, help="engines to check, comma-separated (default: all)")
+    parser.add_argument("--batch", type=int, default=4, help="sequences in the batch")
+    parser.add_argument("--seed", type=int, default=0, help="model, input and target seed")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64", help="floating-point type")
+    parser.add_argument("--methods", default=None, help="engines to check against bptt, comma-separated, among "
+                        f"{names([m for m in ENGINES if m != 'bptt'])} (default: all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     parser.set_defaults(func=_main)
 

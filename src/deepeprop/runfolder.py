@@ -2,7 +2,11 @@
 
 * **Lock.** A run holds ``fcntl.flock`` on ``OUT/.deepeprop.lock`` (its pid written inside) from start to
   end; a second run into the same folder is refused with an error naming the holder's pid. The OS
-  releases the lock when the holder exits or is killed, so a crashed run never blocks the next one.
+  releases the lock when the holder exits or is killed, so a crashed run never blocks the next one. A run
+  that ends (cleanly or with an error) deletes the lock file while it still holds the lock; a run that took
+  the lock checks that the file it locked is still the one at ``OUT/.deepeprop.lock`` and else starts over, so
+  the deletion cannot let two runs in. Only a killed run leaves the file behind (harmless: the next run takes
+  it and deletes it in turn).
 * **Fresh runs** into a folder that already holds files are refused unless ``overwrite`` (``--overwrite``),
   which deletes the files a run writes (:data:`RUN_FILES`) and leaves any other file alone.
 * **Stale temporary files** (``.NAME.PID.tmp``, left by a process killed while writing) are deleted at
@@ -13,7 +17,7 @@
 * **Metrics.** On resume, ``metrics.jsonl`` is cut back to the rows at or below the checkpoint's iteration;
   a torn last line (a run killed while appending) is dropped; any other unreadable line is named with a fix.
 
-Errors are :class:`RunFolderError` (a ``ValueError``: the command line prints ``deepeprop: error: ...`` and
+Errors are :class:`RunFolderError` (a ``ValueError``: the command line prints ``deepeprop train: error: ...`` and
 exits with code 2).
 """
 from __future__ import annotations
@@ -102,20 +106,13 @@ class RunFolder:
             raise self._error(f"cannot be created: {err.strerror}") from None
         if not os.path.isdir(self.path):
             raise self._error("is not a folder: give a folder for the results")
-        lock_path = os.path.join(self.path, LOCK)
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise self._error(f"is not writable ({err.strerror}): give a folder you can write to") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        for _ in range(100):  # a run ending between our open and our flock deletes the file we opened: again
+            fd = self._lock()
+            if _same_file(fd, self._lock_path):
+                break
             os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise self._error(f"is in use by another deepeprop run (pid {holder}); wait for it to end, or "
-                                  "give another --out") from None
-            raise self._error(f"cannot be locked ({err.strerror})") from None
+        else:
+            raise self._error("cannot be locked: its lock file keeps being replaced")
         self._fd = fd
         try:
             os.ftruncate(fd, 0)
@@ -128,12 +125,39 @@ class RunFolder:
             raise
         return self
 
+    @property
+    def _lock_path(self) -> str:
+        return os.path.join(self.path, LOCK)
+
+    def _lock(self) -> int:
+        """Open (or create) the lock file and take its lock; an error names the holder's pid."""
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise self._error(f"is not writable ({err.strerror}): give a folder you can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise self._error(f"is in use by another deepeprop run (pid {holder}); wait for it to end, or "
+                                  "give another --out") from None
+            raise self._error(f"cannot be locked ({err.strerror})") from None
+        return fd
+
     def __exit__(self, *exc) -> None:
         self.release()
 
     def release(self) -> None:
-        """Release the lock (the lock file stays: deleting it would race with a run taking it)."""
+        """Delete the lock file, then release the lock (in this order: a run that takes the lock of the deleted
+        file sees that it is no longer the folder's and starts over; module docstring)."""
         if self._fd is not None:
+            if _same_file(self._fd, self._lock_path):
+                try:
+                    os.remove(self._lock_path)
+                except OSError:  # gone or not removable: the lock still goes
+                    pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -158,6 +182,16 @@ class RunFolder:
             path = os.path.join(self.path, name)
             if os.path.isfile(path):
                 os.remove(path)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether the open file ``fd`` is the file at ``path`` (same device and inode)."""
+    try:
+        there = os.stat(path)
+    except OSError:
+        return False
+    here = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 # ---------------------------------------------------------------------------- configuration fingerprint

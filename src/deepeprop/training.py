@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "task_options": {},
     "method": "deep_eprop",
     "method_options": {},
+    "evaluation": None,  # the engine's own; else "step", "chunked:K" or "reverse" (deepeprop.engines.evaluation)
     "neuron": "alif",
     "neuron_options": {},
     "hidden": [64, 64],
@@ -85,9 +86,9 @@ DEFAULTS: dict[str, Any] = {
     "out": "deepeprop-run",
     "devices": 1,  # split the batch over this many devices (deepeprop.parallel); same results to rounding
 }
-# options that may change when a run is resumed (the others must match the saved config.json); ``devices``
-# changes only the floating-point summation order, not the run
-RESUMABLE = ("iterations", "eval_every", "out", "devices")
+# options that may change when a run is resumed (the others must match the saved config.json); ``devices`` and
+# ``evaluation`` change only the floating-point summation order (the gradient is the same), not the run
+RESUMABLE = ("iterations", "eval_every", "out", "devices", "evaluation")
 
 
 class CheckpointError(ValueError):
@@ -238,9 +239,10 @@ def validate_config(config: dict) -> dict:
     if c["feedback"] is not None and "feedback" in c["method_options"]:
         raise _usage("give the feedback once: --feedback or --method-option feedback=..., not both")
     try:
-        make_engine_from_config(c)
+        engine = make_engine_from_config(c)
     except ValueError as err:
         raise _usage(f"--method-option: {err}") from None
+    c["evaluation"] = _checked_evaluation(c, engine)
     if not isinstance(c["task_options"], dict):
         raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
     try:
@@ -251,6 +253,27 @@ def validate_config(config: dict) -> dict:
         jax.config.update("jax_enable_x64", True)
     c["out"] = str(c["out"])
     return c
+
+
+def _checked_evaluation(config: dict, engine) -> str | None:
+    """``config["evaluation"]`` as its explicit name (``"chunked"`` -> ``"chunked:64"``, so that a later change
+    of the default size cannot change a saved run), refused as the learner would refuse it."""
+    from .engines import make_evaluation
+    from .online import OnlineLearner
+
+    value = config.get("evaluation")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _usage(f"--evaluation must be a name like 'step', 'chunked:32' or 'reverse', got {value!r}")
+    if "chunk_size" in config["method_options"]:
+        raise _usage("give the chunk size once: --evaluation chunked:K or --method-option chunk_size=K, not both")
+    try:
+        evaluation = make_evaluation(value)
+        OnlineLearner(engine, optax.sgd(1.0), update_every=config["update_every"], evaluation=evaluation)
+    except ValueError as err:
+        raise _usage(f"--evaluation {value}: {err}") from None
+    return str(evaluation)
 
 
 # ---------------------------------------------------------------------------- building a run
@@ -286,6 +309,7 @@ def build(config: dict):
     engine = make_engine_from_config(config)
     optimizer = optax.adam(config["lr"]) if config["optimizer"] == "adam" else optax.sgd(config["lr"])
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config["update_every"],
+                            evaluation=config.get("evaluation"),
                             feedback_decay=config["feedback_decay"] if getattr(engine, "feedback", None) == "adaptive"
                             else 0.0)
     return task, model, learner
@@ -310,6 +334,19 @@ def eval_batch(task, config: dict, dtype):
     batch = task.test_set() if hasattr(task, "test_set") else task.batch(
         config["seed"], config["eval_batch_size"], "test")
     return _cast(batch, dtype)
+
+
+def check_loss_counts(batch, task, what: str) -> None:
+    """Refuse a batch in which the loss counts nowhere (labels all ``-1`` or the mask all zero): every gradient
+    would be exactly zero and the run would train nothing, without a word. A host-side check of concrete values
+    (``dp.gradients`` accepts such a batch and returns zeros: it is a valid, empty loss)."""
+    counts = np.asarray(batch.mask) > 0
+    if task.loss == "cross_entropy":
+        counts &= np.asarray(batch.targets) >= 0
+    if not counts.any():
+        raise _usage(f"targets: {what} of task {task.name!r} has no step where the loss counts (every label is -1 "
+                     "or the mask is zero everywhere), so every gradient would be zero; check the task's options "
+                     "(e.g. its delay or recall window) or its batch()")
 
 
 @dataclass
@@ -406,7 +443,7 @@ def _read_metrics(path: str) -> list[dict]:
 
 
 def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-          plots: bool = True, fault: Any = None, tensorboard: bool = False) -> dict:
+          plots: bool = True, fault: Any = None, tensorboard: bool = False, log: bool | None = None) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
 
     The run holds a lock on ``config["out"]`` while it writes: a second run into the same folder is refused
@@ -416,6 +453,9 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     (``iterations``, ``eval_every``, ``out``, ``devices``) may differ from the checkpoint's run: any other difference is
     refused with a :class:`CheckpointError` listing the options. Temporary files left by a killed run are
     deleted, and a torn last line of ``metrics.jsonl`` is repaired.
+
+    ``progress``: show a progress bar. ``log``: print one line per evaluation (test loss and metric); ``None``
+    (default) prints them with the progress bar only (``deepeprop train --no-progress`` keeps them).
 
     ``tensorboard=True`` also writes every ``metrics.jsonl`` row as TensorBoard scalars to ``OUT/tensorboard``
     (needs ``tensorboardX``: ``pip install 'deepeprop[tensorboard]'``; imported only then).
@@ -427,7 +467,8 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     if resume and overwrite:
         raise _usage("--overwrite starts the run afresh and --resume continues it: give one of them")
     with runfolder.RunFolder(config["out"], resume=resume, overwrite=overwrite):
-        return _train(config, resume=resume, progress=progress, plots=plots, fault=fault, tensorboard=tensorboard)
+        return _train(config, resume=resume, progress=progress, plots=plots, fault=fault, tensorboard=tensorboard,
+                      log=progress if log is None else log)
 
 
 def _check_resumable(header: dict, config: dict, path: str) -> None:
@@ -449,13 +490,17 @@ def _check_resumable(header: dict, config: dict, path: str) -> None:
                               "a fresh run in another --out")
 
 
-def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any, tensorboard: bool) -> dict:
+def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any, tensorboard: bool,
+           log: bool) -> dict:
     """The training loop of :func:`train`, inside the locked run folder."""
     from . import __version__, parallel
     from .online import is_finite_tree
 
     out = config["out"]
     task, model, learner = build(config)
+    test = eval_batch(task, config, model.dtype)
+    check_loss_counts(test, task, "its evaluation batch")  # host-side, before anything is written
+    check_loss_counts(train_batch(task, config, 1, model.dtype), task, "its first training batch")
     state = learner.init(model)
     ckpt_path = os.path.join(out, CHECKPOINT)
     metrics_path = os.path.join(out, "metrics.jsonl")
@@ -489,7 +534,7 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     if not resume:
         save_checkpoint(ckpt_path, state, meta(0))
     steps = make_steps(task, learner)
-    test = parallel.shard_if_divisible(eval_batch(task, config, model.dtype), mesh)
+    test = parallel.shard_if_divisible(test, mesh)
     total, eval_every = config["iterations"], config["eval_every"]
     last_good = start
     bar = None
@@ -536,9 +581,13 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                 elapsed, t0 = elapsed_now, time.perf_counter()
                 save_checkpoint(ckpt_path, state, meta(iteration))
                 last_good = iteration
-                if bar is not None:
-                    bar.write(f"iteration {iteration}: test loss {test_loss:.4f}, test {task.metric_name} "
-                              f"{test_metric:.4f} (chance {task.chance:.3f})")
+                if log:
+                    line = (f"iteration {iteration}: test loss {test_loss:.4f}, test {task.metric_name} "
+                            f"{test_metric:.4f} (chance {task.chance:.3f})")
+                    if bar is not None:
+                        bar.write(line)
+                    else:
+                        print(line, flush=True)
     finally:
         if bar is not None:
             bar.close()
@@ -571,80 +620,154 @@ def _tensorboard_writer(folder: str):
     return SummaryWriter(folder)
 
 
+SHOWN_CANDIDATES = 64  # the readout plot shows the first correctly classified of this many test examples
+
+
 def write_plots(out: str, rows: list[dict], task, model, test, config: dict) -> list[str]:
-    """Learning curves; a spike raster (spiking models) and the readout over time of one test example."""
+    """Learning curves; a spike raster (spiking models) and the readout over time of one test example: the first
+    correctly classified one for a classification task (its title says whether it is)."""
     from . import plots
 
     title = f"{config['method']} on {config['task']} ({config['neuron']}, hidden {config['hidden']})"
     paths = [plots.learning_curves(rows, os.path.join(out, "learning_curves.png"), metric_name=task.metric_name,
                                    chance=task.chance, title=title)] if rows else []
-    example = jax.tree_util.tree_map(lambda a: a[:, :1], test)  # the first test example, B = 1
-    _, ys, zs = eqx.filter_jit(lambda m, x: m.run(x, record=True))(model, example.inputs)
-    if model.layers[0].neuron.spiking:
-        paths.append(plots.raster([np.asarray(z[:, 0]) for z in zs], os.path.join(out, "raster.png"),
-                                  title=f"spikes of one test example ({config['neuron']})"))
+    candidates = jax.tree_util.tree_map(lambda a: a[:, :SHOWN_CANDIDATES], test)
+    _, ys, zs = eqx.filter_jit(lambda m, x: m.run(x, record=True))(model, candidates.inputs)
     classification = task.loss == "cross_entropy"
-    window = np.asarray(example.targets[:, 0])[np.asarray(example.mask[:, 0]) > 0]  # labels where the loss counts
-    label = int(window[0]) if classification and window.size and np.all(window == window[0]) else None
-    paths.append(plots.readout_over_time(np.asarray(ys[:, 0]), os.path.join(out, "readout.png"),
-                                         mask=np.asarray(example.mask[:, 0]), label=label,
-                                         classification=classification,
-                                         title=f"readout of one test example (label {label}, predicted "
-                                         f"{_prediction(ys[:, 0], example.mask[:, 0])})" if label is not None
-                                         else "readout of one test example"))
+    index, label, predicted = 0, None, None
+    if classification:
+        index, label, predicted = shown_example(ys, candidates.targets, candidates.mask)
+    if model.layers[0].neuron.spiking:
+        paths.append(plots.raster([np.asarray(z[:, index]) for z in zs], os.path.join(out, "raster.png"),
+                                  title=f"spikes of one test example ({config['neuron']})"))
+    if label is None:
+        caption = "readout of one test example"
+    else:
+        verdict = "correct" if predicted == label else "misclassified: no shown candidate was classified correctly"
+        caption = f"readout of one test example (label {label}, predicted {predicted}: {verdict})"
+    paths.append(plots.readout_over_time(np.asarray(ys[:, index]), os.path.join(out, "readout.png"),
+                                         mask=np.asarray(candidates.mask[:, index]), label=label,
+                                         classification=classification, title=caption))
     return paths
 
 
-def _prediction(y, mask) -> int:
-    """The class a sequence is assigned: argmax of the readout summed over the loss window (``y`` (T, n_out))."""
-    return int(np.argmax(np.sum(np.asarray(y) * np.asarray(mask)[:, None], axis=0)))
+def shown_example(ys, targets, mask) -> tuple[int, int | None, int | None]:
+    """``(index, label, predicted)`` of the example a readout plot shows: the first whose loss window has one label
+    and whose prediction (argmax of the readout summed over the window, as the accuracy counts it) is that label;
+    else the first with one label (misclassified); else ``(0, None, None)``. ``ys`` (T, B, n_out)."""
+    ys, targets, window = np.asarray(ys), np.asarray(targets).astype(np.int64), np.asarray(mask) > 0
+    highest = np.where(window, targets, -1).max(axis=0)  # (B,)
+    lowest = np.where(window, targets, np.iinfo(np.int64).max).min(axis=0)
+    labelled = window.any(axis=0) & (highest == lowest) & (highest >= 0)
+    predicted = np.argmax(np.sum(ys * window[..., None], axis=0), axis=-1)  # (B,)
+    for chosen in (np.nonzero(labelled & (predicted == highest))[0], np.nonzero(labelled)[0]):
+        if chosen.size:
+            index = int(chosen[0])
+            return index, int(highest[index]), int(predicted[index])
+    return 0, None, None
 
 
 # ---------------------------------------------------------------------------- command line
-FLAGS = {  # option -> (flag, argparse kwargs); every default is SUPPRESS so that only given flags count
-    "task": ("--task", dict(help=f"task name (default {DEFAULTS['task']})")),
-    "method": ("--method", dict(help=f"gradient engine: bptt, rtrl, eprop, deep_eprop (default {DEFAULTS['method']})")),
-    "neuron": ("--neuron", dict(help=f"{', '.join(NEURONS)}, or one per layer comma-separated, e.g. lif,alif "
-                                    f"(default {DEFAULTS['neuron']})")),
-    "hidden": ("--hidden", dict(help="hidden layer sizes, comma-separated (default 64,64)")),
-    "recurrence": ("--recurrence", dict(help="none, diagonal or dense, or one per layer comma-separated "
-                                        "(default dense)")),
+def _registry(module: str, name: str):
+    """A help text callable: the names of registry ``module.name``, read when the parser is built (so a newly
+    registered engine, task or neuron model appears in ``--help`` by itself)."""
+    def text() -> str:
+        import importlib
+
+        from .cli import names
+
+        return names(getattr(importlib.import_module(module, __package__), name))
+
+    return text
+
+
+# option -> (flag, argparse kwargs); every default is SUPPRESS so that only given flags count. A help given as a
+# function is called when the parser is built ({} in it: the registry's names); "(default: ...)" is added from
+# DEFAULTS unless the help states the default itself.
+FLAGS = {
+    "task": ("--task", dict(help=lambda: f"task: {_registry('.tasks', 'TASKS')()}")),
+    "method": ("--method", dict(help=lambda: f"gradient engine: {_registry('.engines', 'ENGINES')()}")),
+    "evaluation": ("--evaluation", dict(help=lambda: "how the engine evaluates its rule: "
+                                        f"{', '.join(_evaluation_names())}; the same "
+                                        "gradient up to rounding, so it may change on resume; reverse needs one "
+                                        "update per sequence (no --update-every) (default: the engine's own, its "
+                                        "fastest online one)")),
+    "neuron": ("--neuron", dict(help=lambda: f"neuron model: {_registry('.neurons', 'NEURONS')()}, or one per "
+                                "layer comma-separated, e.g. lif,alif")),
+    "hidden": ("--hidden", dict(help="hidden layer sizes, comma-separated")),
+    "recurrence": ("--recurrence", dict(help=lambda: f"{_registry('.network', 'RECURRENCES')()}, or one per layer "
+                                        "comma-separated")),
     "skip": ("--skip", dict(help="extra same-time edges I:J, comma-separated (0 = input, 1..L hidden, L+1 = "
-                            "readout), e.g. 1:3,0:2 (TOML: skip = [[1, 3]])")),
+                            "readout), e.g. 1:3,0:2 (TOML: skip = [[1, 3]]; default: none)")),
     "residual": ("--residual", dict(help="fixed identity edges I:J, comma-separated (equal widths; one on a chain "
-                                    "edge replaces it), e.g. 2:3,0:3")),
-    "readout": ("--readout", dict(help="linear or leaky (default leaky)")),
+                                    "edge replaces it), e.g. 2:3,0:3 (default: none)")),
+    "readout": ("--readout", dict(help=lambda: _registry(".network", "READOUTS")())),
     "method_options": None,  # --method-option NAME=VALUE (below)
     "neuron_options": None,  # --neuron-option NAME=VALUE (below)
-    "tau_m": ("--tau-m", dict(help="membrane time constant in steps (default 20), or one per hidden layer "
-                              "comma-separated, e.g. 2,50 (fast below, slow above)")),
-    "tau_a": ("--tau-a", dict(help="ALIF adaptation time constant in steps (default 200), or one per layer")),
-    "tau_out": ("--tau-out", dict(type=float, help="leaky readout time constant in steps (default 20)")),
-    "input_gain": ("--input-gain", dict(type=float, help="scale of the initial input weights (default 1)")),
-    "recurrent_gain": ("--recurrent-gain", dict(type=float, help="scale of the initial recurrent weights "
-                                                "(default 1)")),
+    "tau_m": ("--tau-m", dict(help="membrane time constant in steps, or one per hidden layer comma-separated, e.g. "
+                              "2,50 (fast below, slow above)")),
+    "tau_a": ("--tau-a", dict(help="ALIF adaptation time constant in steps, or one per layer")),
+    "tau_out": ("--tau-out", dict(type=float, help="leaky readout time constant in steps")),
+    "input_gain": ("--input-gain", dict(type=float, help="scale of the initial input weights")),
+    "recurrent_gain": ("--recurrent-gain", dict(type=float, help="scale of the initial recurrent weights")),
     "self_connections": ("--self-connections", dict(type=lambda text: parse_bool(text, "--self-connections"),
                                                     help="dense recurrence: false (W's diagonal masked to zero) or "
-                                                    f"true (default {str(DEFAULTS['self_connections']).lower()}); "
-                                                    "true with --neuron-option detach_reset=false is the exact-reset "
-                                                    "model")),
-    "iterations": ("--iterations", dict(type=int, help="training batches (default 200)")),
-    "batch_size": ("--batch-size", dict(type=int, help="sequences per batch (default 32)")),
-    "optimizer": ("--optimizer", dict(help="adam or sgd (default adam)")),
-    "lr": ("--lr", dict(type=float, help="learning rate (default 1e-3)")),
+                                                    "true; true with --neuron-option detach_reset=false is the "
+                                                    "exact-reset model")),
+    "iterations": ("--iterations", dict(type=int, help="training batches")),
+    "batch_size": ("--batch-size", dict(type=int, help="sequences per batch")),
+    "optimizer": ("--optimizer", dict(help=lambda: names_of(OPTIMIZERS))),
+    "lr": ("--lr", dict(type=float, help="learning rate")),
     "update_every": ("--update-every", dict(type=int, help="update the weights every K time steps during the "
                                             "sequence (default: once per sequence)")),
-    "feedback": ("--feedback", dict(help="eprop only: symmetric, random or adaptive")),
+    "feedback": ("--feedback", dict(help=lambda: "eprop and immediate only: "
+                                    f"{_registry('.engines.eprop', 'FEEDBACKS')()} (default: the engine's own, "
+                                    "symmetric)")),
     "feedback_decay": ("--feedback-decay", dict(type=float, help="adaptive feedback: weight decay of W_out and "
-                                                "B_out per update (default 1e-4)")),
-    "seed": ("--seed", dict(type=int, help="model and data seed (default 0)")),
-    "eval_every": ("--eval-every", dict(type=int, help="evaluate and checkpoint every N iterations (default 50)")),
-    "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks (default 256)")),
-    "dtype": ("--dtype", dict(help="float32 or float64 (default float32)")),
-    "out": ("--out", dict(help="output folder (default ./deepeprop-run)")),
+                                                "B_out per update")),
+    "seed": ("--seed", dict(type=int, help="model and data seed")),
+    "eval_every": ("--eval-every", dict(type=int, help="evaluate and checkpoint every N iterations")),
+    "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks")),
+    "dtype": ("--dtype", dict(help=lambda: _registry(".network", "DTYPES")())),
+    "out": ("--out", dict(help="output folder")),
     "devices": ("--devices", dict(type=int, help="split each batch over N devices (data parallel, jax.sharding; "
-                                  "on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N); default 1")),
+                                  "on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")),
 }
+
+
+def _evaluation_names() -> list[str]:
+    """``step``, ``chunked``, ``chunked:K``, ``reverse``: the names of ``EVALUATIONS`` and the sized form."""
+    from .engines import EVALUATIONS, Chunked
+
+    return [text for name, cls in EVALUATIONS.items()
+            for text in ((name, f"{name}:K (chunks of K steps)") if issubclass(cls, Chunked) else (name,))]
+
+
+def names_of(choices) -> str:
+    from .cli import names
+
+    return names(choices)
+
+
+def _show_default(value) -> str | None:
+    """A default as a command line would give it (``[64, 64]`` -> ``64,64``, ``False`` -> ``false``)."""
+    if value is None or value == {} or value == []:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(_show_default(v) or "" for v in value)
+    return str(value)
+
+
+def flag_help(name: str) -> str:
+    """The ``--help`` text of option ``name``: generated from the registries and :data:`DEFAULTS` now."""
+    text = FLAGS[name][1]["help"]
+    text = text() if callable(text) else text
+    shown = _show_default(DEFAULTS[name])
+    if "default" not in text.lower() and shown is not None:
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")
 
 
 def parse_bool(text: str, name: str) -> bool:
@@ -659,7 +782,7 @@ def add_run_flags(parser) -> None:
         if spec is None:
             continue
         flag, kwargs = spec
-        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **kwargs)
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **dict(kwargs, help=flag_help(name)))
     parser.add_argument("--method-option", dest="method_option", action="append", default=None,
                         metavar="NAME=VALUE", help="an engine option, repeatable (e.g. --method-option "
                         "readout_filter=false, --method-option feedback=random)")
@@ -671,6 +794,12 @@ def add_run_flags(parser) -> None:
                         help="a task option, repeatable (e.g. --task-option delay_steps=20)")
 
 
+def _resumable_flags() -> str:
+    from .cli import names
+
+    return names("--" + key.replace("_", "-") for key in RESUMABLE)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a network on a task, online",
@@ -678,10 +807,11 @@ def register(subparsers) -> None:
                     "summary.json, checkpoint.eqx and plots to --out. Options come from the defaults, then "
                     "--config FILE (TOML), then the flags given explicitly.")
     parser.add_argument("--config", default=None, help="TOML file of options (flags given explicitly override it)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx (only --iterations, "
-                        "--eval-every and --out may change)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx (only "
+                        f"{_resumable_flags()} may change)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the line of each evaluation "
+                        "is still printed)")
     parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     parser.add_argument("--tensorboard", action="store_true", help="also log the metrics for TensorBoard to "
                         "OUT/tensorboard (needs tensorboardX: pip install 'deepeprop[tensorboard]')")
@@ -766,12 +896,12 @@ def _main(args) -> int:
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                        plots=not args.no_plots, tensorboard=args.tensorboard)
+                        plots=not args.no_plots, tensorboard=args.tensorboard, log=True)
     except TrainingDiverged as err:
-        print(f"deepeprop: error: {err}", file=sys.stderr)
+        print(f"deepeprop train: error: {err}", file=sys.stderr)
         return 3
     except CheckpointError as err:
-        print(f"deepeprop: error: {err}", file=sys.stderr)
+        print(f"deepeprop train: error: {err}", file=sys.stderr)
         return 2
     print(f"{summary['method']} on {summary['task']}: final test {summary['metric_name']} "
           f"{summary['final_metric']:.4f} (chance {summary['chance']:.4f}) after {summary['iterations']} "
