@@ -78,7 +78,7 @@ def make_evaluation(evaluation) -> Evaluation | None:
         if name in EVALUATIONS:
             if not size:
                 return EVALUATIONS[name]()
-            if name == "chunked" and size.isdigit():
+            if name == "chunked" and size.isdigit() and int(size) >= 1:
                 return Chunked(int(size))
     raise ValueError(f"evaluation must be an Evaluation object (dp.Step(), dp.Chunked(64), dp.Reverse()) or one "
                      f"of 'step', 'chunked', 'chunked:K' (K a positive int), 'reverse'; got {evaluation!r}")

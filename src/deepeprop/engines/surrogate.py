@@ -192,7 +192,7 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
     # the gradient: the chunk's own terms (s(t0) fixed) and lambda(t0)^T S(t0)
     start_adjoint, step_adjoints = adjoints(None, None, 1.0)
     grads = []
-    for l, (eps, deep) in enumerate(state.traces):
+    for l, (eps, _) in enumerate(state.traces):
         grad = state.grads[l] + contract(records[l], step_adjoints[l], per_example=False)
         grads.append(grad + jnp.einsum("bjd,bjdr->jr", start_adjoint[l], eps))  # lambda_l . S[l,l]; the deep
         # traces' lambda_k . S[k,l] are added below, while each row batch of S[k,l] is read anyway
@@ -226,7 +226,7 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         phi_k = own_propagator[k]  # (B, n_k, d_k, d_k)
 
         def write_rows(g, carry, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k, neurons=neurons, rows=rows,
-                       phi_k=phi_k):
+                       phi_k=phi_k, batch=batch):
             first = g * rows
             basis = jax.nn.one_hot(first + jnp.arange(rows), n_k * d_k, dtype=s0[k].dtype)
             cotangents = jnp.broadcast_to(basis.reshape(rows, 1, n_k, d_k), (rows,) + s0[k].shape)
