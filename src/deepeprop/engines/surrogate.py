@@ -213,7 +213,7 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         eligibility.append(apply_block(phi, eps) + jnp.moveaxis(psi, 0, 2))
 
     # the deep traces: one cotangent per state component of each node that has ancestors, in batches of whole
-    # neurons; each batch reads its rows of S[k,l] and writes them in place (one pass over each trace)
+    # neurons; each batch reads its rows of S[k,l] once (the new rows are joined at the end)
     deep_new = {}
     for k in range(len(model.nodes)):
         ancestors = [l for l in range(len(model.nodes)) if k in descendants[l]]
@@ -225,7 +225,7 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         rows = neurons * d_k  # cotangents per batch
         phi_k = own_propagator[k]  # (B, n_k, d_k, d_k)
 
-        def write_rows(g, carry, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k, neurons=neurons, rows=rows,
+        def write_rows(g, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k, neurons=neurons, rows=rows,
                        phi_k=phi_k, batch=batch):
             first = g * rows
             basis = jax.nn.one_hot(first + jnp.arange(rows), n_k * d_k, dtype=s0[k].dtype)
@@ -233,11 +233,10 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
             start, steps = jax.vmap(lambda c: adjoints(k, c))(cotangents)  # (r, B, n, d), (r, K, B, n, d)
             phi = jax.lax.dynamic_slice_in_dim(phi_k, g * neurons, neurons, axis=1)  # (B, neurons, d_k, d_k)
             lam = jax.lax.dynamic_slice_in_dim(start_adjoint[k], g * neurons, neurons, axis=1)  # (B, neurons, d_k)
-            new, grad = carry
-            out, grad = list(new), list(grad)
-            for index, l in enumerate(ancestors):
+            out, grad = [], []
+            for l in ancestors:
                 mine = jax.lax.dynamic_slice_in_dim(old[(k, l)], g * neurons, neurons, axis=1)
-                grad[index] = grad[index] + jnp.tensordot(lam, mine, axes=3)  # lambda_k . S[k,l], these rows
+                grad.append(jnp.tensordot(lam, mine, axes=3))  # lambda_k . S[k,l], these rows
                 value = apply_block(phi, mine)  # Phi_kk S[k,l]: (B, neurons, d_k, n_l, R_l)
                 value = value + contract_rows_per_example(records[l], steps[l]).reshape(value.shape)  # Psi_kl
                 value = value + jnp.einsum("rbjd,bjdq->brjq", start[l],
@@ -247,15 +246,13 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
                         hop = jnp.matmul(jnp.swapaxes(start[j].reshape(rows, batch, -1), 0, 1),
                                          old[(j, l)].reshape(batch, start[j][0, 0].size, -1))  # (B, r, n_l R_l)
                         value = value + hop.reshape(value.shape)
-                out[index] = jax.lax.dynamic_update_slice_in_dim(out[index], value, g * neurons, axis=1)
-            return tuple(out), tuple(grad)
+                out.append(value)
+            return out, grad
 
-        new, extra = jax.lax.fori_loop(0, n_k // neurons, write_rows,
-                                       (tuple(jnp.zeros_like(old[(k, l)]) for l in ancestors),
-                                        tuple(jnp.zeros_like(grads[l]) for l in ancestors)))
-        for l, trace, grad in zip(ancestors, new, extra):
-            deep_new[(k, l)] = trace
-            grads[l] = grads[l] + grad
+        pieces = [write_rows(g) for g in range(n_k // neurons)]  # unrolled: a loop's carry would copy the traces
+        for index, l in enumerate(ancestors):
+            deep_new[(k, l)] = jnp.concatenate([piece[0][index] for piece in pieces], axis=1)
+            grads[l] = grads[l] + sum(piece[1][index] for piece in pieces)
 
     traces = tuple((eligibility[l], tuple(deep_new[(k, l)] for k in descendants[l]))
                    for l in range(len(model.nodes)))
