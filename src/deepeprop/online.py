@@ -41,7 +41,7 @@ import optax
 from .engines import Engine, Reversed, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
-from .validation import check_batch, check_int, check_number
+from .validation import check_batch, check_int, check_model, check_number, checked
 
 
 class LearnerState(eqx.Module):
@@ -128,9 +128,7 @@ class OnlineLearner(eqx.Module):
     # ------------------------------------------------------------------ state
     def init(self, model: Network) -> LearnerState:
         """The optimizer state of ``model``'s trainable parameters, and the initial feedback matrices."""
-        if not isinstance(model, Network):
-            raise ValueError("model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), "
-                             f"got {type(model).__name__}")
+        check_model(model)
         self.engine.check_model(model)
         params = eqx.filter(model, trainable_spec(model))
         feedback = None
@@ -176,6 +174,10 @@ class OnlineLearner(eqx.Module):
         ``inputs`` (T, B, n_in), ``targets`` (T, B, n_out) or (T, B), ``mask`` (T, B)
         -> ``(state, losses (T,), ys (T, B, n_out))``.
         """
+        with checked():  # unchecked by contract: the engine's entry points add no checks inside its loop
+            return self._sequence_update(state, inputs, targets, mask)
+
+    def _sequence_update(self, state: LearnerState, inputs, targets, mask):
         T, B = inputs.shape[0], inputs.shape[1]
         model, opt_state, feedback = state.model, state.opt_state, state.feedback
         estate = self.engine.init(model, B)

@@ -46,11 +46,16 @@ class DeepEProp(Engine):
     Args:
         factorize: factorise a deep trace's first hop where the child's leak is a shared constant (exact,
             cheaper; default ``True``); ``False`` always stores the full trace.
+        detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` / ``False`` overrides it
+            (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "deep_eprop"
     exact_elementwise = True
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop
+    reset_default = True  # drops the reset path, as e-prop (detach_reset=None: this)
+    detach_reset: bool | None = eqx.field(static=True, default=None)
 
     def __post_init__(self):
         check_bool("factorize", self.factorize)
