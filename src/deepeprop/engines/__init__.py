@@ -47,5 +47,5 @@ def make_engine(method, **options) -> Engine:
 
 
 __all__ = ["Evaluation", "Step", "Chunked", "Reverse", "EVALUATIONS", "make_evaluation", "with_evaluation",
-           "Reversed", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState", "ENGINES",
-           "make_engine"]
+           "Reversed", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState",
+           "ENGINES", "make_engine"]

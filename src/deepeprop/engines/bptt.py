@@ -25,8 +25,8 @@ class BPTT(Engine):
 
     Args:
         detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
-            of LIF and ALIF): ``None`` (default) is the rule's, keep the reset path (the network as it runs); ``True`` / ``False`` overrides it
-            (docs/concepts/networks.md, "The reset: a choice of the rule").
+            of LIF and ALIF): ``None`` (default) is the rule's, keep the reset path (the network as it runs); ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "bptt"

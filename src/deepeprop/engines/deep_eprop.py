@@ -47,8 +47,8 @@ class DeepEProp(Engine):
         factorize: factorise a deep trace's first hop where the child's leak is a shared constant (exact,
             cheaper; default ``True``); ``False`` always stores the full trace.
         detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
-            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` / ``False`` overrides it
-            (docs/concepts/networks.md, "The reset: a choice of the rule").
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "deep_eprop"

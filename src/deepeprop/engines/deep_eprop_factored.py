@@ -80,8 +80,8 @@ class FactoredDeepEProp(ChunkedEngine):
         chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring, "Chunked
             contractions"); ``1`` runs step by step. The gradient does not depend on it (up to rounding).
         detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
-            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` / ``False`` overrides it
-            (docs/concepts/networks.md, "The reset: a choice of the rule").
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "deep_eprop_factored"

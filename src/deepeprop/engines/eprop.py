@@ -114,8 +114,8 @@ class EProp(ChunkedEngine):
         chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring); ``1`` runs
             step by step. The gradient does not depend on it (up to rounding).
         detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
-            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path (Bellec et al.); ``True`` / ``False`` overrides it
-            (docs/concepts/networks.md, "The reset: a choice of the rule").
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path (Bellec et al.); ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "eprop"

@@ -40,8 +40,8 @@ class RTRL(Engine):
         max_trace_elements: the most influence-matrix numbers per batch element it agrees to carry;
             :meth:`check_model` refuses a larger network (default 50 million).
         detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
-            of LIF and ALIF): ``None`` (default) is the rule's, keep the reset path (the network as it runs); ``True`` / ``False`` overrides it
-            (docs/concepts/networks.md, "The reset: a choice of the rule").
+            of LIF and ALIF): ``None`` (default) is the rule's, keep the reset path (the network as it runs); ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "rtrl"
