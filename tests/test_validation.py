@@ -157,6 +157,8 @@ def test_checks_add_nothing_inside_compiled_loops(model, batch):
     jaxpr = jax.make_jaxpr(lambda x: engine.sequence(model, state, x, targets, None, "mse"))(inputs).jaxpr
     assert "callback" in str(jaxpr)  # the inputs' value checks, once
     assert scans(jaxpr) and all("callback" not in str(eqn.params["jaxpr"]) for eqn in scans(jaxpr))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="inputs contains non-finite"):  # and they do run
+        eqx.filter_jit(engine.sequence)(model, state, inputs.at[2, 0, 0].set(jnp.nan), targets, None, "mse")
 
 
 def test_network_run_takes_other_float_dtypes_and_checks_shapes():

@@ -155,6 +155,10 @@ def check_values(array: jax.Array, bad, message: str) -> jax.Array:
     """Raise ``ValueError(message)`` if ``bad(array)`` (a scalar bool) holds; inside ``jit``, the same check as
     an :func:`equinox.error_if` on the returned array (use the returned array afterwards)."""
     if is_traced(array):
+        pending = getattr(_SCOPE, "pending", None)
+        if pending is not None:  # deferred (:func:`deferred_value_checks`): attached to a small array later
+            pending.append((bad(array), message))
+            return array
         return eqx.error_if(array, bad(array), message)
     with jax.ensure_compile_time_eval():  # a concrete array inside a trace is checked now, not staged out
         if bool(bad(array)):
@@ -180,6 +184,27 @@ def checked():
         yield
     finally:
         _SCOPE.depth = depth
+
+
+@contextlib.contextmanager
+def deferred_value_checks():
+    """Inside: the value checks of traced arrays are collected (``(bad, message)`` pairs, yielded as a list)
+    instead of wrapping each array in ``equinox.error_if``; :func:`attach_value_checks` puts them on another,
+    small array that the computation needs, so that a long sequence is not copied to be checked."""
+    previous = getattr(_SCOPE, "pending", None)
+    _SCOPE.pending = []
+    try:
+        yield _SCOPE.pending
+    finally:
+        _SCOPE.pending = previous
+
+
+def attach_value_checks(tree, pending):
+    """``tree`` with the deferred value checks ``pending`` attached (``equinox.error_if``: the compiled program
+    raises with the first failing check's message when it runs)."""
+    for bad, message in pending:
+        tree = eqx.error_if(tree, bad, message)
+    return tree
 
 
 def checks_done() -> bool:

@@ -159,12 +159,18 @@ def _check_entry(name: str, arguments: dict) -> None:
         arguments["x"], arguments["target"], arguments["mask"] = validation.check_step(
             model, batch, arguments["x"], arguments["target"], arguments["loss"], arguments["mask"])
     elif name in ("sequence", "reverse"):
-        inputs, targets, mask = validation.check_batch(model, arguments["inputs"], arguments["targets"],
-                                                       arguments["loss"], arguments["mask"])
+        # the value checks of a traced sequence go on the state's network part, not on a copy of the sequence
+        with validation.deferred_value_checks() as pending:
+            inputs, targets, mask = validation.check_batch(model, arguments["inputs"], arguments["targets"],
+                                                           arguments["loss"], arguments["mask"])
         if batch is not None and inputs.shape[1] != batch:
             raise ValueError(f"inputs must have shape (T, B, n_in) with B = {batch} (the state's batch, from "
                              f"engine.init(model, {batch})), got {inputs.shape}")
         arguments["inputs"], arguments["targets"], arguments["mask"] = inputs, targets, mask
+        if pending:
+            state = arguments["state"]
+            arguments["state"] = eqx.tree_at(lambda s: s.net, state,
+                                             validation.attach_value_checks(state.net, pending))
 
 
 def _entry_point(name: str, method):
