@@ -394,6 +394,8 @@ def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(t
     with pytest.raises(ValueError, match="detach_reset is given twice and disagrees"):
         training.resolve_config({"neuron": "lif", "method": "bptt", "method_options": {"detach_reset": True},
                                  "neuron_options": {"detach_reset": False}}, None)
+    with pytest.raises(ValueError, match="--neuron-option: detach_reset must be true or false, got 'maybe'"):
+        training.resolve_config({"neuron": "lif", "neuron_options": {"detach_reset": "maybe"}}, None)
     _, model, _ = training.build(training.resolve_config({"neuron": "lif", "method": "bptt", "hidden": [4]}))
     assert model.layers[0].neuron.detach_reset is False  # the model is built with the recorded choice
     mixed = training.resolve_config({"neuron": ["lif", "leaky"], "hidden": [4, 4]}, None)

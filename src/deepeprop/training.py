@@ -743,6 +743,8 @@ def explicit_reset(config: dict, missing_means: bool, given: bool | None = None)
             continue
         if layer_options.get("detach_reset") is None:
             layer_options["detach_reset"] = bool(missing_means)
+        elif not isinstance(layer_options["detach_reset"], bool):
+            raise ValueError(f"detach_reset must be true or false, got {layer_options['detach_reset']!r}")
         elif given is not None and bool(layer_options["detach_reset"]) != bool(given):
             raise ValueError(f"detach_reset is given twice and disagrees: detach_reset={layer_options['detach_reset']} "
                              f"for layer {index + 1} ({name}), --method-option detach_reset={given}; give it once")
