@@ -45,18 +45,20 @@ def test_factorisation_is_decided_statically():
 
 
 def test_the_defaults_are_the_standard_eprop_model():
-    """Reset detached, no self-connections (Bellec et al.'s code, NEST's eprop_iaf): factorisable by default;
-    the exact-reset model (detach_reset=False, self_connections=True) is the option, and is not."""
+    """The reset left to the rule (e-prop drops it, as Bellec et al.'s code and NEST's eprop_iaf do), no
+    self-connections: factorisable for e-prop by default; the exact-reset model (detach_reset=False,
+    self_connections=True) is the option, and is not."""
     from deepeprop import training
 
-    assert dp.LIF(3).detach_reset and dp.ALIF(3).detach_reset
+    assert dp.LIF(3).detach_reset is None and dp.ALIF(3).detach_reset is None  # the rule decides
     assert dp.LayerSpec(3).self_connections is False and training.DEFAULTS["self_connections"] is False
     eprop = dp.make_engine("eprop")
     model = dp.DeepRNN(3, [4, 5], 3, neuron="lif", recurrence="dense", key=jax.random.PRNGKey(0))
-    assert all(layer.neuron.detach_reset and not layer.self_connections for layer in model.layers)
+    assert all(layer.neuron.detach_reset is None and not layer.self_connections for layer in model.layers)
     assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) == 0.0 for layer in model.layers)
-    assert all(eprop.factorised_layers(model))
-    config = training.resolve_config({"neuron": "lif", "hidden": [4, 5], "task": "digits"})
+    assert all(eprop.factorised_layers(model))  # the capability queries see the model as the rule resolves it
+    assert all(layer.neuron.detach_reset for layer in eprop.prepare(model).layers)
+    config = training.resolve_config({"neuron": "lif", "hidden": [4, 5], "task": "digits", "method": "eprop"})
     _, trained, _ = training.build(config)
     assert all(eprop.factorised_layers(trained))
     exact = dp.DeepRNN(3, [4, 5], 3, neuron="lif", recurrence="dense", key=jax.random.PRNGKey(0),

@@ -34,7 +34,7 @@ def test_time_constants_are_checked_where_a_layer_ignores_them(kwargs, match):
     (dict(factorize="yes"), "factorize must be None"),
     (dict(feedback_seed="a"), "feedback_seed must be an int"),
     (dict(exact=True), r"does not take option\(s\) \['exact'\]; its options: feedback, feedback_seed, factorize, "
-                       "readout_filter, chunk_size$"),  # a class constant was listed as an option, then a raw TypeError
+                       "readout_filter, chunk_size, detach_reset$"),  # a class constant was listed, then a TypeError
 ])
 def test_engine_options_are_checked(options, match):
     with pytest.raises(ValueError, match=match):

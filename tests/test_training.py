@@ -382,9 +382,22 @@ def test_engine_and_model_options_from_flags_and_toml(tmp_path, capsys):
 
 
 def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(tmp_path):
-    """detach_reset's default changed (the standard e-prop model): new configs record it, and a run saved before,
-    whose config has no entry, resumes with the reset path it was trained with instead of the new default."""
-    assert training.resolve_config({"neuron": "lif"}, None)["neuron_options"] == {"detach_reset": True}
+    """The reset is the method's choice (e-prop family detach, bptt and rtrl keep): new configs record it, a neuron
+    option or --method-option detach_reset overrides it (both explicit and disagreeing is refused), and a run saved
+    before, whose config has no entry, resumes with the reset path it was trained with."""
+    assert training.resolve_config({"neuron": "lif"}, None)["neuron_options"] == {"detach_reset": True}  # deep_eprop
+    for method, detach in (("eprop", True), ("immediate", True), ("bptt", False), ("rtrl", False)):
+        config = training.resolve_config({"neuron": "lif", "method": method}, None)
+        assert config["neuron_options"] == {"detach_reset": detach}, method
+    assert training.resolve_config({"neuron": "alif", "method": "bptt", "method_options": {"detach_reset": True}},
+                                   None)["neuron_options"] == {"detach_reset": True}
+    with pytest.raises(ValueError, match="detach_reset is given twice and disagrees"):
+        training.resolve_config({"neuron": "lif", "method": "bptt", "method_options": {"detach_reset": True},
+                                 "neuron_options": {"detach_reset": False}}, None)
+    with pytest.raises(ValueError, match="--neuron-option: detach_reset must be true or false, got 'maybe'"):
+        training.resolve_config({"neuron": "lif", "neuron_options": {"detach_reset": "maybe"}}, None)
+    _, model, _ = training.build(training.resolve_config({"neuron": "lif", "method": "bptt", "hidden": [4]}))
+    assert model.layers[0].neuron.detach_reset is False  # the model is built with the recorded choice
     mixed = training.resolve_config({"neuron": ["lif", "leaky"], "hidden": [4, 4]}, None)
     assert mixed["neuron_options"] == [{"detach_reset": True}, {}]
     assert training.resolve_config({"neuron": "leaky"}, None)["neuron_options"] == {}
@@ -396,6 +409,10 @@ def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(t
     (tmp_path / "config.json").write_text(json.dumps(old))
     resumed = training._resume_config({"out": str(tmp_path)}, None)
     assert resumed["neuron_options"] == {"detach_reset": False}
+    # a bptt run saved by the version whose neurons detached by default recorded True: it resumes with it
+    recorded = training.resolve_config({"neuron": "lif", "method": "bptt", "out": str(tmp_path)}, None)
+    (tmp_path / "config.json").write_text(json.dumps(dict(recorded, neuron_options={"detach_reset": True})))
+    assert training._resume_config({"out": str(tmp_path)}, None)["neuron_options"] == {"detach_reset": True}
     # its checkpoint's fingerprinted config (no entry either) agrees with the resumed run, not with a fresh one
     _, fingerprinted = training.runfolder.fingerprint(old, training.RESUMABLE)
     header = {"fingerprint": "from the older version", "config": fingerprinted}

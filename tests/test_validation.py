@@ -1,6 +1,7 @@
 """Bad input raises a clear ValueError at the API boundary, naming the argument and what was expected."""
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
@@ -114,3 +115,94 @@ def test_unsupported_case_is_refused():
 def test_model_argument_checked(batch):
     inputs, targets = batch
     _raises(r"model must be a deepeprop.DeepRNN", dp.gradients, object(), inputs, targets, method="bptt")
+
+
+def test_engine_entry_points_check_their_arguments(batch):
+    """engine.init/step/sequence/grads check like dp.gradients (one wording), and take a loss by name."""
+    inputs, targets = batch
+    model = dp.DeepRNN(3, [3], 3, recurrence="none", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    engine = dp.make_engine("eprop", chunk_size=1)
+    state = engine.init(model, inputs.shape[1])
+    mask = jnp.ones(inputs.shape[1])
+    _raises(r"x must have shape \(B, n_in\) = \(2, 3\) \(the state's batch", engine.step, model, state,
+            inputs[0, :1], targets[0], mask, "mse")
+    _raises(r"target for loss 'mse' must have shape \(B, n_out\) = \(2, 3\)", engine.step, model, state,
+            inputs[0], targets[0, :, :2], mask, "mse")
+    _raises(r"mask must have shape \(B,\) = \(2,\)", engine.step, model, state, inputs[0], targets[0],
+            jnp.ones(3), "mse")
+    _raises(r"x contains non-finite", engine.step, model, state, inputs[0].at[0, 0].set(jnp.nan), targets[0], mask,
+            "mse")
+    _raises(r"loss must be one of", engine.step, model, state, inputs[0], targets[0], mask, "l1")
+    step = eqx.filter_jit(engine.step)  # as engine.step should be called (un-jitted it runs op by op)
+    by_name, by_object = (step(model, state, inputs[0], targets[0], mask, loss) for loss in ("mse", dp.MSE()))
+    assert jnp.array_equal(by_name[1][1], by_object[1][1])
+    _raises(r"batch must be a positive int, got 0", engine.init, model, 0)
+    _raises(r"model must be a deepeprop.DeepRNN", engine.init, object(), 2)
+    _raises(r"inputs must have shape \(T, B, n_in\) with B = 2 \(the state's batch", engine.sequence, model, state,
+            inputs[:, :1], targets[:, :1], None, "mse")
+    _raises(r"state must be an EngineState", engine.grads, model, None)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="x contains non-finite"):
+        step(model, state, inputs[0].at[0, 0].set(jnp.inf), targets[0], mask, "mse")  # raises when it runs
+
+
+def test_checks_add_nothing_inside_compiled_loops(model, batch):
+    """engine.sequence and the learner check the sequence once, before their scan: no check inside it."""
+    inputs, targets = batch
+    engine = dp.make_engine("eprop", chunk_size=1)
+    state = engine.init(model, inputs.shape[1])
+
+    def scans(jaxpr):
+        return [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
+
+    jaxpr = jax.make_jaxpr(lambda x: engine.sequence(model, state, x, targets, None, "mse"))(inputs).jaxpr
+    assert "callback" in str(jaxpr)  # the inputs' value checks, once
+    assert scans(jaxpr) and all("callback" not in str(eqn.params["jaxpr"]) for eqn in scans(jaxpr))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="inputs contains non-finite"):  # and they do run
+        eqx.filter_jit(engine.sequence)(model, state, inputs.at[2, 0, 0].set(jnp.nan), targets, None, "mse")
+
+
+def test_network_run_takes_other_float_dtypes_and_checks_shapes():
+    model = dp.DeepRNN(3, [4], 2, key=jax.random.PRNGKey(0))  # float32
+    inputs = jax.random.normal(jax.random.PRNGKey(1), (5, 2, 3), jnp.float64)
+    _, ys = model.run(inputs)
+    assert ys.dtype == jnp.float32 and jnp.array_equal(ys, model.run(inputs.astype(jnp.float32))[1])
+    _raises(r"inputs must have shape \(T, B, n_in\) = \(T, B, 3\), got shape \(5, 2, 4\)", model.run,
+            jnp.ones((5, 2, 4)))
+    _raises(r"state must be a tuple of per-node states", model.run, inputs, model.init_state(3))
+
+
+class _NoDtype(dp.AbstractNeuron):
+    n: int
+    state_size = 1
+    spiking = False
+
+    def __init__(self, n):
+        self.n = n
+
+    @property
+    def size(self):
+        return self.n
+
+    def step(self, state, current):
+        return 0.5 * state + current[..., None]
+
+    def output(self, state):
+        return jnp.tanh(state[..., 0])
+
+
+def test_a_neuron_class_without_dtype_is_named_as_the_cause():
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match="_NoDtype cannot be built: its __init__ takes no dtype keyword") as info:
+        dp.DeepRNN(2, [3, 3], 1, neuron=[_NoDtype, "lif"], key=key)
+    assert "neuron_options" not in str(info.value).split("(")[0]
+    _raises(r"_NoDtype.__init__ must take a dtype keyword", dp.check_neuron, _NoDtype(3))
+
+
+def test_unknown_neuron_options_list_the_valid_ones():
+    from deepeprop import training
+
+    key = jax.random.PRNGKey(0)
+    _raises(r"neuron_options not accepted by neuron 'lif': \['tau'\]; its options: threshold, gamma, surrogate, "
+            r"detach_reset", dp.DeepRNN, 2, [3], 1, key=key, neuron_options={"tau": 3.0})
+    _raises(r"--neuron-option: neuron_options not accepted by neuron 'alif': \['thresh'\]; its options: .*beta",
+            training.resolve_config, {"neuron": "alif", "neuron_options": {"thresh": 1.0}})

@@ -71,10 +71,12 @@ targets = jax.random.normal(jax.random.PRNGKey(1), (T, 4, 2), jnp.float64)  # (T
 _, _, (z1, z2) = model.run(inputs, record=True)
 print(f"spike rates: EIF layer {float(z1.mean()):.3f}, LIF layer {float(z2.mean()):.3f}")
 
-# 3. Every engine runs on it; with element-wise (diagonal) recurrence rtrl and deep_eprop equal BPTT
-exact = dp.gradients(model, inputs, targets, method="bptt")
+# 3. Every engine runs on it; with element-wise (diagonal) recurrence rtrl and deep_eprop equal BPTT on the same
+#    reset choice (the LIF layer leaves its reset path to the rule: deep_eprop and eprop drop it, rtrl keeps it)
 for method in ("deep_eprop",) if QUICK else ("rtrl", "deep_eprop", "eprop"):
-    grads = dp.gradients(model, inputs, targets, method=method)
+    engine = dp.make_engine(method)
+    exact = dp.gradients(model, inputs, targets, method=dp.BPTT(detach_reset=engine.reset_choice))
+    grads = dp.gradients(model, inputs, targets, method=engine)
     error = float(jnp.linalg.norm(grads.layers[0].U - exact.layers[0].U) / jnp.linalg.norm(exact.layers[0].U))
     print(f"{method:<11} layer-1 input weights: relative error to BPTT {error:.1e}")
     if method != "eprop":

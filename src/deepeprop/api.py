@@ -12,14 +12,15 @@ import jax.numpy as jnp
 from .engines import make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
-from .validation import check_batch
+from .validation import check_batch, checked
 
 
 @eqx.filter_jit
 def _run(engine, loss_fn, model, inputs, targets, mask):
-    state = engine.init(model, inputs.shape[1])
-    state, _, losses = engine.sequence(model, state, inputs, targets, mask, loss_fn)
-    return jnp.sum(losses), engine.grads(model, state)
+    with checked():  # the batch was checked once, before: the engine's entry points add nothing inside
+        state = engine.init(model, inputs.shape[1])
+        state, _, losses = engine.sequence(model, state, inputs, targets, mask, loss_fn)
+        return jnp.sum(losses), engine.grads(model, state)
 
 
 def loss_and_gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, evaluation=None,

@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak
+from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak, takes_dtype
 from .neurons.base import check_size, check_time_constant
-from .validation import check_bool, check_choice, check_number
+from .validation import check_array_shape, check_bool, check_choice, check_number, describe
 
 RECURRENCES = ("none", "diagonal", "dense")
 READOUTS = ("linear", "leaky")
@@ -491,9 +491,23 @@ class Network(eqx.Module):
         """Run over a sequence: ``inputs`` (T, B, n_in) -> (final state, ``y`` (T, B, n_out)).
 
         With ``record=True`` also returns the hidden outputs ``z``: a tuple of (T, B, n_k o_k) arrays.
+
+        ``inputs`` are cast to the model's dtype; a wrong rank, ``n_in`` or ``state`` raises ``ValueError`` (shapes
+        and dtypes only, at trace time: nothing is added to the compiled loop). Neurons that leave their reset path
+        to a rule (``detach_reset=None``) run with it kept: plain autodiff of this function is BPTT on the network as
+        it runs.
         """
+        inputs = check_array_shape("inputs", inputs, (None, None, self.n_in), "(T, B, n_in)")
+        inputs = inputs.astype(self.dtype)
         if state is None:
             state = self.init_state(inputs.shape[1])
+        else:
+            expected = tuple((inputs.shape[1], node.size, node.neuron.state_size) for node in self.nodes)
+            given = tuple(getattr(s, "shape", None) for s in state) if isinstance(state, (tuple, list)) else None
+            if given != expected:
+                raise ValueError(f"state must be a tuple of per-node states of shapes {expected} (model.init_state(B) "
+                                 f"for B = {inputs.shape[1]}), got {given if given is not None else describe(state)}")
+            state = tuple(jnp.asarray(s).astype(self.dtype) for s in state)
 
         def body(carry, x):
             new_state, y = self.step(carry, x)
@@ -581,6 +595,13 @@ def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
     options = spec.neuron_options or {}
     if not isinstance(options, dict):
         raise ValueError(f"neuron_options must be a dict of keyword arguments, got {options!r}")
+    label = spec.neuron if isinstance(spec.neuron, str) else cls.__name__
+    if not takes_dtype(cls):
+        raise ValueError(f"{name}: the neuron class {cls.__name__} cannot be built: its __init__ takes no dtype "
+                         f"keyword, which the neuron contract asks for (a class is built as "
+                         f"cls(n, **neuron_options, dtype=dtype)); add dtype=jnp.float32 to {cls.__name__}.__init__ "
+                         "and make its arrays in that dtype, or pass an instance built for the layer")
+    check_neuron_options(cls, options, label)
     kwargs = dict(options, dtype=dtype)
     if _accepts(cls, "key") and "key" not in kwargs:  # a model that draws its constants (the LRU's ring)
         kwargs["key"] = key
@@ -593,8 +614,39 @@ def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
     try:
         return cls(spec.size, **kwargs)
     except TypeError as err:
-        label = spec.neuron if isinstance(spec.neuron, str) else cls.__name__
-        raise ValueError(f"neuron_options not accepted by neuron {label!r}: {err}") from None
+        given = f" with neuron_options {options}" if options else ""
+        raise ValueError(f"{name}: building neuron {label!r} as {cls.__name__}({spec.size}, "
+                         f"{', '.join(f'{k}=...' for k in kwargs)}){given} failed: {err}") from None
+
+
+# keyword arguments the network passes itself, not neuron options
+_BUILDER_ARGUMENTS = ("self", "n", "dtype", "key")
+
+
+def neuron_option_names(cls) -> tuple[str, ...] | None:
+    """The neuron options ``cls``'s ``__init__`` takes (keywords other than ``n``, ``dtype``, ``key``, and the time
+    constants, which have flags of their own); ``None`` if it takes ``**kwargs`` (anything goes)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    size = positional[1].name if len(positional) > 1 else None  # the first argument after self: n
+    return tuple(p.name for p in parameters if p.name not in _BUILDER_ARGUMENTS and p.name != size
+                 and p.kind is not inspect.Parameter.VAR_POSITIONAL and p.name not in ("tau_m", "tau_a"))
+
+
+def check_neuron_options(cls, options: dict, label: str) -> None:
+    """Refuse neuron options that ``cls`` does not take, listing the ones it does (as methods and tasks do)."""
+    accepted = neuron_option_names(cls)
+    if accepted is None:
+        return
+    times = [name for name in ("tau_m", "tau_a") if _accepts(cls, name)]
+    unknown = sorted(set(options) - set(accepted) - set(times))
+    if unknown:
+        valid = ", ".join(accepted) if accepted else "none"
+        if times:
+            valid += f" (time constants: {', '.join(times)}, given as the network's {' and '.join(times)})"
+        raise ValueError(f"neuron_options not accepted by neuron {label!r}: {unknown}; its options: {valid}")
 
 
 def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: Sequence[tuple[int, int]],

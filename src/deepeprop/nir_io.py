@@ -140,7 +140,8 @@ def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisa
                        v_threshold=np.full((n,), neuron.threshold), v_reset=np.zeros(n),
                        metadata={"deepeprop_neuron": "LIF", "reset": "subtract",
                                  "surrogate": SURROGATES[neuron.surrogate_id], "gamma": neuron.gamma,
-                                 "detach_reset": neuron.detach_reset})
+                                 # None (the rule decides) is left out: read back as None
+                                 **({} if neuron.detach_reset is None else {"detach_reset": neuron.detach_reset})})
     reasons = {"ALIF": "NIR has no threshold adaptation", "LeakyRate": "NIR has no tanh output",
                "LRU": "NIR has no complex diagonal recurrence", "MinGRU": "NIR has no gated cells"}
     kind = type(neuron).__name__

@@ -41,7 +41,7 @@ import optax
 from .engines import Engine, Reversed, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
-from .validation import check_batch, check_int, check_number
+from .validation import check_batch, check_int, check_model, check_number, checked, fail
 
 
 class LearnerState(eqx.Module):
@@ -106,7 +106,7 @@ class OnlineLearner(eqx.Module):
         if isinstance(engine, str):  # a name is shorthand for make_engine(name)
             engine = make_engine(engine)
         if not isinstance(engine, Engine):
-            raise ValueError(f"engine must be a deepeprop Engine object or an engine name, got {type(engine).__name__}")
+            raise fail("engine", "a deepeprop Engine object or an engine name", engine)
         engine = with_evaluation(engine, evaluation)
         if isinstance(engine, Reversed) and update_every is not None:
             raise ValueError(f"evaluation 'reverse' of {engine.name!r} needs update_every=None (one update per "
@@ -114,7 +114,7 @@ class OnlineLearner(eqx.Module):
                              "zero, so updates within the sequence would truncate the rule; use evaluation "
                              "'chunked' (traces carried, memory constant in T) for online updates")
         if not isinstance(optimizer, optax.GradientTransformation):
-            raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+            raise fail("optimizer", "an optax.GradientTransformation (e.g. optax.adam(1e-3))", optimizer)
         if update_every is not None:
             update_every = check_int("update_every", update_every, minimum=1)
         feedback_decay = check_number("feedback_decay", feedback_decay, minimum=0.0, maximum=1.0,
@@ -128,9 +128,7 @@ class OnlineLearner(eqx.Module):
     # ------------------------------------------------------------------ state
     def init(self, model: Network) -> LearnerState:
         """The optimizer state of ``model``'s trainable parameters, and the initial feedback matrices."""
-        if not isinstance(model, Network):
-            raise ValueError("model must be a deepeprop.DeepRNN or build_network result (a deepeprop.Network), "
-                             f"got {type(model).__name__}")
+        check_model(model)
         self.engine.check_model(model)
         params = eqx.filter(model, trainable_spec(model))
         feedback = None
@@ -176,6 +174,10 @@ class OnlineLearner(eqx.Module):
         ``inputs`` (T, B, n_in), ``targets`` (T, B, n_out) or (T, B), ``mask`` (T, B)
         -> ``(state, losses (T,), ys (T, B, n_out))``.
         """
+        with checked():  # unchecked by contract: the engine's entry points add no checks inside its loop
+            return self._sequence_update(state, inputs, targets, mask)
+
+    def _sequence_update(self, state: LearnerState, inputs, targets, mask):
         T, B = inputs.shape[0], inputs.shape[1]
         model, opt_state, feedback = state.model, state.opt_state, state.feedback
         estate = self.engine.init(model, B)
@@ -221,7 +223,7 @@ class OnlineLearner(eqx.Module):
         (:mod:`deepeprop.validation`): the compiled call raises instead of returning updated weights.
         """
         if not isinstance(state, LearnerState):
-            raise ValueError(f"state must be the LearnerState of learner.init(model), got {type(state).__name__}")
+            raise fail("state", "the LearnerState of learner.init(model)", state)
         inputs, targets, mask = check_batch(state.model, inputs, targets, self.loss, mask)
         return self._train_sequence(state, inputs, targets, mask)
 

@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "tau_out": 20.0,
     "input_gain": 1.0,
     "recurrent_gain": 1.0,
-    "self_connections": SELF_CONNECTIONS,  # DeepRNN's default; LIF/ALIF keep theirs (detach_reset=True)
+    "self_connections": SELF_CONNECTIONS,  # DeepRNN's default; detach_reset: the method's (explicit_reset)
     "iterations": 200,
     "batch_size": 32,
     "optimizer": "adam",
@@ -207,9 +207,12 @@ def validate_config(config: dict) -> dict:
             c[name] = per_layer_number(c[name], len(c["hidden"]), f"--{name.replace('_', '-')}")
         c["self_connections"] = per_layer_flag(c["self_connections"], len(c["hidden"]), "self_connections")
         c["neuron_options"] = per_layer_options(c["neuron_options"], len(c["hidden"]), "--neuron-option")
-        c["neuron_options"] = explicit_reset(c, missing_means=None)
     except ValueError as err:
         raise _usage(str(err)) from None
+    try:
+        check_config_neuron_options(c)
+    except ValueError as err:
+        raise _usage(f"--neuron-option: {err}") from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
                           ("seed", 0), ("devices", 1)):
         value = c[name]
@@ -243,6 +246,11 @@ def validate_config(config: dict) -> dict:
     except ValueError as err:
         raise _usage(f"--method-option: {err}") from None
     c["evaluation"] = _checked_evaluation(c, engine)
+    try:  # the reset choice written out: the neurons' explicit one, else the method's (recorded in config.json)
+        c["neuron_options"] = explicit_reset(c, missing_means=engine.reset_choice,
+                                             given=c["method_options"].get("detach_reset"))
+    except ValueError as err:
+        raise _usage(f"--neuron-option: {err}") from None
     if not isinstance(c["task_options"], dict):
         raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
     try:
@@ -830,12 +838,26 @@ def explicit_options(args) -> dict:
     return given
 
 
-def explicit_reset(config: dict, missing_means: bool | None):
+def check_config_neuron_options(config: dict) -> None:
+    """Every layer's neuron options are ones its neuron takes (the error lists those it does)."""
+    from .network import check_neuron_options
+
+    depth = len(config["hidden"])
+    names = config["neuron"] if isinstance(config["neuron"], list) else [config["neuron"]] * depth
+    options = config["neuron_options"]
+    per_layer = options if isinstance(options, list) else [options] * depth
+    for name, layer_options in zip(names, per_layer):
+        check_neuron_options(NEURONS[name], layer_options, name)
+
+
+def explicit_reset(config: dict, missing_means: bool, given: bool | None = None):
     """``config["neuron_options"]`` with ``detach_reset`` written out for every layer whose neuron takes it.
 
-    A config records the choice explicitly, so that a later change of the neuron's default cannot change a saved
-    run's model: ``missing_means=None`` fills in today's default (a new run); ``False`` reads a missing entry as
-    the default before deepeprop made the standard e-prop model the default (a run saved before then).
+    A config records the choice explicitly, so that a change of a default cannot change a saved run's model. A new
+    run fills in its method's choice (``missing_means=engine.reset_choice``: the rule's default, or the engine's
+    ``detach_reset`` option, ``given``, which an explicit neuron option must not contradict); ``False`` reads a
+    missing entry as the default of the versions before the standard e-prop model became the default (a run saved
+    then kept the reset path). Runs saved since record the entry, so they keep their model too.
     """
     import inspect
 
@@ -844,11 +866,18 @@ def explicit_reset(config: dict, missing_means: bool | None):
     options = config["neuron_options"]
     per_layer = [dict(o) for o in options] if isinstance(options, list) else [dict(options) for _ in range(depth)]
     takes = []
-    for name, layer_options in zip(names, per_layer):
+    for index, (name, layer_options) in enumerate(zip(names, per_layer)):
         parameter = inspect.signature(NEURONS[name].__init__).parameters.get("detach_reset")
         takes.append(parameter is not None)
-        if parameter is not None and "detach_reset" not in layer_options:
-            layer_options["detach_reset"] = parameter.default if missing_means is None else missing_means
+        if parameter is None:
+            continue
+        if layer_options.get("detach_reset") is None:
+            layer_options["detach_reset"] = bool(missing_means)
+        elif not isinstance(layer_options["detach_reset"], bool):
+            raise ValueError(f"detach_reset must be true or false, got {layer_options['detach_reset']!r}")
+        elif given is not None and bool(layer_options["detach_reset"]) != bool(given):
+            raise ValueError(f"detach_reset is given twice and disagrees: detach_reset={layer_options['detach_reset']} "
+                             f"for layer {index + 1} ({name}), --method-option detach_reset={given}; give it once")
     if not any(takes):
         return options
     if not isinstance(options, list) and all(takes):  # one table for every layer stays one table

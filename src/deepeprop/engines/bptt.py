@@ -21,12 +21,19 @@ from .evaluation import Reverse
 
 
 class BPTT(Engine):
-    """Backpropagation through time by autodiff through the scan: the exact reference. No options."""
+    """Backpropagation through time by autodiff through the scan: the exact reference.
+
+    Args:
+        detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
+            of LIF and ALIF): ``None`` (default) is the rule's, keep the reset path (the network as it runs); ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
+    """
 
     name = "bptt"
     exact = True
     online = False
     evaluations = (Reverse,)  # BPTT is the reverse evaluation of the exact rule (RTRL is its step form)
+    detach_reset: bool | None = eqx.field(static=True, default=None)  # None: keep (reset_default)
 
     @property
     def evaluation(self):

@@ -61,6 +61,9 @@ class DeepEProp(Engine):
             sequence, a factorised hop reads the current ``U_{k<-l}`` for its whole past, where the full trace
             (``factorize=False``, or the hybrid) keeps the trace built with the weights of its time.
         basis_batch: the hybrid's cotangents evaluated at once (memory ``~basis_batch K B sum_k n_k d_k``).
+        detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "deep_eprop"
@@ -69,6 +72,8 @@ class DeepEProp(Engine):
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop
     chunk_size: int = eqx.field(static=True, default=64)
     basis_batch: int = eqx.field(static=True, default=64)
+    reset_default = True  # drops the reset path, as e-prop (detach_reset=None: this)
+    detach_reset: bool | None = eqx.field(static=True, default=None)
 
     def __post_init__(self):
         check_bool("factorize", self.factorize)

@@ -79,10 +79,15 @@ class FactoredDeepEProp(ChunkedEngine):
     Args:
         chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring, "Chunked
             contractions"); ``1`` runs step by step. The gradient does not depend on it (up to rounding).
+        detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "deep_eprop_factored"
     chunk_size: int = eqx.field(static=True, default=64)
+    reset_default = True  # drops the reset path, as e-prop (detach_reset=None: this)
+    detach_reset: bool | None = eqx.field(static=True, default=None)
 
     def __post_init__(self):
         check_int("chunk_size", self.chunk_size, minimum=1)

@@ -113,6 +113,9 @@ class EProp(ChunkedEngine):
             approximation, as braintrace's ES-D-RTRL); default ``True`` (exact e-prop).
         chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring); ``1`` runs
             step by step. The gradient does not depend on it (up to rounding).
+        detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
+            of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path (Bellec et al.); ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "eprop"
@@ -124,6 +127,8 @@ class EProp(ChunkedEngine):
     factorize: bool | None = eqx.field(static=True, default=None)
     readout_filter: bool = eqx.field(static=True, default=True)
     chunk_size: int = eqx.field(static=True, default=64)
+    reset_default: ClassVar[bool] = True  # e-prop drops the reset path (detach_reset=None: this)
+    detach_reset: bool | None = eqx.field(static=True, default=None)
 
     def __post_init__(self):
         check_choice("feedback", self.feedback, FEEDBACKS)

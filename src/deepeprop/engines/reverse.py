@@ -31,6 +31,10 @@ class Reversed(Engine):
     def prepare(self, model):
         return self.rule.prepare(model)
 
+    @property
+    def reset_choice(self) -> bool:
+        return self.rule.reset_choice
+
     def init(self, model, batch):
         return self.rule.init(model, batch)
 

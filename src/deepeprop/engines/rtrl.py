@@ -39,11 +39,15 @@ class RTRL(Engine):
     Args:
         max_trace_elements: the most influence-matrix numbers per batch element it agrees to carry;
             :meth:`check_model` refuses a larger network (default 50 million).
+        detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
+            of LIF and ALIF): ``None`` (default) is the rule's, keep the reset path (the network as it runs); ``True`` /
+            ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
     name = "rtrl"
     exact = True
     max_trace_elements: int = eqx.field(static=True, default=50_000_000)
+    detach_reset: bool | None = eqx.field(static=True, default=None)  # None: keep (reset_default)
 
     def __post_init__(self):
         check_int("max_trace_elements", self.max_trace_elements, minimum=1)

@@ -1,7 +1,7 @@
 """Neuron models: one file per model, each a pure step function with a declared per-neuron state."""
 from .alif import ALIF
-from .base import (SURROGATES, AbstractNeuron, NeuronModel, check_neuron, shared_constant_leak,
-                   spike_fn)
+from .base import (SURROGATES, AbstractNeuron, NeuronModel, check_neuron, has_reset_choice, shared_constant_leak,
+                   spike_fn, takes_dtype, with_detach_reset)
 from .instantaneous import GELU, AbstractInstantaneous, Identity, ReLU, Tanh
 from .integrator import Integrator
 from .leaky import LeakyRate
@@ -15,4 +15,4 @@ NEURONS = {"leaky": LeakyRate, "lif": LIF, "alif": ALIF, "lru": LRU, "mingru": M
 
 __all__ = ["ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity",
            "AbstractNeuron", "AbstractInstantaneous", "NeuronModel", "NEURONS", "SURROGATES",
-           "check_neuron", "shared_constant_leak", "spike_fn"]
+           "check_neuron", "has_reset_choice", "shared_constant_leak", "spike_fn", "takes_dtype", "with_detach_reset"]

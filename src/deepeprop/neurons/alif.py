@@ -6,7 +6,7 @@
 State per neuron: ``d = 2`` (``v``, ``b``). The surrogate acts on ``(v - A)/thr``, so
 ``dz/dv = psi`` and ``dz/db = -beta*psi``. ``a = exp(-1/tau_m)``, ``r = exp(-1/tau_a)``, shared (scalar
 time constant) or per neuron, fixed. ``detach_reset`` as for :class:`~deepeprop.neurons.lif.LIF` (default
-``True``; it stops the gradient of the reset term only; the adaptation path is always kept, as in the
+``None``: the rule decides; it stops the gradient of the reset term only; the adaptation path is always kept, as in the
 eligibility of Bellec et al. and NEST's ``eprop_iaf_adapt``). No constant leak: the adaptation couples the
 two state variables.
 """
@@ -39,13 +39,13 @@ class ALIF(AbstractNeuron):
     threshold: float = eqx.field(static=True)
     gamma: float = eqx.field(static=True)
     surrogate_id: int = eqx.field(static=True)
-    detach_reset: bool = eqx.field(static=True)
+    detach_reset: bool | None = eqx.field(static=True)  # None: the rule decides (Engine.prepare)
     beta: float = eqx.field(static=True)
     state_size = 2
     spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, tau_a=200.0, beta: float = 0.07, threshold: float = 0.6,
-                 gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool = True,
+                 gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool | None = None,
                  dtype=jnp.float32):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")

@@ -14,12 +14,20 @@ threshold; they are not trained: every use goes through ``lax.stop_gradient``). 
 
 Contract: ``step`` and ``output`` act on each neuron independently (element-wise over ``B`` and
 ``n``). The local Jacobians are then read off with ``d`` forward-mode products, and a user's own
-neuron model gets every engine for free.
+neuron model gets every engine for free. ``__init__(n, *, ..., dtype=...)`` takes the number of neurons first
+and a ``dtype`` keyword (the networks build a class as ``cls(n, **neuron_options, dtype=dtype)``).
+
+A reset whose gradient path is a choice (LIF, ALIF) is a static field ``detach_reset: bool | None``: ``None``
+lets each engine's rule decide (:meth:`deepeprop.Engine.prepare` sets it with :func:`with_detach_reset`); a
+user's neuron may declare the same field to take part.
 """
 from __future__ import annotations
 
 import abc
+import copy
+import dataclasses
 import functools
+import inspect
 from typing import ClassVar
 
 import equinox as eqx
@@ -171,10 +179,30 @@ def shared_constant_leak(neuron: AbstractNeuron) -> Array | None:
     return jax.lax.stop_gradient(jnp.asarray(leak))
 
 
+def has_reset_choice(neuron: AbstractNeuron) -> bool:
+    """Whether ``neuron`` has a reset whose gradient path is a choice: a dataclass field ``detach_reset``."""
+    return any(f.name == "detach_reset" for f in dataclasses.fields(neuron))
+
+
+def with_detach_reset(neuron: AbstractNeuron, detach: bool) -> AbstractNeuron:
+    """A copy of ``neuron`` with its static ``detach_reset`` field set to ``detach`` (everything else shared)."""
+    new = copy.copy(neuron)  # a frozen module: the field is set on the copy, as its __init__ would
+    object.__setattr__(new, "detach_reset", bool(detach))
+    return new
+
+
+def takes_dtype(cls) -> bool:
+    """Whether a neuron class's ``__init__`` takes the ``dtype`` keyword the contract asks for (or ``**kwargs``)."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return any(p.name == "dtype" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: float = 1.0) -> None:
     """Verify a neuron model against the contract and its declared capabilities; raise ``ValueError`` if not.
 
-    Checks at random states and currents (float64 if enabled): the shapes of ``init_state``, ``step`` and
+    Checks that the class's ``__init__`` takes ``dtype=`` (the networks build a class as
+    ``cls(n, **neuron_options, dtype=dtype)``), a ``detach_reset`` field's value (``None``, ``True`` or ``False``),
+    then at random states and currents (float64 if enabled): the shapes of ``init_state``, ``step`` and
     ``output``; that neuron ``j``'s next state and output depend only on its own state and current (the
     element-wise contract the engines' block-diagonal Jacobians rely on); and, if
     :meth:`~AbstractNeuron.constant_leak` is declared, that ``dM/ds[t-1]`` equals it and ``dM/dI = 1``.
@@ -193,6 +221,11 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
     """
     if not isinstance(neuron, AbstractNeuron):
         raise ValueError(f"neuron must be a deepeprop.AbstractNeuron, got {type(neuron).__name__}")
+    if not takes_dtype(type(neuron)):
+        raise ValueError(f"{type(neuron).__name__}.__init__ must take a dtype keyword (the neuron contract: a class "
+                         "is built as cls(n, **neuron_options, dtype=dtype))")
+    if has_reset_choice(neuron) and neuron.detach_reset not in (None, True, False):
+        raise validation.fail(f"{type(neuron).__name__}.detach_reset", "None, True or False", neuron.detach_reset)
     key = jax.random.PRNGKey(0) if key is None else key
     n, d = neuron.size, neuron.state_size
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32

@@ -4,14 +4,20 @@
 
 State per neuron: ``d = 1`` (the membrane potential). ``dz/dv`` is the surrogate
 ``psi = gamma * max(0, 1 - |v - thr|/thr) / thr`` (``surrogate="triangle"``, the default) or a fast
-sigmoid. ``detach_reset=True`` (the default) stops the gradient through the reset term ``thr*z[t-1]``:
-the standard e-prop model, whose eligibility trace is ``psi * zbar`` with no reset path (Bellec et al.'s
-reference code and NEST's ``eprop_iaf`` models; docs/concepts/networks.md, "The standard e-prop model").
-``detach_reset=False`` keeps the reset path (the exact-reset model). Every engine (BPTT included) sees the
-same choice, so gradients stay comparable.
+sigmoid.
+
+The reset path (docs/concepts/networks.md, "The reset: a choice of the rule"): ``detach_reset=True`` stops the
+gradient through the reset term ``thr*z[t-1]`` (the e-prop rule's choice: its eligibility trace is
+``psi * zbar`` with no reset path, as in Bellec et al.'s reference code and NEST's ``eprop_iaf`` models);
+``detach_reset=False`` keeps it (the network as it runs: BPTT's and RTRL's choice). ``None`` (the default)
+leaves it to the rule: every engine resolves an undecided neuron to its own choice (``Engine.prepare``; the
+e-prop family detaches, ``bptt`` and ``rtrl`` keep, an engine option ``detach_reset`` overrides), and plain
+autodiff without an engine (``Network.run`` under ``jax.grad``) keeps the path. An explicit ``True`` / ``False``
+is the model's own choice, which every engine uses.
 
 Capability: with ``detach_reset=True`` the own Jacobian is the leak ``a`` at every state, so
-``constant_leak() = a``; with the reset path kept it depends on the state (``a - thr*psi``): ``None``.
+``constant_leak() = a``; with the reset path kept (``False``, or ``None`` before a rule decides) it depends on
+the state (``a - thr*psi``): ``None``.
 """
 from __future__ import annotations
 
@@ -25,15 +31,17 @@ from .base import AbstractNeuron, check_positive, check_size, check_surrogate, d
 
 
 def spike_options(threshold, gamma, surrogate, detach_reset) -> tuple[float, float, int, bool]:
-    """The checked ``(threshold, gamma, surrogate_id, detach_reset)`` of a spiking model (LIF, ALIF)."""
-    detach_reset = check_bool("detach_reset", detach_reset)
+    """The checked ``(threshold, gamma, surrogate_id, detach_reset)`` of a spiking model (LIF, ALIF);
+    ``detach_reset`` is ``True``, ``False`` or ``None`` (the rule decides)."""
+    detach_reset = check_bool("detach_reset", detach_reset, optional=True)
     return (check_positive(threshold, "threshold"), check_positive(gamma, "gamma"), check_surrogate(surrogate),
             detach_reset)
 
 
 def soft_reset_potential(decay, v_prev, current, z_prev, threshold, detach_reset):
-    """``a*v[t-1] + I[t] - thr*z[t-1]``, the reset optionally detached: shared by LIF and ALIF."""
-    reset = lax.stop_gradient(z_prev) if detach_reset else z_prev
+    """``a*v[t-1] + I[t] - thr*z[t-1]``, the reset detached when ``detach_reset`` is ``True`` (``None``, no rule
+    having decided, keeps it: plain autodiff): shared by LIF and ALIF."""
+    reset = lax.stop_gradient(z_prev) if detach_reset is True else z_prev
     return lax.stop_gradient(decay) * v_prev + current - threshold * reset
 
 
@@ -47,8 +55,9 @@ class LIF(AbstractNeuron):
         threshold: the firing threshold ``thr`` (spike when ``v > thr``; the reset subtracts it).
         gamma: the surrogate derivative's dampening factor.
         surrogate: ``"triangle"`` (Bellec et al. 2020) or ``"fast_sigmoid"`` (SuperSpike).
-        detach_reset: stop the gradient through the reset term (default ``True``, the standard e-prop model);
-            ``False`` keeps the reset path (the own Jacobian is then state-dependent, ``a - thr*psi``).
+        detach_reset: ``True`` stops the gradient through the reset term, ``False`` keeps the reset path (the own
+            Jacobian is then state-dependent, ``a - thr*psi``); ``None`` (default) lets the engine's rule decide
+            (module docstring).
         dtype: the dtype of the fixed leak.
     """
 
@@ -57,12 +66,12 @@ class LIF(AbstractNeuron):
     threshold: float = eqx.field(static=True)
     gamma: float = eqx.field(static=True)
     surrogate_id: int = eqx.field(static=True)
-    detach_reset: bool = eqx.field(static=True)
+    detach_reset: bool | None = eqx.field(static=True)  # None: the rule decides (Engine.prepare)
     state_size = 1
     spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, threshold: float = 0.6, gamma: float = 0.3,
-                 surrogate: str = "triangle", detach_reset: bool = True, dtype=jnp.float32):
+                 surrogate: str = "triangle", detach_reset: bool | None = None, dtype=jnp.float32):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
         self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
@@ -82,4 +91,4 @@ class LIF(AbstractNeuron):
         return spike_fn(x, jnp.asarray(self.gamma / self.threshold, x.dtype), self.surrogate_id)
 
     def constant_leak(self) -> Array | None:
-        return lax.stop_gradient(self.decay) if self.detach_reset else None
+        return lax.stop_gradient(self.decay) if self.detach_reset is True else None
