@@ -233,8 +233,10 @@ def _rss_mb() -> float:
 
 
 def parse_method(method: str) -> tuple[str, dict]:
-    """``"eprop[readout_filter=False,factorize=False]"`` -> ``("eprop", {...})``: an engine with options."""
+    """``"eprop[readout_filter=False,factorize=False]"`` -> ``("eprop", {...})``: an engine with options (an
+    evaluation after ``@``, ``"deep_eprop@reverse"``, is read by :func:`split_evaluation`)."""
 
+    method = split_evaluation(method)[0]
     if "[" not in method:
         return method, {}
     name, _, rest = method.partition("[")
@@ -249,6 +251,12 @@ def parse_method(method: str) -> tuple[str, dict]:
     return name, options
 
 
+def split_evaluation(method: str) -> tuple[str, str | None]:
+    """``"eprop[feedback=random]@reverse"`` -> ``("eprop[feedback=random]", "reverse")``; no ``@``: ``None``."""
+    name, at, evaluation = method.partition("@")
+    return name, (evaluation if at else None)
+
+
 def compile_engine(method, model, data, *, loss="mse", **options):
     """``(compiled function, args, compile seconds, memory_analysis)`` of one engine's whole sequence.
 
@@ -256,12 +264,13 @@ def compile_engine(method, model, data, *, loss="mse", **options):
     ``(T, B, n_out)``; ``"cross_entropy"``: int labels ``(T, B)``); ``options`` go to the engine.
     """
 
-    from .engines import make_engine
+    from .engines import make_engine, with_evaluation
     from .losses import make_loss
     from .validation import checked
 
+    evaluation = split_evaluation(method)[1]
     method, parsed = parse_method(method)
-    engine = make_engine(method, **{**parsed, **options})
+    engine = with_evaluation(make_engine(method, **{**parsed, **options}), evaluation)
     engine.check_model(model)
     loss = make_loss(loss)
     params, static = eqx.partition(model, eqx.is_array)
@@ -376,7 +385,14 @@ def run(args) -> dict:
           f"devices={jax.devices()} jnp.dot peak {peak:.1f} GFLOP/s")
     print(HEADER)
     rows = []
-    for case, config in _cases(args):
+    cases = _cases(args)
+    if getattr(args, "cases", None):  # a subset of the suite's cases, by name
+        unknown = sorted(set(args.cases) - {case for case, _ in cases})
+        if unknown:
+            raise UsageError(f"--cases: no case {unknown} in suite {args.suite!r}; its cases: "
+                             f"{', '.join(case for case, _ in cases)}")
+        cases = [(case, config) for case, config in cases if case in args.cases]
+    for case, config in cases:
         rows += run_case(args.suite, case, config, dtype_name=args.dtype, repeats=args.repeats,
                          alignment=args.alignment, peak_gflops=peak, max_trace_gb=args.max_trace_gb,
                          max_call_s=args.max_call_s)
@@ -502,7 +518,10 @@ def register(subparsers):
     parser.add_argument("--engines", type=lambda s: [v for v in s.split(",") if v], default=None,
                         help=f"comma-separated engines among {names(ENGINES)} (default: "
                              f"{','.join(DEFAULT_ENGINES)}); options in brackets, "
-                             "separated by ';', e.g. 'eprop[readout_filter=False]'")
+                             "separated by ';', e.g. 'eprop[readout_filter=False]'; an evaluation after '@', "
+                             "e.g. 'deep_eprop@reverse', 'eprop[chunk_size=1]'")
+    parser.add_argument("--cases", type=lambda s: [v for v in s.split(",") if v], default=None,
+                        help="comma-separated case names: run only these cases of the suite")
     parser.add_argument("--T", type=_positive_ints, default=None, help="sequence lengths (quick suite), e.g. 100,1000")
     parser.add_argument("--width", type=_positive_ints, default=None, help="hidden widths (quick suite)")
     parser.add_argument("--depth", type=_positive_ints, default=None, help="numbers of hidden layers (quick suite)")
@@ -527,14 +546,14 @@ def register(subparsers):
 
 def check_engines(methods) -> None:
     """Every ``--engines`` entry names an engine and options it takes (checked before anything runs)."""
-    from .engines import ENGINES, make_engine
+    from .engines import ENGINES, make_engine, with_evaluation
 
     for method in methods or ():
         name, options = parse_method(method)
         if name not in ENGINES:
             raise UsageError(f"--engines: unknown engine {method!r}; choose from {tuple(ENGINES)}")
         try:
-            make_engine(name, **options)
+            with_evaluation(make_engine(name, **options), split_evaluation(method)[1])
         except ValueError as err:
             raise UsageError(f"--engines: {method!r}: {err}") from None
 
