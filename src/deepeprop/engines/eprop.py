@@ -105,14 +105,15 @@ class ScalarRecord(NamedTuple):
 
 class NodeRecord(NamedTuple):
     """One step of any other node (``d`` states, ``c`` currents, ``o`` outputs, ``q`` trained neuron
-    parameters), kept for the chunk's contraction."""
+    parameters), kept for the chunk's contraction; the small per-neuron axes lead (component-major), so that each
+    component is a contiguous (B, n_l) array."""
 
-    block: jax.Array  # (B, n_l, d, d) Jb, the neuron's own Jacobian
-    ds_dI: jax.Array  # (B, n_l, d, c)
-    dz: jax.Array  # (B, n_l, o, d)
+    block: jax.Array  # (d, d, B, n_l) Jb[a, c] = ds_a / ds_c at t-1, the neuron's own Jacobian
+    ds_dI: jax.Array  # (d, c, B, n_l)
+    dz: jax.Array  # (o, d, B, n_l)
     presynaptic: jax.Array  # (B, P') the part of x_hat shared by every row (diagonal: without the W_jj column)
     own_input: jax.Array | None  # (B, n_l) z[t-1, j], the W_jj column of row j (diagonal recurrence); else None
-    ds_dparams: jax.Array  # (B, n_l, d, q) the trained neuron parameters' immediate term (q may be 0)
+    ds_dparams: jax.Array  # (d, q, B, n_l) the trained neuron parameters' immediate term (q may be 0)
     signal: jax.Array  # (B, n_l o) the learning signal L
 
 
@@ -196,6 +197,8 @@ class EProp(ChunkedEngine):
                 return (batch, n, R), (batch, n, R)
             if layout == "neuron_major":
                 return (n, batch, R), (n, batch, R)
+            if layout == "components":
+                return (layer.neuron.state_size, batch, n, R), (batch, n * layer.outputs, R)
             return (batch, n, layer.neuron.state_size, R), (batch, n * layer.outputs, R)
 
         pairs = [shapes(layer, layout) for layer, layout in zip(model.layers, self.layouts(model))]
@@ -215,7 +218,9 @@ class EProp(ChunkedEngine):
           a presynaptic vector shared by the rows (recurrence none or dense): ``eps``, ``ebar`` (B, n_l, R_l).
         * ``"neuron_major"`` (``chunk_size == 1``): a scalar neuron, ``eps``, ``ebar`` (n_l, B, R_l), where the
           step's contraction over B is faster on CPU.
-        * ``"general"``: ``eps`` (B, n_l, d_l, R_l), ``ebar`` (B, n_l o_l, R_l).
+        * ``"components"`` (``chunk_size > 1``): any other node, ``eps`` (d_l, B, n_l, R_l) (one slab per state,
+          as the chunk's contraction writes them), ``ebar`` (B, n_l o_l, R_l).
+        * ``"general"`` (``chunk_size == 1``): ``eps`` (B, n_l, d_l, R_l), ``ebar`` (B, n_l o_l, R_l).
 
         With ``chunk_size > 1`` every node's traces are contracted once per chunk (:meth:`_contract_chunk`)."""
         out = []
@@ -226,6 +231,8 @@ class EProp(ChunkedEngine):
                 out.append("neuron_major")
             elif _scalar_neuron(layer) and layer.recurrence != "diagonal":
                 out.append("scalar")
+            elif self.chunk_size > 1:
+                out.append("components")
             else:
                 out.append("general")
         return tuple(out)
@@ -340,7 +347,7 @@ class EProp(ChunkedEngine):
         return EngineState(net=state.net, traces=traces, grads=tuple(grads))
 
     def _contract_node(self, layer, record, filtered_signal, powers, eps_start, *, leaky, final_traces):
-        """A :class:`NodeRecord` node's chunk: ``(gradient (n_l, R_l), eps_K (B, n_l, d, R_l), ebar_K - k^K ebar_0
+        """A :class:`NodeRecord` node's chunk: ``(gradient (n_l, R_l), eps_K (d, B, n_l, R_l), ebar_K - k^K ebar_0
         (B, n_l o, R_l))`` (the last two ``None`` unless ``final_traces``).
 
         ``eps[t] = Jb[t] eps[t-1] + imm[t]`` per (b, j), ``Jb`` a (d, d) block and ``imm[t]`` the immediate term
@@ -350,49 +357,65 @@ class EProp(ChunkedEngine):
             sum_t u[t]^T eps[t] = (Jb[1]^T w[1])^T eps_0 + sum_s w[s]^T imm[s],   w[s] = u[s] + Jb[s+1]^T w[s+1]
 
         applied to ``u = sum_o Lbar[o] dz[o, :]`` (the gradient), ``u[t] = [t = K] e_a`` per state ``a`` (row ``a``
-        of ``eps_K``) and ``u[t] = k^(K-t) dz[t, o, :]`` per output ``o`` (``ebar_K``'s own part)."""
-        steps, batch, n, outputs, d = record.dz.shape
-        a = self._carried(record.block)  # (K, B, n, d, d); zero for the immediate engine
-        dz = record.dz
-        weights = [jnp.sum(filtered_signal.reshape(steps, batch, n, outputs, 1) * dz, axis=3)[:, None]]  # gradient
+        of ``eps_K``: ``w[s] = Phi(K, s)^T e_a``, started by the recursion's initial value) and
+        ``u[t] = k^(K-t) dz[t, o, :]`` per output ``o`` (``ebar_K``'s own part): ``m`` rows of weights.
+
+        One backward scan carries ``v[s] = Jb[s]^T w[s]`` and emits only what the matrix products need, the
+        coefficients ``sum_a w[s, a] ds_dI[s, a, i]`` per current (and ``sum_a w[s, a] ds_dparams[s, a, q]``);
+        its last carry is ``eps_0``'s coefficients. The (d, d) blocks are taken component by component (a Python
+        loop over the ``d`` states, each an array (m, B, n_l)): a trailing axis of 2 or 3 would vectorise badly."""
+        steps, outputs, d, batch, n = record.dz.shape
+        currents, params = record.ds_dI.shape[2], record.ds_dparams.shape[2]
+        dtype = record.dz.dtype
+        block = self._carried(record.block)  # (K, d, d, B, n); zero for the immediate engine
+        signal = jnp.moveaxis(filtered_signal.reshape(steps, batch, n, outputs), 3, 1)  # (K, o, B, n)
+        ebar_rows = leaky and final_traces
+        decay = powers[-2::-1] if ebar_rows else jnp.zeros((steps,), dtype)  # k^(K-t)
+        rows = 1 + (d + (outputs if leaky else 0) if final_traces else 0)  # m
+        # w[K] = u[K] + v[K+1]: v[K+1] holds e_a in eps_K's row a, so that w[s] = Phi(K, s)^T e_a there
+        initial = [jnp.zeros((rows, batch, n), dtype) for _ in range(d)]
         if final_traces:
-            eye = jnp.broadcast_to(jnp.eye(d, dtype=dz.dtype)[:, None, None, :], (d, batch, n, d))
-            weights.append(jnp.zeros((steps, d, batch, n, d), dz.dtype).at[-1].set(eye))  # eps_K's rows
-            if leaky:  # ebar_K's outputs
-                weights.append(jnp.moveaxis(powers[-2::-1, None, None, None, None] * dz, 3, 1))
-        weights = jnp.concatenate(weights, axis=1)  # (K, m, B, n, d)
-        following = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])  # Jb[s+1], 0 after the chunk
+            initial = [v.at[1 + a].set(1) for a, v in enumerate(initial)]
 
-        def backwards(w_next, xs):
-            u, a_next = xs
-            w = u + _transposed_block(a_next, w_next)
-            return w, w
+        def backwards(carried, xs):
+            jb, ds_dI, dz, lbar, k_t, ds_dparams = xs
+            w = []
+            for a in range(d):
+                driven = [sum(lbar[o] * dz[o, a] for o in range(outputs))] + [jnp.zeros_like(lbar[0])] * (rows - 1)
+                if ebar_rows:
+                    driven[1 + d:] = [k_t * dz[o, a] for o in range(outputs)]
+                w.append(carried[a] + jnp.stack(driven))
+            coefficients = jnp.stack([sum(w[a] * ds_dI[a, i] for a in range(d)) for i in range(currents)])
+            neuron = (jnp.stack([sum(w[a] * ds_dparams[a, q] for a in range(d)) for q in range(params)]) if params
+                      else jnp.zeros((0,) + w[0].shape, dtype))
+            return [sum(jb[a, c] * w[a] for a in range(d)) for c in range(d)], (coefficients, neuron)
 
-        _, w = jax.lax.scan(backwards, jnp.zeros_like(weights[0]), (weights, following), reverse=True)
-        start = _transposed_block(a[0], w[0])  # (m, B, n, d): the coefficients of eps_0
-        coefficient = jnp.sum(w[..., :, None] * record.ds_dI[:, None], axis=-2)  # (K, m, B, n, c): per current
+        # coefficient (K, c, m, B, n), neuron (K, q, m, B, n); start per state (m, B, n): eps_0's coefficients
+        start, (coefficient, neuron) = jax.lax.scan(
+            backwards, initial, (block, record.ds_dI, record.dz, signal, decay, record.ds_dparams), reverse=True)
         column = layer.n_in if record.own_input is not None else None  # where W_jj's entry sits in x_hat
 
-        def immediate_part(subscripts, own_subscripts, params_subscripts, coefficients, ws):
-            """sum_s w[s]^T imm[s] for the given weights, each parameter block as matrix products."""
-            synaptic = jnp.einsum(subscripts, coefficients, record.presynaptic)  # (..., n, c, P')
+        def immediate_part(r, subscripts, own_subscripts, param_sum):
+            """sum_s w[s]^T imm[s] for row ``r`` of the weights, each parameter block as matrix products."""
+            synaptic = jnp.einsum(subscripts, coefficient[:, :, r], record.presynaptic)  # (..., n, c, P')
             if column is not None:  # diagonal recurrence (c = 1): row j's own column z[t-1, j]
-                own = jnp.einsum(own_subscripts, coefficients[..., 0], record.own_input)[..., None, None]
+                own = jnp.einsum(own_subscripts, coefficient[:, 0, r], record.own_input)[..., None, None]
                 synaptic = jnp.concatenate([synaptic[..., :column], own, synaptic[..., column:]], axis=-1)
             parts = [synaptic.reshape(synaptic.shape[:-2] + (-1,))]
-            if record.ds_dparams.shape[-1]:  # trained neuron parameters
-                parts.append(jnp.einsum(params_subscripts, ws, record.ds_dparams))
+            if params:  # the trained neuron parameters
+                parts.append(jnp.stack([param_sum(neuron[:, q, r]) for q in range(params)], axis=-1))
             return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
-        grad = (immediate_part("tbji,tbp->jip", "tbj,tbj->j", "tbja,tbjaq->jq", coefficient[:, 0], w[:, 0])
-                + jnp.sum(start[0][..., None] * eps_start, axis=(0, 2)))
+        grad = immediate_part(0, "tibj,tbp->jip", "tbj,tbj->j", lambda x: jnp.sum(x, axis=(0, 1)))
+        grad = grad + sum(jnp.sum(start[a][0][..., None] * eps_start[a], axis=0) for a in range(d))
         if not final_traces:
             return grad, None, None
-        # per example (B, n, m-1, R): the chunk's own part, then the carried eps_0 part
-        ends = immediate_part("tmbji,tbp->bjmip", "tmbj,tbj->bjm", "tmbja,tbjaq->bjmq", coefficient[:, 1:], w[:, 1:])
-        ends = ends + jnp.sum(jnp.moveaxis(start[1:], 0, 2)[..., None] * eps_start[:, :, None], axis=3)
-        ebar_end = ends[:, :, d:].reshape(batch, n * outputs, -1) if leaky else None
-        return grad, ends[:, :, :d], ebar_end
+        ends = []  # per row r of eps_K, then of ebar_K: (B, n, R), the chunk's own part and the carried eps_0 part
+        for r in range(1, rows):
+            ends.append(immediate_part(r, "tibj,tbp->bjip", "tbj,tbj->bj", lambda x: jnp.sum(x, axis=0))
+                        + sum(start[a][r][..., None] * eps_start[a] for a in range(d)))
+        ebar_end = jnp.stack(ends[d:], axis=2).reshape(batch, n * outputs, -1) if leaky else None
+        return grad, jnp.stack(ends[:d]), ebar_end
 
     def _advance(self, model, state, x, target, mask, loss, *, defer: bool):
         """One time step. ``defer=True`` leaves every hidden node's traces and gradient, and the readout's
@@ -453,8 +476,11 @@ class EProp(ChunkedEngine):
                     own_input = step.z_prev
                 else:
                     presynaptic, own_input = layer.shared_presynaptic(step.z_prev, sources), None
-                records[l] = NodeRecord(step.block, step.ds_dI, step.dz, presynaptic, own_input, step.ds_dparams,
-                                        signal)
+                def leading(x):  # (B, n, i, j) -> (i, j, B, n)
+                    return jnp.moveaxis(x, (2, 3), (0, 1))
+
+                records[l] = NodeRecord(leading(step.block), leading(step.ds_dI), leading(step.dz), presynaptic,
+                                        own_input, leading(step.ds_dparams), signal)
             elif layouts[l] == "scalar":  # d = c = o = 1, batch-major (B, n_l, P_l) traces
                 eps = (self._carried(step.block[..., 0] * traces.eligibility[l])
                        + step.ds_dI[..., 0] * step.presynaptic)
@@ -473,10 +499,12 @@ class EProp(ChunkedEngine):
                     filtered[l] = k * traces.filtered[l] + e
                 grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l] if leaky else e, signal.T)
             else:
-                # (B, n_l, d_l, R_l)
-                eps = self._carried(apply_block(step.block, traces.eligibility[l])) + immediate(step)
+                # (B, n_l, d_l, R_l); the "components" layout (d_l, B, n_l, R_l) is moved to it and back
+                components = layouts[l] == "components"
+                eps = jnp.moveaxis(traces.eligibility[l], 0, 2) if components else traces.eligibility[l]
+                eps = self._carried(apply_block(step.block, eps)) + immediate(step)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
-                eligibility[l] = eps
+                eligibility[l] = jnp.moveaxis(eps, 2, 0) if components else eps
                 if leaky:
                     filtered[l] = k * traces.filtered[l] + e
                 grads[l] = state.grads[l] + contract_rows(signal, filtered[l] if leaky else e, layer.outputs)
@@ -498,14 +526,6 @@ def _filter_backwards(k, powers, signal):
         return here, here
 
     return jax.lax.scan(backwards, jnp.zeros_like(signal[0]), signal, reverse=True)[1]
-
-
-def _transposed_block(block, w):
-    """``Jb^T w`` per example and neuron: ``block`` (B, n, d, d), ``w`` (m, B, n, d) -> (m, B, n, d), as
-    element-wise products (a (d, d) matrix per neuron is too small for a matrix product)."""
-    if block.shape[-1] == 1:
-        return block[None, ..., 0] * w
-    return jnp.sum(block[None] * w[..., :, None], axis=-2)
 
 
 def _contract_outputs(trace, signal, outputs: int):
