@@ -43,16 +43,39 @@ layers' traces (``ebar -> e``: the learning signal acts only through the readout
 braintrace's online algorithms (ES-D-RTRL, D-RTRL) do; the readout's own gradient stays exact. With a
 factorised layer this removes the last ``B n_l P_l`` array: memory ``B P_l``, one matmul per step.
 
-Chunked contractions (``chunk_size``, default 64; docs/math.md, "Traces contracted per chunk"): ``sequence``
-runs the steps in chunks of ``K`` and regroups ``sum_t L[t] ebar[t]`` exactly: with the learning signal
-filtered backwards within the chunk, ``Lbar[s] = sum_{t>=s} k^(t-s) L[t]``, a factorised node's gradient is
-one matrix product over the chunk's ``(K B)`` rows and ``ebar`` is read and written once per chunk. A scalar
-node (one state, current and output) with a shared presynaptic vector whose own Jacobian depends on the state
-(LIF with the reset kept, a self-connection) is regrouped the same way through a backward recursion over the
-chunk. Work ``~4 B n_l P_l`` (``~6`` for the scalar form) per step in matrix products; extra memory the
-chunk's records, ``K B (2 n_l + P_l)`` (``K B (4 n_l + P_l)``) numbers per node, constant in ``T``. Other
-nodes (diagonal recurrence, ALIF) run step by step inside the chunk. The result equals the step-by-step form
-(``chunk_size=1``) up to rounding.
+Evaluations (:mod:`.evaluation`; ``EProp.evaluations``: step, chunked, reverse). The same gradient three ways:
+
+* **step** (``chunk_size=1``): the recursions above, one step at a time; the reference.
+* **chunked** (``chunk_size=K``, default 64; docs/math.md, "Traces contracted per chunk"): ``sequence`` runs the
+  steps in chunks of ``K`` and regroups the chunk's sum exactly, reading and writing the traces once per chunk.
+  Filtering the learning signal backwards within the chunk, ``Lbar[s] = sum_{t>=s} k^(t-s) L[t]``,
+
+      sum_t L[t] ebar[t] = sum_t Lbar[t] e[t] + (sum_t k^t L[t]) ebar_0
+
+  and, for any node (``d`` states, own ``d x d`` block ``Jb``, ``c`` currents, ``o`` outputs, ``q`` trained neuron
+  parameters), with weights ``u[t]`` (a ``d``-vector per example and neuron),
+
+      sum_t u[t]^T eps[t] = (Jb[1]^T w[1])^T eps_0 + sum_s w[s]^T imm[s],    w[s] = u[s] + Jb[s+1]^T w[s+1]
+
+  a backward recursion over the chunk on ``d``-vectors. ``u = sum_o Lbar[o] dz[o, :]`` gives the gradient,
+  ``u[t] = [t = K] e_a`` row ``a`` of ``eps_K`` (``w[s] = Phi(K, s)^T e_a``, the chunk's propagators), and
+  ``u[t] = k^(K-t) dz[t, o, :]`` output ``o`` of ``ebar_K - k^K ebar_0``. The immediate term ``imm[s] =
+  ds_dI[s, :, i] (x) x_hat[s]`` (per current ``i``) then meets the shared presynaptic vector in matrix products
+  over the chunk's ``(K B)`` rows (the gradient) or per example over ``K`` (the new traces); a diagonal
+  recurrence's own column ``z[t-1, j]`` and the trained neuron parameters' ``ds_dparams`` are summed apart.
+  What runs where: a factorised node (``e = psi (x) xbar``) needs no recursion, one matmul for the gradient and
+  one per example for ``ebar_K``; a scalar neuron (``d = c = o = 1``, shared presynaptic vector) runs the
+  recursion on scalars; every other node (ALIF, diagonal recurrence, LRU, minGRU, ...) on ``d``-vectors, with
+  ``m = 1 + d + o`` rows of weights (``1 + d`` without a readout filter), component by component. Work per step
+  ``~2 m B n_l P_l`` in matrix products (``~4`` factorised, ``~6`` scalar) plus ``~m d^2 B n_l`` element-wise;
+  extra memory the chunk's records, ``K B (n_l (d^2 + d c + d o + d q + o) + P_l)`` numbers per node,
+  constant in ``T``. The traces of such a node are stored one slab per state, ``eps`` (d_l, B, n_l, R_l). The
+  result equals the step-by-step form up to rounding; chunks never straddle a weight update.
+* **reverse** (:meth:`EProp.reverse`, ``dp.gradients(..., evaluation="reverse")``): one chunk as long as the
+  window, the traces starting at zero: the records of all ``T`` steps, then one backward recursion and the
+  gradient's matrix products (the end-of-window traces are not formed; they are returned at zero). Work about
+  the chunked form's gradient part, memory ``T B (n_l (d^2 + ...) + P_l)``, growing with ``T`` as BPTT's. Not
+  online: it equals the online rule when the weights change once per sequence (``update_every=None``).
 
 Drops (relative to RTRL): the off-diagonal part of each within-layer Jacobian, and every path by which
 a change in layer ``l`` at time ``t`` acts on the layers above at later times through their dynamics
@@ -79,8 +102,8 @@ _FEEDBACK_STREAM = 0xFEEDBAC  # folded into feedback_seed's key
 
 
 class EPropTraces(eqx.Module):
-    eligibility: tuple  # per hidden node: (B, P_l) factorised; (n_l, B, R_l) if d = c = o = 1; else (B, n_l, d_l, R_l)
-    filtered: tuple  # per hidden node ebar: (n_l, B, R_l), or (B, n_l o_l, R_l) otherwise; (0,) if linear readout
+    eligibility: tuple  # per hidden node, in the layout EProp.layouts names (its docstring gives the shapes)
+    filtered: tuple  # per hidden node ebar: (n_l, B, R_l) or (B, n_l o_l, R_l); (0,) with a linear readout
     readout_eligibility: jax.Array  # (B, P_out): the readout's factorised trace
     feedback: tuple  # per node, per incoming edge: a matrix shaped like the edge's U (unused from the input)
 
@@ -128,7 +151,8 @@ class EProp(ChunkedEngine):
         readout_filter: ``False`` drops the leaky readout's filter from the hidden eligibilities (an
             approximation, as braintrace's ES-D-RTRL); default ``True`` (exact e-prop).
         chunk_size: steps per chunk of :meth:`sequence`'s trace contractions (module docstring); ``1`` runs
-            step by step. The gradient does not depend on it (up to rounding).
+            step by step. The gradient does not depend on it (up to rounding). ``dp.gradients(...,
+            evaluation="chunked:K" | "step" | "reverse")`` sets it, or evaluates the rule in reverse.
     """
 
     name = "eprop"
