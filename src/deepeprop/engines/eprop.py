@@ -397,46 +397,49 @@ class EProp(ChunkedEngine):
         decay = powers[-2::-1] if ebar_rows else jnp.zeros((steps,), dtype)  # k^(K-t)
         rows = 1 + (d + (outputs if leaky else 0) if final_traces else 0)  # m
         # w[K] = u[K] + v[K+1]: v[K+1] holds e_a in eps_K's row a, so that w[s] = Phi(K, s)^T e_a there
-        initial = [jnp.zeros((rows, batch, n), dtype) for _ in range(d)]
-        if final_traces:
-            initial = [v.at[1 + a].set(1) for a, v in enumerate(initial)]
+        initial = [[jnp.full((batch, n), float(final_traces and r == 1 + a), dtype) for r in range(rows)]
+                   for a in range(d)]
 
         def backwards(carried, xs):
             jb, ds_dI, dz, lbar, k_t, ds_dparams = xs
-            w = []
+            w = []  # per state a, per row: (B, n)
             for a in range(d):
-                driven = [sum(lbar[o] * dz[o, a] for o in range(outputs))] + [jnp.zeros_like(lbar[0])] * (rows - 1)
+                row = list(carried[a])
+                row[0] = row[0] + sum(lbar[o] * dz[o, a] for o in range(outputs))
                 if ebar_rows:
-                    driven[1 + d:] = [k_t * dz[o, a] for o in range(outputs)]
-                w.append(carried[a] + jnp.stack(driven))
-            coefficients = jnp.stack([sum(w[a] * ds_dI[a, i] for a in range(d)) for i in range(currents)])
-            neuron = (jnp.stack([sum(w[a] * ds_dparams[a, q] for a in range(d)) for q in range(params)]) if params
-                      else jnp.zeros((0,) + w[0].shape, dtype))
-            return [sum(jb[a, c] * w[a] for a in range(d)) for c in range(d)], (coefficients, neuron)
+                    for o in range(outputs):
+                        row[1 + d + o] = row[1 + d + o] + k_t * dz[o, a]
+                w.append(row)
+            # per row, per current i: sum_a w[a] ds_dI[a, i]; per row, per parameter q: sum_a w[a] ds_dparams[a, q]
+            coefficients = [[sum(w[a][r] * ds_dI[a, i] for a in range(d)) for i in range(currents)]
+                            for r in range(rows)]
+            neuron = [[sum(w[a][r] * ds_dparams[a, q] for a in range(d)) for q in range(params)] for r in range(rows)]
+            return [[sum(jb[a, c] * w[a][r] for a in range(d)) for r in range(rows)] for c in range(d)], (
+                coefficients, neuron)
 
-        # coefficient (K, c, m, B, n), neuron (K, q, m, B, n); start per state (m, B, n): eps_0's coefficients
+        # coefficient[r][i], neuron[r][q]: (K, B, n); start[a][r] (B, n): eps_0's coefficients
         start, (coefficient, neuron) = jax.lax.scan(
             backwards, initial, (block, record.ds_dI, record.dz, signal, decay, record.ds_dparams), reverse=True)
         column = layer.n_in if record.own_input is not None else None  # where W_jj's entry sits in x_hat
 
         def immediate_part(r, subscripts, own_subscripts, param_sum):
             """sum_s w[s]^T imm[s] for row ``r`` of the weights, each parameter block as matrix products."""
-            synaptic = jnp.einsum(subscripts, coefficient[:, :, r], record.presynaptic)  # (..., n, c, P')
+            synaptic = jnp.stack([jnp.einsum(subscripts, x, record.presynaptic) for x in coefficient[r]], axis=-2)
             if column is not None:  # diagonal recurrence (c = 1): row j's own column z[t-1, j]
-                own = jnp.einsum(own_subscripts, coefficient[:, 0, r], record.own_input)[..., None, None]
+                own = jnp.einsum(own_subscripts, coefficient[r][0], record.own_input)[..., None, None]
                 synaptic = jnp.concatenate([synaptic[..., :column], own, synaptic[..., column:]], axis=-1)
-            parts = [synaptic.reshape(synaptic.shape[:-2] + (-1,))]
+            parts = [synaptic.reshape(synaptic.shape[:-2] + (-1,))]  # (..., n, c P')
             if params:  # the trained neuron parameters
-                parts.append(jnp.stack([param_sum(neuron[:, q, r]) for q in range(params)], axis=-1))
+                parts.append(jnp.stack([param_sum(x) for x in neuron[r]], axis=-1))
             return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
-        grad = immediate_part(0, "tibj,tbp->jip", "tbj,tbj->j", lambda x: jnp.sum(x, axis=(0, 1)))
+        grad = immediate_part(0, "tbj,tbp->jp", "tbj,tbj->j", lambda x: jnp.sum(x, axis=(0, 1)))
         grad = grad + sum(jnp.sum(start[a][0][..., None] * eps_start[a], axis=0) for a in range(d))
         if not final_traces:
             return grad, None, None
         ends = []  # per row r of eps_K, then of ebar_K: (B, n, R), the chunk's own part and the carried eps_0 part
         for r in range(1, rows):
-            ends.append(immediate_part(r, "tibj,tbp->bjip", "tbj,tbj->bj", lambda x: jnp.sum(x, axis=0))
+            ends.append(immediate_part(r, "tbj,tbp->bjp", "tbj,tbj->bj", lambda x: jnp.sum(x, axis=0))
                         + sum(start[a][r][..., None] * eps_start[a] for a in range(d)))
         ebar_end = jnp.stack(ends[d:], axis=2).reshape(batch, n * outputs, -1) if leaky else None
         return grad, jnp.stack(ends[:d]), ebar_end
