@@ -1,10 +1,12 @@
-"""The chunked trace contractions equal the step-by-step form (float64), for every engine that has them.
+"""Every evaluation of every chunk-capable engine equals its step-by-step form (float64).
 
-An engine declares the option by having a ``chunk_size`` field; ``chunk_size=1`` is the step-by-step
-reference (docs/math.md, "Traces contracted per chunk"). Chunk sizes cover a divisor of ``T``, a size that
-leaves a shorter last chunk, ``T`` itself and more than ``T``.
+An engine declares the option by having a ``chunk_size`` field and lists its evaluations in ``evaluations``
+(:mod:`deepeprop.engines.evaluation`): ``Step`` is the reference, ``Chunked(K)`` the hybrid per chunk and
+``Reverse`` one chunk as long as the window (docs/math.md, "Traces contracted per chunk"). Chunk sizes cover
+1, a divisor of ``T``, a size that leaves a shorter last chunk and more than ``T``.
 """
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -12,22 +14,27 @@ import optax
 import pytest
 
 import deepeprop as dp
-from deepeprop.engines import ENGINES
+from deepeprop.engines import ENGINES, Chunked, Reverse
+from deepeprop.engines.chunks import ChunkedEngine
 from deepeprop.validation import checked
-from helpers import N_IN, N_OUT, activity, covering_grid, make_batch, relative_errors
+from helpers import N_IN, N_OUT, activity, make_batch, relative_errors
 
 EXACT = 1e-12
 STEPS = 12
-CHUNK_SIZES = (5, STEPS)  # a shorter last chunk; one chunk (a larger size runs as T)
-CHUNKED_ENGINES = [name for name, cls in ENGINES.items()
-                   if "chunk_size" in {f.name for f in dataclasses.fields(cls)}]
-# per neuron: (recurrence, self_connections, neuron_options); the LIF cases are the three a chunk treats
-# differently: factorised (reset detached, no self-connection), scalar with the reset path, diagonal (step form)
+CHUNK_SIZES = ((1, 5), (4,), (20,))  # 1 and a shorter last chunk; a divisor of T; more than T (one chunk of T)
+# the engines whose chunks contract e-prop-style traces (ChunkedEngine); deep_eprop's chunk hybrid has its own
+# grid in test_evaluations.py
+CHUNKED_ENGINES = [name for name, cls in ENGINES.items() if issubclass(cls, ChunkedEngine)]
+# per neuron: (recurrence, self_connections, neuron_options); the LIF cases are the ones a chunk treats
+# differently: factorised (reset detached, no self-connection), scalar with the reset path, diagonal (a per-row
+# presynaptic column); ALIF (two states), LRU (two states, currents and outputs, trained neuron parameters) and
+# minGRU (two currents) are contracted with (d, d) own blocks
 MODELS = {
     "leaky": [("dense", False, None), ("dense", True, None)],
     "lif": [("dense", False, {"detach_reset": True}), ("dense", True, {"detach_reset": False}),
             ("none", True, {"detach_reset": False}), ("diagonal", True, None)],
-    "alif": [("dense", True, None)],  # two states: runs step by step inside each chunk
+    "alif": [("dense", True, None), ("dense", False, None)],
+    "lru": [("none", True, None)],
     "mingru": [("none", True, None)],
 }
 CASES = [(neuron, *case) for neuron, cases in MODELS.items() for case in cases]
@@ -41,24 +48,43 @@ def make(neuron, recurrence, self_connections, options, readout, seed=0):
 
 def test_the_registry_has_chunked_engines():
     assert {"eprop", "immediate", "deep_eprop_factored"} <= set(CHUNKED_ENGINES)
+    assert Reverse in ENGINES["eprop"].evaluations and Reverse in ENGINES["immediate"].evaluations
 
 
-@pytest.mark.parametrize("method,case,readout,readout_filter",
-                         covering_grid([CHUNKED_ENGINES, CASES], [["leaky", "linear"], [True, False]]))
-def test_chunked_equals_step_by_step(method, case, readout, readout_filter):
+def _evaluation_grid():
+    """Every (engine, case) once in the default run, the other axes turned with coprime periods so that each engine
+    meets both readouts and every chunk size across its cases (and ALIF, LRU and diagonal LIF several chunks); the
+    full product is marked ``slow``."""
+    readouts, filters, feedbacks = ["leaky", "linear"], [True, False], ["symmetric", "random"]
+    params = []
+    for index, (method, case) in enumerate(itertools.product(CHUNKED_ENGINES, CASES)):
+        kept = (readouts[index % 2], filters[index // 2 % 2], feedbacks[index // 4 % 2],
+                CHUNK_SIZES[(index + 1) % len(CHUNK_SIZES)])
+        for rest in itertools.product(readouts, filters, feedbacks, CHUNK_SIZES):
+            params.append(pytest.param(method, case, *rest, marks=() if rest == kept else (pytest.mark.slow,)))
+    return params
+
+
+@pytest.mark.parametrize("method,case,readout,readout_filter,feedback,sizes", _evaluation_grid())
+def test_every_evaluation_equals_step_by_step(method, case, readout, readout_filter, feedback, sizes):
+    """Each evaluation the engine declares (the registry's ``evaluations``), through ``dp.gradients(evaluation=)``."""
     model = make(*case, readout)
     inputs, targets = make_batch("mse", steps=STEPS)
     fields = {f.name for f in dataclasses.fields(ENGINES[method])}
-    options = dict(readout_filter=readout_filter) if "readout_filter" in fields else {}
+    options = {name: value for name, value in (("readout_filter", readout_filter), ("feedback", feedback))
+               if name in fields}
     try:
         ENGINES[method](**options).check_model(model)
     except ValueError as error:  # e.g. deep_eprop_factored needs constant leaks above the bottom node
         pytest.skip(f"{method} refuses this model: {error}")
-    reference = dp.gradients(model, inputs, targets, method=method, chunk_size=1, **options)
-    for size in CHUNK_SIZES:
-        grads = dp.gradients(model, inputs, targets, method=method, chunk_size=size, **options)
+    reference = dp.gradients(model, inputs, targets, method=method, evaluation="step", **options)
+    evaluations = ENGINES[method].evaluations
+    assert Chunked in evaluations
+    others = [f"chunked:{size}" for size in sizes] + (["reverse"] if Reverse in evaluations else [])
+    for evaluation in others:
+        grads = dp.gradients(model, inputs, targets, method=method, evaluation=evaluation, **options)
         errors = relative_errors(grads, reference, model)
-        assert max(errors) < EXACT, (size, errors)
+        assert max(errors) < EXACT, (evaluation, errors)
 
 
 def _factored_models():
@@ -121,44 +147,89 @@ def test_factored_chunks_equal_step_by_step(name, sizes):
 
 
 def test_chunks_cover_the_cases_they_claim():
-    """The models above exercise both chunked forms and the step form inside a chunk."""
+    """The models above exercise every layout a chunk contracts (and the step form's)."""
     engine = dp.EProp()
-    assert engine.chunked_layers(make("lif", "dense", False, {"detach_reset": True}, "leaky")) == (True,) * 3
-    assert engine.factorised_layers(make("lif", "dense", True, {"detach_reset": False}, "leaky")) == (False,) * 3
-    assert engine.chunked_layers(make("lif", "dense", True, {"detach_reset": False}, "leaky")) == (True,) * 3
-    assert engine.chunked_layers(make("lif", "diagonal", True, None, "leaky")) == (False,) * 3
-    assert engine.chunked_layers(make("alif", "dense", True, None, "leaky")) == (False,) * 3
-    assert dp.EProp(chunk_size=1).chunked_layers(make("leaky", "dense", False, None, "leaky")) == (False,) * 3
+    layouts = [engine.layouts(make(*case, "leaky"))[0] for case in CASES]
+    assert layouts[2] == "factorised"  # LIF, reset detached, no self-connection
+    assert layouts[3] == layouts[4] == "scalar"  # LIF with the reset path, dense or none
+    assert set(layouts[5:]) == {"components"}  # diagonal LIF, ALIF, LRU, minGRU
+    assert all(engine.chunked_layers(make(*case, "leaky")) == (True,) * 3 for case in CASES[:6])
+    step = dp.EProp(chunk_size=1)
+    assert step.layouts(make(*CASES[5], "leaky")) == ("neuron_major",) * 3  # diagonal LIF, step by step
+    assert step.layouts(make(*CASES[6], "leaky")) == ("general",) * 3  # ALIF
+    assert step.chunked_layers(make("leaky", "dense", False, None, "leaky")) == (False,) * 3
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[3]])  # factorised, and the scalar form with the reset path
-def test_chunked_equals_bptt_for_one_layer(case):
-    """One hidden layer without dense recurrence: e-prop is exact, chunked or not."""
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[6]])  # factorised, scalar with the reset path, ALIF
+def test_chunked_and_reverse_equal_bptt_for_one_layer(case):
+    """One hidden layer without dense recurrence: e-prop is exact, in every evaluation."""
     neuron, _, self_connections, options = case
     model = dp.DeepRNN(N_IN, [5], N_OUT, neuron=neuron, recurrence="none", readout="leaky",
                        key=jax.random.PRNGKey(2), dtype=jnp.float64, tau_m=5.0, tau_out=4.0, input_gain=1.5,
                        neuron_options=options)
     inputs, targets = make_batch("mse", steps=STEPS)
     reference = dp.gradients(model, inputs, targets, method="bptt")
-    grads = dp.gradients(model, inputs, targets, method="eprop", chunk_size=5)
-    assert max(relative_errors(grads, reference, model)) < 1e-9
+    for evaluation in ("chunked:5", "reverse"):
+        grads = dp.gradients(model, inputs, targets, method="eprop", evaluation=evaluation)
+        assert max(relative_errors(grads, reference, model)) < 1e-9, evaluation
 
 
-@pytest.mark.parametrize("update_every", [1, 4, 7])
-def test_online_training_does_not_depend_on_the_chunk_size(update_every):
-    """Weights updated every few steps: chunks never straddle an update, so training is the same."""
-    model = make("lif", "dense", True, {"detach_reset": False}, "leaky")
+def _train(model, inputs, targets, evaluation, update_every, feedback="symmetric"):
+    learner = dp.OnlineLearner(dp.EProp(feedback=feedback), optax.sgd(0.1), loss="mse", update_every=update_every,
+                               evaluation=evaluation)
+    state, losses, _ = learner.train_sequence(learner.init(model), inputs, targets)
+    return state, losses
+
+
+def _assert_same_training(first, second, model):
+    (state, losses), (other, other_losses) = first, second
+    assert jnp.allclose(losses, other_losses, rtol=1e-12, atol=0)
+    weights = [state.model.layers[0].inputs[0].weight, other.model.layers[0].inputs[0].weight]
+    assert jnp.max(jnp.abs(weights[0] - weights[1])) < 1e-12 * jnp.max(jnp.abs(weights[0]))
+    assert not jnp.allclose(weights[0], model.layers[0].inputs[0].weight)  # training moved the weights
+
+
+@pytest.mark.parametrize("neuron,update_every", [("lif", 1), ("lif", 7), ("alif", 4), ("alif", 7)])
+def test_online_training_does_not_depend_on_the_evaluation(neuron, update_every):
+    """Weights updated every few steps: chunks never straddle an update (a chunk of 3 cut by updates every 4 or 7
+    steps), so training is the same as step by step."""
+    case = CASES[3] if neuron == "lif" else CASES[7]  # LIF with the reset path (scalar); ALIF (d = 2)
+    model = make(*case, "leaky")
     inputs, targets = make_batch("mse", steps=STEPS)
-    trained = []
-    for size in (1, 3):
-        learner = dp.OnlineLearner(dp.EProp(chunk_size=size), optax.sgd(0.1), loss="mse", update_every=update_every)
-        state, losses, _ = learner.train_sequence(learner.init(model), inputs, targets)
-        trained.append((state.model, losses))
-    (step_model, step_losses), (chunk_model, chunk_losses) = trained
-    assert jnp.allclose(step_losses, chunk_losses, rtol=1e-12, atol=0)
-    first_layer = [step_model.layers[0].inputs[0].weight, chunk_model.layers[0].inputs[0].weight]
-    assert jnp.max(jnp.abs(first_layer[0] - first_layer[1])) < 1e-12 * jnp.max(jnp.abs(first_layer[0]))
-    assert not jnp.allclose(first_layer[0], model.layers[0].inputs[0].weight)  # training moved the weights
+    _assert_same_training(_train(model, inputs, targets, "step", update_every),
+                          _train(model, inputs, targets, "chunked:3", update_every), model)
+
+
+def test_reverse_training_equals_step_by_step_with_one_update_per_sequence():
+    """update_every=None: one update per sequence, so the reverse window (traces from zero) is the online rule;
+    adaptive feedback moves B_out with W_out in both."""
+    model = make(*CASES[7], "leaky")  # ALIF
+    inputs, targets = make_batch("mse", steps=STEPS)
+    step = _train(model, inputs, targets, "step", None, feedback="adaptive")
+    reverse = _train(model, inputs, targets, "reverse", None, feedback="adaptive")
+    _assert_same_training(step, reverse, model)
+    for b_step, b_reverse in zip(step[0].feedback[-1], reverse[0].feedback[-1]):
+        assert jnp.max(jnp.abs(b_step - b_reverse)) < 1e-12 * jnp.max(jnp.abs(b_step))
+
+
+def test_reverse_returns_the_traces_at_zero():
+    """The reverse window starts its traces at zero and returns them at zero (feedback matrices kept), its
+    gradients accumulated and the network state at the window's end, as the step form's."""
+    model = make(*CASES[7], "leaky")
+    inputs, targets = make_batch("mse", steps=STEPS)
+    mask, loss = jnp.ones(inputs.shape[:2]), dp.make_loss("mse")
+    rule = dp.EProp(feedback="random")
+    reverse = dp.engines.with_evaluation(rule, "reverse")
+    state = reverse.init(model, inputs.shape[1])
+    end, ys, _ = jax.jit(lambda s: reverse.sequence(model, s, inputs, targets, mask, loss))(state)
+    step = dp.engines.with_evaluation(rule, "step")
+    step_end, step_ys, _ = step.sequence(model, step.init(model, inputs.shape[1]), inputs, targets, mask, loss)
+    traces = (end.traces.eligibility, end.traces.filtered, end.traces.readout_eligibility)
+    assert all(float(jnp.max(jnp.abs(x))) == 0 for x in jax.tree_util.tree_leaves(traces))
+    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(end.traces.feedback),
+                                                     jax.tree_util.tree_leaves(state.traces.feedback)))
+    assert jnp.allclose(ys, step_ys, rtol=1e-12, atol=0)
+    assert all(jnp.allclose(a, b, rtol=1e-12, atol=1e-300) for a, b in zip(end.net, step_end.net))
 
 
 def test_chunk_size_is_checked():
@@ -170,11 +241,12 @@ def test_chunk_size_is_checked():
         dp.make_engine("deep_eprop_factored", chunk_size=0)
 
 
-@pytest.mark.parametrize("method", ["bptt"] + CHUNKED_ENGINES)
-def test_chunked_memory_does_not_grow_with_sequence_length(method):
+@pytest.mark.parametrize("method,neuron", [("bptt", "lif")] + [(name, "lif") for name in CHUNKED_ENGINES]
+                         + [("eprop", "alif")])
+def test_chunked_memory_does_not_grow_with_sequence_length(method, neuron):
     """XLA's compiled temporaries of a gradient for T and 8T steps (each with a shorter last chunk): equal for an
     online engine (no copy of the inputs, no record that outlives its chunk); BPTT stores the trajectory."""
-    model = make("lif", "dense", True, {"detach_reset": False}, "leaky")
+    model = make(*(CASES[3] if neuron == "lif" else CASES[7]), "leaky")
     engine, loss = dp.make_engine(method, **({} if method == "bptt" else dict(chunk_size=16))), dp.make_loss("mse")
     try:
         engine.check_model(model)

@@ -51,6 +51,9 @@ MODELS = {
     "exact": dict(neuron="lif", recurrence="dense", neuron_options={"detach_reset": False}, self_connections=True),
     "factorisable": dict(neuron="lif", recurrence="dense", neuron_options={"detach_reset": True},
                          self_connections=False, recurrent_gain=0.1),
+    # the paper's network (Bellec et al. 2020, cue accumulation): ALIF with dense recurrence, no self-connections,
+    # tau_a = 2000 (steps of 1 ms), 40 inputs (the key "n_in" is the model's input width, not a DeepRNN option)
+    "paper_alif": dict(neuron="alif", recurrence="dense", self_connections=False, tau_a=2000.0, n_in=40),
 }
 
 N_IN, N_OUT = 100, 10
@@ -75,6 +78,8 @@ def _cases(args):
                                                                "eprop[readout_filter=False]"])),
             ("eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=500, width=256, depth=3,
                                          batch=32, engines=["bptt", "eprop", "eprop[chunk_size=1]"])),
+            ("eprop_vs_bptt_paper_alif", dict(base, model="paper_alif", readout="leaky", T=2250, width=100, depth=1,
+                                              batch=64, engines=["bptt", "eprop", "eprop[chunk_size=1]"])),
             ("deep_eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=100, width=64, depth=3,
                                               batch=32, engines=["bptt", "deep_eprop"])),
             ("deep_eprop_vs_bptt_factorisable", dict(base, model="factorisable", readout="leaky", T=100, width=64,
@@ -104,14 +109,16 @@ def build_model(config, dtype):
     from .network import DeepRNN
 
     options = dict(MODELS[config["model"]])
-    return DeepRNN(N_IN, [config["width"]] * config["depth"], N_OUT, readout=config["readout"],
+    n_in = options.pop("n_in", N_IN)
+    return DeepRNN(n_in, [config["width"]] * config["depth"], N_OUT, readout=config["readout"],
                    key=jax.random.PRNGKey(0), dtype=dtype, tau_m=20.0, tau_out=20.0, **options)
 
 
 def make_data(config, dtype):
 
     T, B = config["T"], config["batch"]
-    inputs = (jax.random.uniform(jax.random.PRNGKey(1), (T, B, N_IN)) < 0.05).astype(dtype)
+    n_in = MODELS[config["model"]].get("n_in", N_IN)
+    inputs = (jax.random.uniform(jax.random.PRNGKey(1), (T, B, n_in)) < 0.05).astype(dtype)
     targets = jax.random.normal(jax.random.PRNGKey(2), (T, B, N_OUT), dtype)
     return inputs, targets, jnp.ones((T, B), dtype)
 

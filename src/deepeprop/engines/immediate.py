@@ -19,8 +19,10 @@ spatial-backprop-only rule computes.
 Cost: no eligibility carried between steps: ``~B n_l P_l`` work per step and per layer (one outer product
 per step, a matmul when the layer's presynaptic vector is shared), memory ``B P_l`` (factorised) or
 ``B n_l d_l P_l`` for the step's own derivative; with ``readout_filter=True`` the filtered trace
-``ebar`` (``B n_l P_l``) is carried as in e-prop. ``chunk_size`` as in e-prop: the per-step outer products of a
-chunk are summed as one matrix product over its ``(K B)`` rows (``chunk_size=1``: step by step).
+``ebar`` (``B n_l P_l``) is carried as in e-prop. Evaluations as in e-prop (step, chunked, reverse): with
+``chunk_size`` the per-step outer products of a chunk are summed as one matrix product over its ``(K B)`` rows
+(``chunk_size=1``: step by step), for every neuron model (the chunk's backward recursion has ``Jb = 0``);
+``evaluation="reverse"`` is one chunk as long as the window.
 
 Drops (relative to RTRL): every path through time except the readout's own leak (and that one too for the
 hidden layers unless ``readout_filter=True``): the within-layer Jacobians entirely, and every later-time path
