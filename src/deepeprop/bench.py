@@ -54,6 +54,9 @@ MODELS = {
     # the paper's network (Bellec et al. 2020, cue accumulation): ALIF with dense recurrence, no self-connections,
     # tau_a = 2000 (steps of 1 ms), 40 inputs (the key "n_in" is the model's input width, not a DeepRNN option)
     "paper_alif": dict(neuron="alif", recurrence="dense", self_connections=False, tau_a=2000.0, n_in=40),
+    # the deep version of that network (the evaluations issue): a LIF layer below an ALIF layer, dense or diagonal
+    "lif_alif": dict(neuron=["lif", "alif"], recurrence="dense", self_connections=False, tau_a=2000.0, n_in=40),
+    "lif_alif_diagonal": dict(neuron=["lif", "alif"], recurrence="diagonal", tau_a=2000.0, n_in=40),
 }
 
 N_IN, N_OUT = 100, 10
@@ -79,12 +82,27 @@ def _cases(args):
             ("eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=500, width=256, depth=3,
                                          batch=32, engines=["bptt", "eprop", "eprop[chunk_size=1]"])),
             ("eprop_vs_bptt_paper_alif", dict(base, model="paper_alif", readout="leaky", T=2250, width=100, depth=1,
-                                              batch=64, engines=["bptt", "eprop", "eprop[chunk_size=1]"])),
+                                              batch=64, engines=["bptt", "eprop", "eprop[chunk_size=1]",
+                                                                 "eprop@reverse", "eprop[feedback=random]@reverse"])),
+            # deep e-prop on the deep version of the paper's network: the chunk hybrid (the default evaluation);
+            # the step form takes ~0.3 s per step here (2250 steps: minutes per call), see docs/performance.md
+            ("deep_eprop_vs_bptt_2x100_dense", dict(base, model="lif_alif", readout="leaky", T=2250, width=100,
+                                                    depth=2, batch=64, engines=["bptt", "deep_eprop",
+                                                                                "deep_eprop@reverse"])),
+            ("deep_eprop_vs_bptt_2x100_diagonal", dict(base, model="lif_alif_diagonal", readout="leaky", T=2250,
+                                                       width=100, depth=2, batch=64,
+                                                       engines=["bptt", "deep_eprop", "deep_eprop@reverse"])),
             ("deep_eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=100, width=64, depth=3,
-                                              batch=32, engines=["bptt", "deep_eprop"])),
+                                              batch=32, engines=["bptt", "deep_eprop", "deep_eprop[chunk_size=1]"])),
             ("deep_eprop_vs_bptt_factorisable", dict(base, model="factorisable", readout="leaky", T=100, width=64,
                                                      depth=3, batch=32,
-                                                     engines=["bptt", "deep_eprop", "deep_eprop_factored"])),
+                                                     engines=["bptt", "deep_eprop", "deep_eprop[chunk_size=1]",
+                                                              "deep_eprop_factored"])),
+            ("deep_eprop_vs_bptt_4x64", dict(base, model="factorisable", readout="leaky", T=100, width=64, depth=4,
+                                             batch=32, engines=["bptt", "deep_eprop", "deep_eprop[chunk_size=1]"])),
+            ("reverse_vs_bptt", dict(base, model="exact", readout="leaky", T=500, width=64, depth=3, batch=32,
+                                     engines=["bptt", "deep_eprop@reverse", "eprop@reverse",
+                                              "eprop[feedback=random]@reverse", "immediate@reverse"])),
             ("deep_vs_rtrl", dict(base, model="factorisable", readout="leaky", T=20, width=64, depth=3, batch=4,
                                   engines=["rtrl", "deep_eprop", "deep_eprop_factored", "eprop", "bptt"])),
             ("memory_T1000", dict(base, model="factorisable", readout="leaky", T=1000, width=64, depth=2, batch=8,
@@ -134,6 +152,7 @@ def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
     from .engines.deep_eprop_factored import FactoredDeepEProp
     from .engines.traces import has_constant_own_jacobian
 
+    evaluation = split_evaluation(method)[1]
     method, options = parse_method(method)
     readout_filter = options.get("readout_filter", method != "immediate")
 
@@ -149,7 +168,7 @@ def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
     def signal_flops(l):  # the learning signal sent down each edge into l's children
         return sum(2 * B * n[k] * n[l] for k, _ in graph.children[l])
 
-    if method == "bptt":  # stored trajectory; backward ~2x forward
+    if method == "bptt" or evaluation == "reverse":  # stored trajectory; backward ~2x forward
         return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
     if method in ("eprop", "immediate"):  # immediate: e-prop's arrays, without the Jb * eps product
         engine = make_engine(method, **options)
@@ -169,9 +188,23 @@ def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
                 flops += (own * 2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
             flops += signal_flops(l)
         return elements, flops
+    if method == "deep_eprop" and make_engine(method, **options).chunk_size > 1:  # the chunk hybrid
+        K = min(make_engine(method, **options).chunk_size, T)
+        elements, flops = 0, 3 * forward
+        for l in range(len(nodes)):
+            elements += B * n[l] * d[l] * P[l]
+            flops += 2 * d[l] * B * n[l] * d[l] * P[l]  # Psi_ll from d cotangents
+            for k in graph.descendants[l]:
+                elements += B * n[k] * d[k] * n[l] * P[l]
+                flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Psi_kl: (r n_l, K) @ (K, P_l) per example
+                flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))  # the adjoints
+                for j in graph.descendants[l]:
+                    if k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
+                        flops += 2 * B * n[k] * d[k] * n[j] * d[j] * n[l] * P[l] // K
+        return elements, flops
     if method == "deep_eprop":
         elements, flops = 0, forward
-        factorised = make_engine("deep_eprop").factorised_hops(model)
+        factorised = make_engine("deep_eprop", **options).factorised_hops(model)
         for l in range(len(nodes)):
             elements += B * n[l] * d[l] * P[l]
             flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
