@@ -10,7 +10,7 @@ from deepeprop.cli import main
 def test_bench_writes_table_and_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     code = main(["bench", "--T", "5", "--width", "3", "--depth", "2", "--batch", "2", "--repeats", "1",
-                 "--engines", "bptt,eprop,deep_eprop_factored", "--model", "exact", "--alignment",
+                 "--engines", "bptt,eprop,deep_eprop_factored,deep_eprop@reverse", "--model", "exact", "--alignment",
                  "--json", str(path)])
     assert code == 0
     out = capsys.readouterr().out
@@ -18,10 +18,11 @@ def test_bench_writes_table_and_json(tmp_path, capsys):
     result = json.loads(path.read_text())
     assert result["keys"] == list(bench.ROW_KEYS)
     rows = {row["engine"]: row for row in result["rows"]}
-    assert set(rows) == {"bptt", "eprop", "deep_eprop_factored"}
+    assert set(rows) == {"bptt", "eprop", "deep_eprop_factored", "deep_eprop@reverse"}
     for key in bench.ROW_KEYS:
         assert key in rows["bptt"]
-    for method in ("bptt", "eprop"):
+    assert "deep_eprop@reverse" in out  # an evaluation named in --engines is timed and printed with its cost
+    for method in ("bptt", "eprop", "deep_eprop@reverse"):
         row = rows[method]
         assert row["status"] == "ok" and row["per_step_ms"] > 0 and row["peak_bytes"] > 0
         assert row["peak_bytes"] == row["temp_bytes"] + row["argument_bytes"] + row["output_bytes"]

@@ -162,3 +162,18 @@ def test_evaluations_refused_with_a_clear_message():
         reversed_engine.step(model, reversed_engine.init(model, 2), inputs[0], targets[0], jnp.ones(2),
                              dp.make_loss("mse"))
     assert dp.make_evaluation("chunked:32") == dp.Chunked(32) and str(dp.Chunked(32)) == "chunked:32"
+
+
+def test_every_engine_and_evaluation_reports_a_cost():
+    """``engine.cost`` (what bench prints): positive for every registered engine in each evaluation it declares; a
+    reverse form stores the trajectory (grows with T), the online forms carry the same traces for any T."""
+    model = make("lif_standard")
+    for name, cls in ENGINES.items():
+        for kind in cls.evaluations:
+            engine = dp.with_evaluation(dp.make_engine(name), dp.Chunked(4) if kind is dp.Chunked else kind())
+            short, long = engine.cost(model, 2, 10), engine.cost(model, 2, 1000)
+            assert short[0] > 0 and short[1] > 0, (name, kind)
+            if engine.online:
+                assert short == long, (name, kind)
+            else:
+                assert long[0] == 100 * short[0] and long[1] == short[1], (name, kind)

@@ -142,109 +142,13 @@ def make_data(config, dtype):
 
 
 def theoretical_cost(method: str, model, batch: int, T: int) -> tuple[int, int]:
-    """``(trace_elements, flops_per_step)``: the engine docstring's cost formula for ``model`` (any graph).
+    """``(trace_elements, flops_per_step)`` of an engine as ``bench --engines`` names it (options in brackets, an
+    evaluation after ``@``): its own :meth:`~deepeprop.Engine.cost`."""
+    from .engines import make_engine, with_evaluation
 
-    ``method`` may carry options, as ``bench --engines`` takes them (``"eprop[readout_filter=False]"``).
-    ``trace_elements`` counts what an online engine carries between steps; a chunked engine's per-step records
-    (``K B (2 n_l + P_l)`` numbers per node, see :mod:`deepeprop.engines.eprop`) show in the measured peak.
-    """
-    from .engines import make_engine
-    from .engines.deep_eprop_factored import FactoredDeepEProp
-    from .engines.traces import has_constant_own_jacobian
-
-    evaluation = split_evaluation(method)[1]
-    method, options = parse_method(method)
-    readout_filter = options.get("readout_filter", method != "immediate")
-
-    B = batch
-    nodes, graph = model.nodes, model.graph
-    n = [node.size for node in nodes]
-    P = [node.row_size for node in nodes]
-    d = [node.neuron.state_size for node in nodes]
-    forward = sum(2 * B * node.size * (node.row_size - 1) for node in nodes)  # the W/U matmuls
-    leaky = not model.readout_is_linear and readout_filter
-    hidden = range(len(model.layers))
-
-    def signal_flops(l):  # the learning signal sent down each edge into l's children
-        return sum(2 * B * n[k] * n[l] for k, _ in graph.children[l])
-
-    if method == "bptt" or evaluation == "reverse":  # stored trajectory; backward ~2x forward
-        return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
-    if method in ("eprop", "immediate"):  # immediate: e-prop's arrays, without the Jb * eps product
-        engine = make_engine(method, **options)
-        fact, chunked = engine.factorised_layers(model), engine.chunked_layers(model)
-        own = 0 if method == "immediate" else 1
-        elements = B * P[-1]
-        flops = forward + 2 * B * n[-1] * P[-1]
-        for l in hidden:
-            if fact[l]:
-                elements += B * P[l] + (B * n[l] * P[l] if leaky else 0)
-                flops += (4 if leaky else 2) * B * n[l] * P[l]
-            elif chunked[l]:  # the scalar chunked form: eps and ebar; 2-3 matrix products per step
-                elements += B * n[l] * P[l] * (2 if leaky else 1)
-                flops += (6 if leaky else 4) * B * n[l] * P[l]
-            else:
-                elements += B * n[l] * d[l] * P[l] + (B * n[l] * P[l] if leaky else 0)
-                flops += (own * 2 * d[l] * d[l] + 2 * d[l] + (4 if leaky else 2)) * B * n[l] * P[l]
-            flops += signal_flops(l)
-        return elements, flops
-    if method == "deep_eprop" and make_engine(method, **options).chunk_size > 1:  # the chunk hybrid
-        K = min(make_engine(method, **options).chunk_size, T)
-        elements, flops = 0, 3 * forward
-        for l in range(len(nodes)):
-            elements += B * n[l] * d[l] * P[l]
-            flops += 2 * d[l] * B * n[l] * d[l] * P[l]  # Psi_ll from d cotangents
-            for k in graph.descendants[l]:
-                elements += B * n[k] * d[k] * n[l] * P[l]
-                flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Psi_kl: (r n_l, K) @ (K, P_l) per example
-                flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))  # the adjoints
-                for j in graph.descendants[l]:
-                    if k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
-                        flops += 2 * B * n[k] * d[k] * n[j] * d[j] * n[l] * P[l] // K
-        return elements, flops
-    if method == "deep_eprop":
-        elements, flops = 0, forward
-        factorised = make_engine("deep_eprop", **options).factorised_hops(model)
-        for l in range(len(nodes)):
-            elements += B * n[l] * d[l] * P[l]
-            flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
-            for k in graph.descendants[l]:
-                if k in factorised[l]:  # S[k,l] stored as F (B, n_l, P_l)
-                    elements += B * n[l] * P[l]
-                    flops += 3 * B * n[l] * P[l]
-                    continue
-                elements += B * n[k] * d[k] * n[l] * P[l]
-                flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Jb * S
-                for j in graph.parents[k]:
-                    if j == l:  # element-wise hop from the eligibility
-                        flops += 3 * B * n[k] * d[k] * n[l] * P[l]
-                    elif j in factorised[l]:  # M[b] (x) F: a B n^3 product for M, element-wise B n^3
-                        flops += 2 * B * n[k] * n[j] * n[l] + 2 * B * n[k] * d[k] * n[l] * P[l]
-                    elif j in graph.descendants[l]:  # a matrix product with U_{k<-j}
-                        flops += 2 * B * n[k] * n[j] * n[l] * P[l]
-        return elements, flops
-    if method == "deep_eprop_factored":
-        elements, flops = B * P[-1], forward + 2 * B * n[-1] * P[-1]
-        batch_major = make_engine(method, **options).batch_major(model)
-        for l in hidden:
-            levels = len(FactoredDeepEProp._prefixes(model, l))  # one F per filtered path prefix
-            own = B * P[l] if has_constant_own_jacobian(nodes[l]) else B * n[l] * d[l] * P[l]
-            paths = len(graph.paths(l))
-            elements += own + levels * B * n[l] * P[l]
-            if batch_major[l]:  # chunked: one matmul for the gradient, one per F for its new value
-                flops += (2 * levels + 2) * B * n[l] * P[l] + signal_flops(l)
-            else:  # step by step: e, each F updated element-wise, one contraction per path
-                flops += (2 * levels + 2 + 2 * paths) * B * n[l] * P[l] + signal_flops(l)
-        return elements, flops
-    if method == "rtrl":
-        elements, flops = 0, forward
-        for l in range(len(nodes)):
-            for k in (l,) + graph.descendants[l]:
-                size = B * n[k] * d[k] * n[l] * P[l]
-                elements += size
-                flops += 2 * size * (nodes[k].row_size - 1)  # W and U products on the influence matrix
-        return elements, flops
-    return 0, 0
+    name, options = parse_method(method)
+    engine = with_evaluation(make_engine(name, **options), split_evaluation(method)[1])
+    return engine.cost(model, batch, T)
 
 
 def measure_peak_gflops(dtype, size: int = 1024, repeats: int = 5) -> float:

@@ -41,7 +41,8 @@ from ..jacobians import LayerStep, linearize
 from ..losses import make_loss
 from ..network import Layer, Network
 from ..neurons import has_reset_choice, with_detach_reset
-from .evaluation import Chunked, Evaluation, Step
+from .costs import cost
+from .evaluation import Chunked, Evaluation, Reverse, Step
 
 
 class EngineState(eqx.Module):
@@ -252,6 +253,11 @@ class Engine(eqx.Module):
         ``chunk_size > 1``, else ``Step()`` (BPTT: ``Reverse()``)."""
         size = getattr(self, "chunk_size", 1)
         return Chunked(size) if size > 1 else Step()
+
+    def cost(self, model: Network, batch: int, T: int = 1) -> tuple[int, int]:
+        """``(trace_elements, flops_per_step)`` of this engine and evaluation on ``model`` (its docstring's formula,
+        :mod:`deepeprop.engines.costs`): the numbers carried between steps and the work per step."""
+        return cost(self, model, batch, T, reverse=isinstance(self.evaluation, Reverse))
 
     def prepare(self, model: Network) -> Network:
         """``model`` as this rule differentiates it: every neuron with ``detach_reset=None`` set to

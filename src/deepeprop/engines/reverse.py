@@ -8,6 +8,7 @@ single ``step``, and a window starts its traces at zero (a truncation at the win
 from __future__ import annotations
 
 from .base import Engine
+from .costs import cost
 from .evaluation import Reverse
 
 
@@ -27,6 +28,9 @@ class Reversed(Engine):
 
     def check_model(self, model):
         self.rule.check_model(model)
+
+    def cost(self, model, batch, T=1):
+        return cost(self.rule, model, batch, T, reverse=True)
 
     def prepare(self, model):
         return self.rule.prepare(model)
