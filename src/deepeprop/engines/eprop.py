@@ -386,8 +386,9 @@ class EProp(ChunkedEngine):
 
         One backward scan carries ``v[s] = Jb[s]^T w[s]`` and emits only what the matrix products need, the
         coefficients ``sum_a w[s, a] ds_dI[s, a, i]`` per current (and ``sum_a w[s, a] ds_dparams[s, a, q]``);
-        its last carry is ``eps_0``'s coefficients. The (d, d) blocks are taken component by component (a Python
-        loop over the ``d`` states, each an array (m, B, n_l)): a trailing axis of 2 or 3 would vectorise badly."""
+        its last carry is ``eps_0``'s coefficients. The (d, d) blocks are taken component by component (Python loops
+        over states and rows, one (B, n_l) array each): a trailing axis of 2 or 3, or a stacked (d, m, B, n_l)
+        carry, runs many times slower in XLA's CPU loops."""
         steps, outputs, d, batch, n = record.dz.shape
         currents, params = record.ds_dI.shape[2], record.ds_dparams.shape[2]
         dtype = record.dz.dtype
