@@ -69,7 +69,7 @@ Evaluations (:mod:`.evaluation`; ``EProp.evaluations``: step, chunked, reverse).
   ``m = 1 + d + o`` rows of weights (``1 + d`` without a readout filter), component by component. Work per step
   ``~2 m B n_l P_l`` in matrix products (``~4`` factorised, ``~6`` scalar) plus ``~m d^2 B n_l`` element-wise;
   extra memory the chunk's records, ``K B (n_l (d^2 + d c + d o + d q + o) + P_l)`` numbers per node,
-  constant in ``T``. The traces of such a node are stored one slab per state, ``eps`` (d_l, B, n_l, R_l). The
+  constant in ``T``. The traces of such a node are stored one slab per state, ``eps`` (B, d_l, n_l, R_l). The
   result equals the step-by-step form up to rounding; chunks never straddle a weight update.
 * **reverse** (:meth:`EProp.reverse`, ``dp.gradients(..., evaluation="reverse")``): one chunk as long as the
   window, the traces starting at zero: the records of all ``T`` steps, then one backward recursion and the
@@ -227,7 +227,7 @@ class EProp(ChunkedEngine):
             if layout == "neuron_major":
                 return (n, batch, R), (n, batch, R)
             if layout == "components":
-                return (layer.neuron.state_size, batch, n, R), (batch, n * layer.outputs, R)
+                return (batch, layer.neuron.state_size, n, R), (batch, n * layer.outputs, R)
             return (batch, n, layer.neuron.state_size, R), (batch, n * layer.outputs, R)
 
         pairs = [shapes(layer, layout) for layer, layout in zip(model.layers, self.layouts(model))]
@@ -247,7 +247,7 @@ class EProp(ChunkedEngine):
           a presynaptic vector shared by the rows (recurrence none or dense): ``eps``, ``ebar`` (B, n_l, R_l).
         * ``"neuron_major"`` (``chunk_size == 1``): a scalar neuron, ``eps``, ``ebar`` (n_l, B, R_l), where the
           step's contraction over B is faster on CPU.
-        * ``"components"`` (``chunk_size > 1``): any other node, ``eps`` (d_l, B, n_l, R_l) (one slab per state,
+        * ``"components"`` (``chunk_size > 1``): any other node, ``eps`` (B, d_l, n_l, R_l) (one slab per state,
           as the chunk's contraction writes them), ``ebar`` (B, n_l o_l, R_l).
         * ``"general"`` (``chunk_size == 1``): ``eps`` (B, n_l, d_l, R_l), ``ebar`` (B, n_l o_l, R_l).
 
@@ -376,7 +376,7 @@ class EProp(ChunkedEngine):
         return EngineState(net=state.net, traces=traces, grads=tuple(grads))
 
     def _contract_node(self, layer, record, filtered_signal, powers, eps_start, *, leaky, final_traces):
-        """A :class:`NodeRecord` node's chunk: ``(gradient (n_l, R_l), eps_K (d, B, n_l, R_l), ebar_K - k^K ebar_0
+        """A :class:`NodeRecord` node's chunk: ``(gradient (n_l, R_l), eps_K (B, d, n_l, R_l), ebar_K - k^K ebar_0
         (B, n_l o, R_l))`` (the last two ``None`` unless ``final_traces``).
 
         ``eps[t] = Jb[t] eps[t-1] + imm[t]`` per (b, j), ``Jb`` a (d, d) block and ``imm[t]`` the immediate term
@@ -391,8 +391,9 @@ class EProp(ChunkedEngine):
 
         One backward scan carries ``v[s] = Jb[s]^T w[s]`` and emits only what the matrix products need, the
         coefficients ``sum_a w[s, a] ds_dI[s, a, i]`` per current (and ``sum_a w[s, a] ds_dparams[s, a, q]``);
-        its last carry is ``eps_0``'s coefficients. The (d, d) blocks are taken component by component (a Python
-        loop over the ``d`` states, each an array (m, B, n_l)): a trailing axis of 2 or 3 would vectorise badly."""
+        its last carry is ``eps_0``'s coefficients. The (d, d) blocks are taken component by component (Python loops
+        over states and rows, one (B, n_l) array each): a trailing axis of 2 or 3, or a stacked (d, m, B, n_l)
+        carry, runs many times slower in XLA's CPU loops."""
         steps, outputs, d, batch, n = record.dz.shape
         currents, params = record.ds_dI.shape[2], record.ds_dparams.shape[2]
         dtype = record.dz.dtype
@@ -439,15 +440,30 @@ class EProp(ChunkedEngine):
             return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
         grad = immediate_part(0, "tbj,tbp->jp", "tbj,tbj->j", lambda x: jnp.sum(x, axis=(0, 1)))
-        grad = grad + sum(jnp.sum(start[a][0][..., None] * eps_start[a], axis=0) for a in range(d))
+        grad = grad + sum(jnp.sum(start[a][0][..., None] * eps_start[:, a], axis=0) for a in range(d))
         if not final_traces:
             return grad, None, None
-        ends = []  # per row r of eps_K, then of ebar_K: (B, n, R), the chunk's own part and the carried eps_0 part
-        for r in range(1, rows):
-            ends.append(immediate_part(r, "tbj,tbp->bjp", "tbj,tbj->bj", lambda x: jnp.sum(x, axis=0))
-                        + sum(start[a][r][..., None] * eps_start[a] for a in range(d)))
-        ebar_end = jnp.stack(ends[d:], axis=2).reshape(batch, n * outputs, -1) if leaky else None
-        return grad, jnp.stack(ends[:d]), ebar_end
+        # the new traces, rows r = 1..m-1 (eps_K's d rows, then ebar_K's o): every row and current at once, one
+        # per-example ((m-1) c n, K) @ (K, P') product, then the carried eps_0 part
+        lhs = jnp.stack([x for r in range(1, rows) for x in coefficient[r]])  # ((m-1) c, K, B, n)
+        synaptic = jnp.matmul(jnp.transpose(lhs, (2, 0, 3, 1)).reshape(batch, -1, steps),
+                              jnp.swapaxes(record.presynaptic, 0, 1))  # (B, (m-1) c n, P')
+        synaptic = jnp.swapaxes(synaptic.reshape(batch, rows - 1, currents, n, -1), 2, 3)  # (B, m-1, n, c, P')
+        if column is not None:  # diagonal recurrence (c = 1): row j's own column z[t-1, j]
+            own = jnp.stack([jnp.einsum("tbj,tbj->bj", coefficient[r][0], record.own_input) for r in range(1, rows)],
+                            axis=1)[..., None, None]
+            synaptic = jnp.concatenate([synaptic[..., :column], own, synaptic[..., column:]], axis=-1)
+        parts = [synaptic.reshape(synaptic.shape[:3] + (-1,))]  # (B, m-1, n, c P')
+        if params:
+            parts.append(jnp.stack([jnp.stack([jnp.sum(x, axis=0) for x in neuron[r]], axis=-1)
+                                    for r in range(1, rows)], axis=1))  # (B, m-1, n, q)
+        ends = (jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]) + jnp.stack(
+            [sum(start[a][r][..., None] * eps_start[:, a] for a in range(d)) for r in range(1, rows)], axis=1)
+        ebar_end = None
+        if leaky:  # (B, o, n, R) -> (B, n o, R), neuron-major
+            ebar_end = ends[:, d:].reshape(batch, n, -1) if outputs == 1 else jnp.swapaxes(ends[:, d:], 1, 2).reshape(
+                batch, n * outputs, -1)
+        return grad, ends[:, :d], ebar_end
 
     def _advance(self, model, state, x, target, mask, loss, *, defer: bool):
         """One time step. ``defer=True`` leaves every hidden node's traces and gradient, and the readout's
@@ -531,12 +547,12 @@ class EProp(ChunkedEngine):
                     filtered[l] = k * traces.filtered[l] + e
                 grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l] if leaky else e, signal.T)
             else:
-                # (B, n_l, d_l, R_l); the "components" layout (d_l, B, n_l, R_l) is moved to it and back
+                # (B, n_l, d_l, R_l); the "components" layout (B, d_l, n_l, R_l) is moved to it and back
                 components = layouts[l] == "components"
-                eps = jnp.moveaxis(traces.eligibility[l], 0, 2) if components else traces.eligibility[l]
+                eps = jnp.swapaxes(traces.eligibility[l], 1, 2) if components else traces.eligibility[l]
                 eps = self._carried(apply_block(step.block, eps)) + immediate(step)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
-                eligibility[l] = jnp.moveaxis(eps, 2, 0) if components else eps
+                eligibility[l] = jnp.swapaxes(eps, 1, 2) if components else eps
                 if leaky:
                     filtered[l] = k * traces.filtered[l] + e
                 grads[l] = state.grads[l] + contract_rows(signal, filtered[l] if leaky else e, layer.outputs)
