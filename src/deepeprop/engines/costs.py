@@ -30,15 +30,19 @@ def cost(rule, model, batch: int, T: int, *, reverse: bool = False) -> tuple[int
     if method == "bptt" or reverse:  # stored trajectory; backward ~2x forward
         return T * B * sum(a * b for a, b in zip(n, d)), 3 * forward
     if method in ("eprop", "immediate"):  # immediate: e-prop's arrays, without the Jb * eps product
-        fact, chunked = rule.factorised_layers(model), rule.chunked_layers(model)
+        layouts = rule.layouts(model)
         own = 0 if method == "immediate" else 1
         elements = B * P[-1]
         flops = forward + 2 * B * n[-1] * P[-1]
         for l in hidden:
-            if fact[l]:
+            o = nodes[l].outputs
+            if layouts[l] == "factorised":
                 elements += B * P[l] + (B * n[l] * P[l] if leaky else 0)
                 flops += (4 if leaky else 2) * B * n[l] * P[l]
-            elif chunked[l]:  # the scalar chunked form: eps and ebar; 2-3 matrix products per step
+            elif layouts[l] == "components":  # d state slabs and ebar; (1 + d + o) matrix products per step
+                elements += B * n[l] * (d[l] + (o if leaky else 0)) * P[l]
+                flops += 2 * (1 + d[l] + (o if leaky else 0)) * B * n[l] * P[l]
+            elif layouts[l] == "scalar":  # the scalar chunked form: eps and ebar; 2-3 matrix products per step
                 elements += B * n[l] * P[l] * (2 if leaky else 1)
                 flops += (6 if leaky else 4) * B * n[l] * P[l]
             else:
