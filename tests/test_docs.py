@@ -128,3 +128,15 @@ def test_tutorial_output_is_the_current_scripts(script):
 def test_readme_links_the_docs_and_their_build():
     readme = (ROOT / "README.md").read_text()
     assert "python -m mkdocs build --strict" in readme and "python -m mkdocs serve" in readme
+
+
+@pytest.mark.slow
+def test_the_readmes_demo_figure_is_what_the_demo_prints(tmp_path, capsys):
+    """README's quick-start accuracy (``0.791 vs 0.100, seed 0``) is checked against a run of ``deepeprop demo``
+    (about a minute on 2 cores, so under ``-m slow``)."""
+    from deepeprop.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    printed = re.search(r"test accuracy: ([0-9.]+)\s+\(chance level: ([0-9.]+)\)", capsys.readouterr().out)
+    assert printed, "the demo printed no test accuracy"
+    assert f"({printed.group(1)} vs {printed.group(2)}, seed 0)" in (ROOT / "README.md").read_text()

@@ -48,7 +48,8 @@ def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None,
         targets: ``(T, B, n_out)`` for ``loss="mse"``; ``(T, B)`` integer labels for ``"cross_entropy"``
             with ``-1`` meaning no loss at that step.
         method: an engine object (``dp.DeepEProp()``, ``dp.EProp(feedback="random")``) or its name: ``"bptt"``,
-            ``"rtrl"``, ``"eprop"``, ``"deep_eprop"``, ``"deep_eprop_factored"`` (:data:`deepeprop.ENGINES`).
+            ``"rtrl"``, ``"eprop"``, ``"deep_eprop"``, ``"deep_eprop_factored"``, ``"immediate"``
+            (:data:`deepeprop.ENGINES`).
         loss: a loss object (``dp.MSE()``, ``dp.CrossEntropy()``) or its name, ``"mse"`` or ``"cross_entropy"``.
         mask: optional ``(T, B)`` weights of the per-step loss (1 where it counts).
         evaluation: how the rule's gradient is computed (docs/math.md, "Rules and their evaluations"): an

@@ -21,7 +21,7 @@ def make_engine(method, **options) -> Engine:
 
     Args:
         method: an engine name from :data:`ENGINES` (``"bptt"``, ``"rtrl"``, ``"eprop"``, ``"deep_eprop"``,
-            ``"deep_eprop_factored"``) or an :class:`Engine` object (then no options).
+            ``"deep_eprop_factored"``, ``"immediate"``) or an :class:`Engine` object (then no options).
         **options: the engine's constructor options, e.g. ``feedback="random"`` for ``"eprop"``.
 
     Returns:
