@@ -132,24 +132,22 @@ def chunk_records(model, s0, states, inputs) -> list[ChunkRecord]:
     return records
 
 
-def contract(record: ChunkRecord, adjoint, *, per_example: bool):
-    """``sum_s adjoint[s] . dbarM/dtheta[s]`` over the chunk: ``adjoint`` (K, B, n, d) -> (B, n, R) per example,
-    else summed over the batch (n, R); rows in theta's layout (current by current, then neuron parameters)."""
-    out = "bj" if per_example else "j"
+def contract(record: ChunkRecord, adjoint):
+    """``sum_b sum_s adjoint[s, b] . dbarM/dtheta[s, b]`` over the chunk and the batch: ``adjoint`` (K, B, n, d) ->
+    (n, R), rows in theta's layout (current by current, then neuron parameters)."""
     current = jnp.einsum("kbjd,kbjdc->kbjc", adjoint, record.ds_dI)  # the adjoint of each current
-    synaptic = jnp.einsum(f"kbjc,kbp->{out}cp", current, record.presynaptic)  # (..., n, c, P)
+    synaptic = jnp.einsum("kbjc,kbp->jcp", current, record.presynaptic)  # (n, c, P)
     if record.recurrent is not None:  # diagonal recurrence: each row's own W_jj factor z_j[t-1], then the bias
-        own = jnp.einsum(f"kbjc,kbj->{out}c", current, record.recurrent)
-        bias = jnp.sum(current, axis=0 if per_example else (0, 1))
-        synaptic = jnp.concatenate([synaptic, own[..., None], bias[..., None]], axis=-1)
-    synaptic = synaptic.reshape(synaptic.shape[:-2] + (-1,))
-    params = jnp.einsum(f"kbjd,kbjdq->{out}q", adjoint, record.ds_dparams)
-    return jnp.concatenate([synaptic, params], axis=-1)
+        own = jnp.einsum("kbjc,kbj->jc", current, record.recurrent)
+        synaptic = jnp.concatenate([synaptic, own[..., None], jnp.sum(current, axis=(0, 1))[..., None]], axis=-1)
+    params = jnp.einsum("kbjd,kbjdq->jq", adjoint, record.ds_dparams)
+    return jnp.concatenate([synaptic.reshape(synaptic.shape[0], -1), params], axis=-1)
 
 
 def contract_rows_per_example(record: ChunkRecord, adjoint):
-    """:func:`contract` per example for a batch of cotangents: ``adjoint`` (r, K, B, n, d) -> (B, r, n, R), the
-    contraction over the chunk's ``K`` steps as one batched matrix product per example, ``(r n c, K) @ (K, P)``."""
+    """:func:`contract` per example (not summed over the batch) for a batch of cotangents: ``adjoint``
+    (r, K, B, n, d) -> (B, r, n, R), the contraction over the chunk's ``K`` steps as one batched matrix product per
+    example, ``(r n c, K) @ (K, P)``."""
     r, size, batch, n = adjoint.shape[:4]
     current = jnp.einsum("rkbjd,kbjdc->brjck", adjoint, record.ds_dI)  # the adjoint of each current, K last
     c = current.shape[3]
@@ -193,24 +191,24 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
     start_adjoint, step_adjoints = adjoints(None, None, 1.0)
     grads = []
     for l, (eps, _) in enumerate(state.traces):
-        grad = state.grads[l] + contract(records[l], step_adjoints[l], per_example=False)
+        grad = state.grads[l] + contract(records[l], step_adjoints[l])
         grads.append(grad + jnp.einsum("bjd,bjdr->jr", start_adjoint[l], eps))  # lambda_l . S[l,l]; the deep
         # traces' lambda_k . S[k,l] are added below, while each row batch of S[k,l] is read anyway
 
     # the own propagators Phi_ll (per neuron, d x d) and Psi_ll: d cotangents per node, every neuron at once
     own_propagator, eligibility = [], []
     for l, (eps, _) in enumerate(state.traces):
-        n, d = s0[l].shape[1:]
+        d = s0[l].shape[2]
 
-        def own(a, l=l, n=n, d=d):
-            cotangent = jnp.broadcast_to(jax.nn.one_hot(a, d, dtype=s0[l].dtype), s0[l].shape)
-            start, steps = adjoints(l, cotangent)
-            return start[l], contract(records[l], steps[l], per_example=True)  # (B, n, d), (B, n, R)
+        def own(a, l=l, d=d):
+            start, steps = adjoints(l, jnp.broadcast_to(jax.nn.one_hot(a, d, dtype=s0[l].dtype), s0[l].shape))
+            return start[l], steps[l]  # (B, n, d), (K, B, n, d)
 
-        phi, psi = jax.vmap(own)(jnp.arange(d))  # (d, B, n, d), (d, B, n, R)
+        phi, steps = jax.vmap(own)(jnp.arange(d))  # (d, B, n, d), (d, K, B, n, d)
         phi = jnp.moveaxis(phi, 0, 2)  # (B, n, a, a'): d s_l(t0+K)[j, a] / d s_l(t0)[j, a']
         own_propagator.append(phi)
-        eligibility.append(apply_block(phi, eps) + jnp.moveaxis(psi, 0, 2))
+        psi = contract_rows_per_example(records[l], steps)  # (B, a, n, R): neuron j's rows from its own cotangent
+        eligibility.append(apply_block(phi, eps) + jnp.swapaxes(psi, 1, 2))
 
     # the deep traces: one cotangent per state component of each node that has ancestors, in batches of whole
     # neurons; each batch reads its rows of S[k,l] once (the new rows are joined at the end)
