@@ -8,9 +8,9 @@ from .bptt import BPTT
 from .deep_eprop import DeepEProp
 from .deep_eprop_factored import FactoredDeepEProp
 from .eprop import EProp
-from .evaluation import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evaluation, with_evaluation
+from .evaluation import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evaluation
 from .immediate import Immediate
-from .reverse import Reversed
+from .reverse import Reversed, with_evaluation
 from .rtrl import RTRL
 
 ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp, Immediate)}

@@ -18,7 +18,6 @@ engine's own (``engine.evaluation``: the fastest online one it has).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
@@ -82,30 +81,3 @@ def make_evaluation(evaluation) -> Evaluation | None:
                 return Chunked(int(size))
     raise ValueError(f"evaluation must be an Evaluation object (dp.Step(), dp.Chunked(64), dp.Reverse()) or one "
                      f"of 'step', 'chunked', 'chunked:K' (K a positive int), 'reverse'; got {evaluation!r}")
-
-
-def with_evaluation(engine, evaluation):
-    """``engine`` set to compute its gradient by ``evaluation`` (an object, a name, or ``None``: unchanged).
-
-    ``Step`` and ``Chunked(K)`` set an engine's ``chunk_size`` (1 and ``K``); ``Reverse`` wraps the engine in
-    :class:`~deepeprop.engines.reverse.Reversed`, whose ``sequence`` is the rule's ``reverse``.
-
-    Raises:
-        ValueError: the engine does not have this evaluation (the message lists those it has).
-    """
-    from .reverse import Reversed
-
-    evaluation = make_evaluation(evaluation)
-    if evaluation is None:
-        return engine
-    rule = engine.rule if isinstance(engine, Reversed) else engine
-    kinds = type(rule).evaluations
-    if type(evaluation) not in kinds:
-        have = ", ".join(cls.name for cls in kinds)
-        raise ValueError(f"method {rule.name!r} has no {evaluation.name!r} evaluation; it has: {have}")
-    if isinstance(evaluation, Reverse):
-        return rule if rule.evaluation == evaluation else Reversed(rule)
-    if not hasattr(rule, "chunk_size"):
-        return rule
-    size = evaluation.size if isinstance(evaluation, Chunked) else 1
-    return dataclasses.replace(rule, chunk_size=size)
