@@ -57,9 +57,10 @@ class DeepEProp(Engine):
             :mod:`deepeprop.engines.surrogate` (reverse inside chunks of ``K`` steps, the deep traces carried
             across chunks; full traces, no factorised hops): 5-17x faster than the step form on 3 x 64 and
             4 x 64 networks (measured, docs/performance.md), for 2-6x its memory. ``1`` runs step by step (the
-            step form, with factorised hops). The gradient of a sequence does not depend on it (up to rounding). With weight updates inside a
-            sequence, a factorised hop reads the current ``U_{k<-l}`` for its whole past, where the full trace
-            (``factorize=False``, or the hybrid) keeps the trace built with the weights of its time.
+            step form, with factorised hops). The gradient of a sequence does not depend on it (up to rounding).
+            With weight updates inside a sequence, a factorised hop reads the current ``U_{k<-l}`` for its whole
+            past, where the full trace (``factorize=False``, or the hybrid) keeps the trace built with the
+            weights of its time.
         basis_batch: the hybrid's cotangents evaluated at once (memory ``~basis_batch K B sum_k n_k d_k``).
         detach_reset: the reset choice for neurons that leave it to the rule (``detach_reset=None``, the default
             of LIF and ALIF): ``None`` (default) is the rule's, drop the reset path, as e-prop; ``True`` /
