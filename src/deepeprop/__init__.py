@@ -28,5 +28,6 @@ __all__ = [
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
     "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",
-    "OnlineLearner", "LearnerState", "RateRegularization", "RunningRateRegularization", "REGULARIZATIONS", "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
+    "OnlineLearner", "LearnerState", "RateRegularization", "RunningRateRegularization", "REGULARIZATIONS",
+    "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
 ]
