@@ -225,3 +225,25 @@ def test_refusals():
         dp.RateRegularization(strength=-1.0)
     with pytest.raises(ValueError, match="target_rate"):
         dp.RateRegularization(target_rate=2.0)
+
+
+def test_train_command_takes_the_regularisation(tmp_path, capsys):
+    import json
+
+    from deepeprop import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "--task", "delayed_copy", "--method", "eprop", "--neuron", "lif", "--hidden", "6",
+                     "--iterations", "2", "--batch-size", "4", "--eval-every", "2", "--regularization", "running",
+                     "--regularization-strength", "0.5", "--target-rate", "0.02", "--out", str(out),
+                     "--no-progress", "--no-plots"])
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["regularization"], saved["regularization_strength"], saved["target_rate"]) == ("running", 0.5, 0.02)
+    for argv, message in ((["--regularization", "strong"], "--regularization must be one of"),
+                          (["--regularization", "simple", "--target-rate", "3"], "--target-rate must be"),
+                          (["--regularization", "simple", "--regularization-strength", "-1"],
+                           "--regularization-strength must be")):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--out", str(tmp_path / "bad"), "--no-progress"] + argv)
+        assert message in capsys.readouterr().err
