@@ -207,7 +207,10 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact", gain: st
             if k == count:
                 edges.append((name, "output"))
         row = _input_gain(node.neuron) if gain == "weights" else None  # (n,) or None: scales what flows in
-        scale = (lambda m: m) if row is None else (lambda m: (row.reshape((-1,) + (1,) * (m.ndim - 1)) * m))
+
+        def scale(m, row=row):  # rows of what flows into the node (n, ...) times the gain, under gain="weights"
+            return m if row is None else row.reshape((-1,) + (1,) * (m.ndim - 1)) * m
+
         bias = np.asarray(scale(np.asarray(node.b, dtype=np.float64)), dtype=np_dtype)
         bias_written = False
         for p in node.inputs:
