@@ -517,6 +517,17 @@ def _topological(keys: list[str], parents: dict[str, set]) -> list[str]:
     return order
 
 
+def _dt_hint(node, tau: np.ndarray) -> str:
+    """The time step a graph was probably written for: ``tau / r`` when ``r = tau/dt`` (the unit-gain Euler
+    convention of snnTorch, Spyx and our ``discretisation="euler"``), to name in an error."""
+    r = np.broadcast_to(np.asarray(node.r, dtype=np.float64), tau.shape)
+    ratio = tau / r
+    if np.all(np.isfinite(ratio)) and np.allclose(ratio, ratio[0], rtol=1e-6) and ratio[0] > 0:
+        return (f"; its r = tau/dt holds for dt={ratio[0]:.6g} with discretisation='euler' "
+                "(snnTorch writes its graphs for dt=1e-4)")
+    return ""
+
+
 def _neuron_from_nir(node, key: str, dt: float, discretisation: str, dtype):
     """``(neuron, gain (n,), offset (n,))``: our neuron for a NIR neuron node, the factor its input current
     is scaled by (``(1 - a) r``) and the constant it adds per step (``(1 - a) v_leak``)."""
@@ -526,7 +537,8 @@ def _neuron_from_nir(node, key: str, dt: float, discretisation: str, dtype):
         n = tau.size
         a = decay_from_nir(tau, dt, discretisation)
         if np.any(a <= 0) or np.any(a >= 1):
-            raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}")
+            raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}"
+                             + _dt_hint(node, tau))
         decay = _uniform(a, f"NIR node {key!r}: the LI time constant")
         neuron = Integrator(n, decay=decay)
         r, v_leak = _vector(node.r, n, f"{key}.r"), _vector(node.v_leak, n, f"{key}.v_leak")
@@ -547,7 +559,8 @@ def _neuron_from_nir(node, key: str, dt: float, discretisation: str, dtype):
         w_in = np.ones(n)
     a = decay_from_nir(tau, dt, discretisation)
     if np.any(a <= 0) or np.any(a >= 1):
-        raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}")
+        raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}"
+                         + _dt_hint(node, tau))
     threshold = _uniform(_vector(node.v_threshold, n, f"{key}.v_threshold"), f"NIR node {key!r}: v_threshold")
     if threshold <= 0:
         raise ValueError(f"NIR node {key!r}: v_threshold must be > 0, got {threshold}")
