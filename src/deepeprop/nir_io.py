@@ -9,7 +9,10 @@
 edges go straight into ``nir.Output``, which sums them. Each trained edge ``U_{k<-j}`` becomes ``nir.Linear``
 (the node's bias ``b_k`` rides on its first edge, which is then ``nir.Affine``); a residual (identity) edge is a
 plain NIR edge; within-node recurrence is a cycle through the node: dense ``W`` -> ``nir.Linear``, diagonal ``W``
--> ``nir.Scale``. Skip edges and any DAG of nodes map edge for edge. NIR node names: ``input``, ``layer1`` ..
+-> ``nir.Linear`` of ``diag(W)`` marked ``recurrence="diagonal"`` in its metadata (as snnTorch writes RLeaky's
+``V``; nirtorch, which snnTorch and norse import through, has no ``nir.Scale``; a Scale is still read, and so is an
+unmarked, exactly diagonal recurrent Linear from another tool). Skip edges and any DAG of nodes map edge for
+edge. NIR node names: ``input``, ``layer1`` ..
 ``layerL``, ``readout``, ``output``, and ``layer2.from_layer1``, ``layer1.recurrent`` for the weights.
 
 **Time.** Our models are discrete-time: per step ``v[t] = a*v[t-1] + I[t]`` with ``a = exp(-1/tau)``, ``tau`` in
@@ -28,12 +31,23 @@ The two differ by ``O(1/tau^2)`` per step (``a = exp(-1/tau)`` against ``1 - 1/t
 graph's metadata records ``dt`` and ``discretisation``; :func:`from_nir` reads the discretisation from there
 when the graph came from deepeprop, and checks that ``dt`` agrees.
 
+**Input gain.** The ODE scales its input current by ``dt/tau_nir`` (``1 - a`` under Euler); our step adds it
+whole. ``gain="r"`` (default) writes the factor back as the neuron's ``r = 1/(1 - a)`` (``= tau_nir/dt`` under
+Euler, snnTorch's convention) and the weights as trained; ``gain="weights"`` writes ``r = 1`` and multiplies every
+weight and bias into the node by ``1/(1 - a)``, for simulators that ignore ``r`` (norse 1.1.0).
+
 **Spikes and reset.** Our LIF spikes when ``v[t] > thr`` and resets *by subtraction* at the next step
-(``v[t+1] = a*v[t] + I[t+1] - thr*z[t]``), as Spyx and snnTorch run a NIR ``LIF``; NIR's own definition resets
-to ``v_reset``. The export writes ``v_reset = 0`` and ``reset = "subtract"`` in the node's metadata; the import
-reads every LIF as resetting by subtraction and refuses a ``v_reset`` other than 0. Simulators also differ in
+(``v[t+1] = a*v[t] + I[t+1] - thr*z[t]``), as Spyx runs a NIR ``LIF`` and as snnTorch's ``Leaky`` and ``RLeaky``
+run with their default reset; NIR's own definition resets to ``v_reset`` at once, and so do snnTorch's
+``import_from_nir`` and norse's ``from_nir``. The export writes ``v_reset = 0`` and ``reset = "subtract"`` in the
+node's metadata; the import reads every LIF as resetting by subtraction (right for graphs snnTorch writes from its
+default neurons) and refuses a ``v_reset`` other than 0. In discrete time the two resets differ after a neuron's
+first spike (``docs/concepts/nir.md`` gives the numbers). Simulators also differ in
 when a spike is seen downstream: Spyx emits a layer's spike one step after ours (its layer ``l`` lags ours by
-``l`` steps; the test shows the rest is identical).
+``l`` steps; the test shows the rest is identical); snnTorch and norse see it in the same step, as we do.
+
+**dtype.** :func:`from_nir` builds the model in the dtype deepeprop wrote the graph in (recorded in its metadata),
+else in the one the graph's arrays share (snnTorch writes float32), and asks for ``dtype`` when they are mixed.
 
 **What does not map, and is refused** (``ValueError`` naming the node): :class:`~deepeprop.ALIF` (NIR has no
 threshold adaptation), :class:`~deepeprop.LeakyRate` (NIR has no ``tanh``), the LRU and minGRU cells and the
