@@ -36,18 +36,19 @@ whole. ``gain="r"`` (default) writes the factor back as the neuron's ``r = 1/(1 
 Euler, snnTorch's convention) and the weights as trained; ``gain="weights"`` writes ``r = 1`` and multiplies every
 weight and bias into the node by ``1/(1 - a)``, for simulators that ignore ``r`` (norse 1.1.0).
 
+**dtype.** :func:`from_nir` builds the model in the dtype deepeprop wrote the graph in (recorded in its metadata),
+else in the one the graph's arrays share (snnTorch writes float32), and asks for ``dtype`` when they are mixed.
+
 **Spikes and reset.** Our LIF spikes when ``v[t] > thr`` and resets *by subtraction* at the next step
 (``v[t+1] = a*v[t] + I[t+1] - thr*z[t]``), as Spyx runs a NIR ``LIF`` and as snnTorch's ``Leaky`` and ``RLeaky``
 run with their default reset; NIR's own definition resets to ``v_reset`` at once, and so do snnTorch's
 ``import_from_nir`` and norse's ``from_nir``. The export writes ``v_reset = 0`` and ``reset = "subtract"`` in the
 node's metadata; the import reads every LIF as resetting by subtraction (right for graphs snnTorch writes from its
 default neurons) and refuses a ``v_reset`` other than 0. In discrete time the two resets differ after a neuron's
-first spike (``docs/concepts/nir.md`` gives the numbers). Simulators also differ in
+first spike (``docs/concepts/nir.md`` gives the numbers). snnTorch and norse see a spike downstream in the step
+it is emitted, as we do. Simulators also differ in
 when a spike is seen downstream: Spyx emits a layer's spike one step after ours (its layer ``l`` lags ours by
-``l`` steps; the test shows the rest is identical); snnTorch and norse see it in the same step, as we do.
-
-**dtype.** :func:`from_nir` builds the model in the dtype deepeprop wrote the graph in (recorded in its metadata),
-else in the one the graph's arrays share (snnTorch writes float32), and asks for ``dtype`` when they are mixed.
+``l`` steps; the test shows the rest is identical).
 
 **What does not map, and is refused** (``ValueError`` naming the node): :class:`~deepeprop.ALIF` (NIR has no
 threshold adaptation), :class:`~deepeprop.LeakyRate` (NIR has no ``tanh``), the LRU and minGRU cells and the
@@ -148,10 +149,8 @@ def _input_gain(neuron: AbstractNeuron) -> np.ndarray | None:
     return None
 
 
-def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisation: str, is_readout: bool,
-                   gain: str = "r"):
-    """The NIR neuron node of one of our neuron models, or ``None`` for a linear readout. ``gain="weights"``
-    writes ``r = 1`` (the caller scales the node's incoming weights by ``1/(1 - a)`` instead)."""
+def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisation: str, is_readout: bool):
+    """The NIR neuron node of one of our neuron models, or ``None`` for a linear readout."""
     n = neuron.size
     if isinstance(neuron, Integrator):
         if neuron.decay == 0.0:
@@ -159,13 +158,11 @@ def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisa
                 return None
             raise ValueError(f"node {name!r}: a hidden Integrator with k = 0 (a summing node) has no NIR neuron node")
         a = np.full((n,), neuron.decay)
-        return nir.LI(tau=tau_to_nir(a, dt, discretisation), r=1.0 / (1.0 - a) if gain == "r" else np.ones(n),
-                      v_leak=np.zeros(n),
+        return nir.LI(tau=tau_to_nir(a, dt, discretisation), r=1.0 / (1.0 - a), v_leak=np.zeros(n),
                       metadata={"deepeprop_neuron": "Integrator"})
     if type(neuron) is LIF:
         a = np.broadcast_to(np.asarray(neuron.decay, dtype=np.float64), (n,))
-        return nir.LIF(tau=tau_to_nir(a, dt, discretisation), r=1.0 / (1.0 - a) if gain == "r" else np.ones(n),
-                       v_leak=np.zeros(n),
+        return nir.LIF(tau=tau_to_nir(a, dt, discretisation), r=1.0 / (1.0 - a), v_leak=np.zeros(n),
                        v_threshold=np.full((n,), neuron.threshold), v_reset=np.zeros(n),
                        metadata={"deepeprop_neuron": "LIF", "reset": "subtract",
                                  "surrogate": SURROGATES[neuron.surrogate_id], "gamma": neuron.gamma,
@@ -214,7 +211,9 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact", gain: st
     edges: list[tuple[str, str]] = []
     for k, node in enumerate(model.nodes, start=1):
         name = names[k]
-        neuron = _neuron_to_nir(nir, node.neuron, name, dt, discretisation, is_readout=k == count, gain=gain)
+        neuron = _neuron_to_nir(nir, node.neuron, name, dt, discretisation, is_readout=k == count)
+        if neuron is not None and gain == "weights":  # the input gain goes into the weights instead (below)
+            neuron.r = np.ones_like(neuron.r)
         target = name if neuron is not None else "output"
         if neuron is not None:
             nodes[name] = neuron
