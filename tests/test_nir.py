@@ -229,6 +229,8 @@ def test_the_input_gain_folded_into_the_weights_runs_the_same_network(name):
     """``gain="weights"`` (for simulators that ignore a LIF's r, norse 1.1.0): r = 1 and every weight and bias into
     a node times 1/(1 - a) (a residual edge gets a Linear of its own); read back, the same network."""
     model = MODELS[name]()
+    model = eqx.tree_at(lambda m: [n.b for n in m.nodes], model,  # biases too are scaled
+                        [0.05 * jnp.arange(n.b.shape[0], dtype=jnp.float64) for n in model.nodes])
     graph = dp.to_nir(model, dt=DT, discretisation="euler", gain="weights")
     plain = dp.to_nir(model, dt=DT, discretisation="euler")
     a = np.asarray(model.layers[0].neuron.decay)

@@ -139,6 +139,7 @@ def _report(peer, versions, what, text):
 def test_snntorch_runs_our_export_to_the_same_spikes(kind, tmp_path):
     """With snnTorch's own default reset on the imported neurons (import_from_nir sets NIR's reset to zero) and
     its recurrent subgraph wired as NIR says (the bug pinned below), snnTorch runs our export to our spikes."""
+    _peer_python("snntorch")  # skip before any work when the peer is missing
     model = MODELS[kind]()
     x = _inputs(model.n_in)
     nir.write(tmp_path / "graph.nir", dp.to_nir(model, dt=1e-4, discretisation="euler"))  # snnTorch: dt = 1e-4
@@ -159,6 +160,7 @@ def test_snntorchs_import_runs_our_export_as_nirs_equations_say(kind, gain, tmp_
     """snnTorch's import as it stands: NIR's reset to zero; our parameters (time constants, thresholds, the input
     gain written as r or folded into the weights) exactly as NIR states them. A recurrent layer needs the
     subgraph fix; without it the spikes are those of input through W_rec (pinned in the next test)."""
+    _peer_python("snntorch")  # skip before any work when the peer is missing
     model = MODELS[kind]()
     x = _inputs(model.n_in)
     nir.write(tmp_path / "graph.nir", dp.to_nir(model, dt=1e-4, discretisation="euler", gain=gain))
@@ -178,6 +180,7 @@ def test_snntorchs_recurrent_import_passes_the_input_through_the_recurrent_weigh
     """snnTorch 1.0.0 (import_nir._create_rnn_subgraph) wires ``input -> w_rec`` inside the subgraph it makes of a
     recurrent LIF, so the layer's input is multiplied by W_rec. Pinned: when this fails, snnTorch has fixed it, and
     the fix_rnn_subgraph patch in tests/nir_peers/peer.py can go."""
+    _peer_python("snntorch")  # skip before any work when the peer is missing
     model = MODELS[kind]()
     x = _inputs(model.n_in)
     nir.write(tmp_path / "graph.nir", dp.to_nir(model, dt=1e-4, discretisation="euler"))
@@ -196,6 +199,7 @@ def test_snntorchs_recurrent_import_passes_the_input_through_the_recurrent_weigh
 def test_norse_runs_our_export_as_nirs_equations_say(kind, tmp_path):
     """norse 1.1.0 ignores a LIF's ``r`` (it warns): our export folds the input gain into the weights
     (``gain="weights"``); it resets to ``v_reset`` at once. It runs our parameters as NIR's equations say."""
+    _peer_python("norse")  # skip before any work when the peer is missing
     model = MODELS[kind]()
     x = _inputs(model.n_in)
     nir.write(tmp_path / "graph.nir", dp.to_nir(model, dt=1e-3, discretisation="euler", gain="weights"))
@@ -215,6 +219,7 @@ def test_norse_runs_our_export_as_nirs_equations_say(kind, tmp_path):
 def test_deepeprop_runs_snntorchs_export_to_the_same_spikes(kind, tmp_path):
     """snnTorch's export_to_nir of Leaky / RLeaky layers (dt = 1e-4 and Euler steps, as snnTorch writes them; its
     default reset by subtraction, which is ours), read by from_nir: the same spikes and outputs."""
+    _peer_python("snntorch")  # skip before any work when the peer is missing
     x = _inputs(4, T=40)
     result = _run_peer("snntorch", "export", tmp_path, x, kind=kind, seed=0)
     graph = nir.read(tmp_path / "graph.nir")
