@@ -136,14 +136,15 @@ def run_point(entry: dict, config: dict, specs: dict) -> dict:
     return result
 
 
-def run(config: dict, out: str, *, progress: bool = True) -> list[dict]:
-    """Every point of the sweep (finished ones read back, not recomputed); returns their results."""
+def run(config: dict, out: str, *, progress: bool = True, shard=None) -> list[dict]:
+    """Every point of the sweep (finished ones read back, not recomputed), or this ``shard``'s share of them (a
+    :class:`deepeprop.experiments.Shard`: every ``count``-th point); returns their results."""
     specs = methods()
     unknown = [m for m in config["methods"] if m not in specs]
     if unknown:
         raise ValueError(f"alignment config: unknown methods {unknown}; known: {sorted(specs)}")
     folder = os.path.join(out, "alignment")
-    entries = points(config)
+    entries = points(config) if shard is None else shard.take(points(config))
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     results = []
     from tqdm import tqdm
