@@ -125,7 +125,7 @@ def test_a_killed_process_stops_the_other_with_a_clear_error(tmp_path):
     out = str(tmp_path / "run")
     port = _free_port()
     args = [*RUN, "--method", "bptt", "--iterations", "100000", "--eval-every", "2", "--out", out, "--processes", "2",
-            "--coordinator", f"127.0.0.1:{port}", "--peer-timeout", "30"]
+            "--coordinator", f"127.0.0.1:{port}", "--peer-timeout", "60"]
     env = _env(str(tmp_path / "cache"))
     victim = _train([*args, "--process-id", "1"], env)
     survivor = _train([*args, "--process-id", "0"], env)
@@ -142,7 +142,7 @@ def test_a_killed_process_stops_the_other_with_a_clear_error(tmp_path):
     code, _, err = _finish(survivor, timeout=60)
     victim.wait()
     assert code == 4, err[-3000:]
-    assert time.monotonic() - killed < 30  # the collective failed at once: no wait for the heartbeat timeout
+    assert time.monotonic() - killed < 30  # the collective failed at once: no wait for the 60 s heartbeat timeout
     assert "another process of the run died or stopped answering" in err and "continue with --resume" in err
     header, _ = read_checkpoint_header(os.path.join(out, CHECKPOINT))  # size and checksum checked
     assert header["iteration"] >= 2 and header["iteration"] % 2 == 0
@@ -202,3 +202,4 @@ def test_peer_failures_are_told_from_program_errors():
     assert is_peer_failure(ValueError("UNKNOWN: Gloo all-reduce failed: Connection closed by peer"))
     assert is_peer_failure(RuntimeError("UNAVAILABLE: Task 1 heartbeat timeout"))
     assert not is_peer_failure(ValueError("--batch-size 8 must be a multiple of --devices 3"))
+    assert not is_peer_failure(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 4 GiB"))  # its own

@@ -42,9 +42,13 @@ from . import parallel
 PEER_TIMEOUT = 100  # seconds: JAX's default heartbeat timeout
 PEER_FAILURE_EXIT = 4  # exit code of `deepeprop train` when another process of the run failed
 SLURM = ("SLURM_NTASKS", "SLURM_PROCID")
-# an XLA runtime error is raised as "<absl status code>: message" (e.g. "UNKNOWN: Gloo all-reduce failed: ...")
+# an XLA runtime error is raised as "<absl status code>: message" (e.g. "UNKNOWN: Gloo all-reduce failed: ...");
+# one that lost the other processes names the collectives or the coordination service (an out-of-memory error,
+# also a runtime error, is this process's own and is not told as another's death)
 _RUNTIME_ERROR = re.compile(r"^(UNKNOWN|UNAVAILABLE|INTERNAL|DEADLINE_EXCEEDED|ABORTED|CANCELLED|DATA_LOSS|"
-                            r"FAILED_PRECONDITION|RESOURCE_EXHAUSTED): ")
+                            r"FAILED_PRECONDITION): ")
+_LOST_PEERS = re.compile(r"gloo|nccl|coordinat|heartbeat|connection|peer|barrier|socket|preempt|all-?reduce|"
+                         r"all-?gather|collective|^UNAVAILABLE|^DEADLINE_EXCEEDED", re.IGNORECASE)
 
 
 class PeerFailure(RuntimeError):
@@ -160,23 +164,26 @@ def initialize(cluster: Cluster) -> None:
         jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.processes,
                                    process_id=cluster.process_id, initialization_timeout=cluster.peer_timeout,
                                    heartbeat_timeout_seconds=cluster.peer_timeout,
-                                   shutdown_timeout_seconds=cluster.peer_timeout)
+                                   # at the end the others wait for process 0's plots and summary
+                                   shutdown_timeout_seconds=max(cluster.peer_timeout, 300))
     except Exception as err:  # noqa: BLE001 (the runtime raises several types; all mean the same here)
         where = cluster.coordinator or "the coordinator of the SLURM job step"
-        raise PeerFailure(f"process {cluster.process_id} of {cluster.processes} could not join the run at {where} "
-                          f"within {cluster.peer_timeout} s: {str(err).splitlines()[0]} (are all "
-                          f"{cluster.processes} processes started, with the same --coordinator?)") from None
+        raise PeerFailure(f"process {cluster.process_id} of {cluster.processes} could not join the run "
+                          f"(coordinator {where}, --peer-timeout {cluster.peer_timeout} s): "
+                          f"{str(err).splitlines()[0]} (are all {cluster.processes} processes started, with the "
+                          "same --coordinator?)") from None
     if jax.process_count() != cluster.processes:
         raise PeerFailure(f"JAX joined {jax.process_count()} processes, the run expects {cluster.processes}")
 
 
 def is_peer_failure(err: BaseException) -> bool:
-    """Whether ``err`` is a failure of the runtime (a collective that lost its peers), not of the program."""
+    """Whether ``err`` is a failure of the runtime that lost the other processes (a collective or the coordination
+    service), not of the program (a bad value, this process's own out-of-memory error)."""
     if isinstance(err, PeerFailure):
         return True
-    if isinstance(err, getattr(jax.errors, "JaxRuntimeError", ())):
-        return True
-    return isinstance(err, (RuntimeError, ValueError)) and bool(_RUNTIME_ERROR.match(str(err)))
+    runtime = isinstance(err, getattr(jax.errors, "JaxRuntimeError", ())) or (
+        isinstance(err, (RuntimeError, ValueError)) and bool(_RUNTIME_ERROR.match(str(err))))
+    return runtime and bool(_LOST_PEERS.search(str(err)))
 
 
 def exit_after_peer_failure(err, code: int = PEER_FAILURE_EXIT):
