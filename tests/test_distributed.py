@@ -72,14 +72,17 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
     two, one = str(tmp_path / "two"), str(tmp_path / "one")
     port = _free_port()
     flags = ["--processes", "2", "--coordinator", f"127.0.0.1:{port}", "--peer-timeout", "60"]
-    started = [_train([*RUN, "--iterations", "4", "--eval-every", "2", "--out", two, *flags, "--process-id", str(i)],
-                      _env(cache)) for i in (1, 0)]
+    # process 1 is given its own --out (the run's numbers do not depend on it): it must not even create it
+    elsewhere = str(tmp_path / "process1")
+    started = [_train([*RUN, "--iterations", "4", "--eval-every", "2", "--out", folder, *flags, "--process-id", str(i)],
+                      _env(cache)) for i, folder in ((1, elsewhere), (0, two))]
     reference = _train([*RUN, "--iterations", "6", "--eval-every", "2", "--out", one], _env(cache))
     results = [_finish(p) for p in started + [reference]]
     for code, _, err in results:
         assert code == 0, err[-3000:]
     assert "process 1 of 2: 4 iterations done" in results[0][1] and "results in" in results[1][1]
-    # process 0 alone wrote the folder: one set of run files, no stray temporary file
+    # process 0 alone wrote the folder: one set of run files, no stray temporary file; process 1 wrote nothing
+    assert not os.path.exists(elsewhere)
     assert sorted(os.listdir(two)) == ["checkpoint.eqx", "config.json", "metrics.jsonl", "summary.json"]
     assert json.load(open(os.path.join(two, "config.json")))["processes"] == 2
     rows_two = [json.loads(line) for line in open(os.path.join(two, "metrics.jsonl"))]
