@@ -112,6 +112,9 @@ def test_two_shards_make_the_folder_of_one_run(tmp_path):
     outputs = [w.communicate(timeout=300) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
+    assert "alignment: shard 0/2 takes 2 of the 3 points" in outputs[1][0]  # each worker did only its share
+    assert "alignment: shard 1/2 takes 1 of the 3 points" in outputs[2][0]
+    assert "learning: shard 1/2 takes 1 of the 2 (task, method) units" in outputs[2][0]
     assert "(shard 1/2)" in outputs[2][0]
     single, sharded = _contents(str(one / "res")), _contents(str(two / "res"))
     assert sum(k.startswith("alignment") for k in single) == 4  # config.json + 3 points

@@ -144,7 +144,10 @@ def run(config: dict, out: str, *, progress: bool = True, shard=None) -> list[di
     if unknown:
         raise ValueError(f"alignment config: unknown methods {unknown}; known: {sorted(specs)}")
     folder = os.path.join(out, "alignment")
-    entries = points(config) if shard is None else shard.take(points(config))
+    every = points(config)
+    entries = every if shard is None else shard.take(every)
+    if shard is not None and shard.count > 1:
+        print(f"alignment: shard {shard} takes {len(entries)} of the {len(every)} points", flush=True)
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     results = []
     from tqdm import tqdm

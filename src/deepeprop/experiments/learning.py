@@ -181,9 +181,10 @@ def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = Tr
     them (a :class:`deepeprop.experiments.Shard`: every ``count``-th unit of :func:`units`); returns their
     choices."""
     specs = method_specs()
-    todo = units(config, tasks, methods)
-    if shard is not None:
-        todo = shard.take(todo)
+    todo = every = units(config, tasks, methods)
+    if shard is not None and shard.count > 1:
+        todo = shard.take(every)
+        print(f"learning: shard {shard} takes {len(todo)} of the {len(every)} (task, method) units", flush=True)
     folder = os.path.join(out, "learning")
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     from tqdm import tqdm
