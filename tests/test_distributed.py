@@ -151,6 +151,23 @@ def test_a_killed_process_stops_the_other_with_a_clear_error(tmp_path):
     assert header["iteration"] >= 2 and header["iteration"] % 2 == 0
 
 
+def test_a_process_that_cannot_set_up_stops_the_others(tmp_path):
+    """Process 0 refuses its --out (it holds another file): it says why, and process 1, which set up fine, stops at
+    the setup agreement with a message naming process 0, instead of waiting in the first training step."""
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run")
+    port = _free_port()
+    args = [*RUN, "--iterations", "4", "--out", str(out), "--processes", "2", "--coordinator", f"127.0.0.1:{port}",
+            "--peer-timeout", "60"]
+    env = _env(str(tmp_path / "cache"))
+    processes = [_train([*args, "--process-id", str(i)], env) for i in (1, 0)]
+    (code_1, _, err_1), (code_0, _, err_0) = [_finish(p, timeout=90) for p in processes]
+    assert code_0 == 2 and "process 0 of 2: --out" in err_0 and "already holds files (notes.txt)" in err_0, err_0
+    assert code_1 == 4 and "process(es) 0 could not set up the run" in err_1, err_1
+    assert sorted(os.listdir(out)) == ["notes.txt"]
+
+
 def test_cluster_from_flags_and_slurm():
     assert cluster_from() is None and cluster_from(1) is None
     cluster = cluster_from(2, 1, "127.0.0.1:1234", environ={})

@@ -21,6 +21,8 @@ Where the processes come from (:func:`cluster_from`):
   job id (JAX's SLURM detection; ``--coordinator`` or ``JAX_COORDINATOR_PORT`` override it), and each task sees one
   GPU (``SLURM_LOCALID``).
 
+A process that cannot set the run up (its ``--out`` is taken, a resume finds no checkpoint) says why and stops, and
+the others stop at the setup agreement (:func:`agree`) that precedes the first step.
 A process that dies (killed, preempted, out of memory) makes the others fail at their next collective: they stop
 with :class:`PeerFailure` (``deepeprop train`` prints it and exits with code 4 at once, without waiting for the
 dead process), and the last checkpoint is intact. A process that stops answering without dying is declared dead
@@ -184,6 +186,34 @@ def is_peer_failure(err: BaseException) -> bool:
     runtime = isinstance(err, getattr(jax.errors, "JaxRuntimeError", ())) or (
         isinstance(err, (RuntimeError, ValueError)) and bool(_RUNTIME_ERROR.match(str(err))))
     return runtime and bool(_LOST_PEERS.search(str(err)))
+
+
+_AGREED = {"done": False}  # whether this process has passed the setup agreement of its run
+
+
+def agree(ok: bool) -> None:
+    """The processes' agreement that every one of them set the run up (a gather of one flag per process): called
+    once by each, when its setup is done (``ok=True``) or when its setup failed (``ok=False``, before it stops).
+    A process whose setup failed thus stops the others with a clear error instead of leaving them waiting in the
+    first training step.
+
+    Raises:
+        PeerFailure: on the processes whose setup worked, when another's did not (it named its error itself).
+    """
+    from jax.experimental import multihost_utils
+
+    _AGREED["done"] = True
+    flags = np.asarray(multihost_utils.process_allgather(np.array([int(bool(ok))], np.int32))).reshape(-1)
+    failed = [int(i) for i in np.nonzero(flags == 0)[0]]
+    if ok and failed:
+        raise PeerFailure(f"process {jax.process_index()} of {jax.process_count()}: process(es) "
+                          f"{', '.join(map(str, failed))} could not set up the run (see their error); this one stops "
+                          "too, nothing was trained")
+
+
+def agreed() -> bool:
+    """Whether this process has passed :func:`agree` (after it, a failure is met in the collectives instead)."""
+    return _AGREED["done"]
 
 
 def exit_after_peer_failure(err, code: int = PEER_FAILURE_EXIT):

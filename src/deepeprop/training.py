@@ -554,6 +554,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
         save_checkpoint(ckpt_path, place.host(state), meta(0))
     steps = make_steps(task, learner)
     test_local, test = test, place.whole_batch(test)
+    if cluster is not None:
+        distributed.agree(True)  # every process is set up (a failed one stops the others here, with a message)
     total, eval_every = config["iterations"], config["eval_every"]
     last_good = start
     bar = None
@@ -959,6 +961,11 @@ def _main(args) -> int:
         distributed.initialize(cluster)
         return _run(args, cluster)
     except Exception as err:  # noqa: BLE001
+        if not distributed.agreed() and not isinstance(err, distributed.PeerFailure):
+            try:  # this process's setup failed: tell the others, waiting at the agreement, before it stops
+                distributed.agree(False)
+            except Exception:  # noqa: BLE001 (the others may be gone already)
+                pass
         code = (distributed.PEER_FAILURE_EXIT if distributed.is_peer_failure(err) else
                 3 if isinstance(err, TrainingDiverged) else 2 if isinstance(err, ValueError) else 1)
         where = "" if distributed.is_peer_failure(err) else f"process {cluster.process_id} of {cluster.processes}: "
