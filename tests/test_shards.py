@@ -32,7 +32,7 @@ loss_timing = "end"
 readout = "leaky"
 tau_out = 5.0
 [sweeps]
-depth = [1, 2, 3]
+profile = ["uniform", "fast_below", "slow_below"]  # one compiled program for the 3 points
 """
 
 LEARNING = """
