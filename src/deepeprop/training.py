@@ -486,7 +486,8 @@ def _read_metrics(path: str) -> list[dict]:
 
 
 def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-          plots: bool = True, fault: Any = None, tensorboard: bool = False, log: bool | None = None) -> dict:
+          plots: bool = True, fault: Any = None, tensorboard: bool = False, log: bool | None = None,
+          cluster: Any = None) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
 
     The run holds a lock on ``config["out"]`` while it writes: a second run into the same folder is refused
@@ -503,15 +504,22 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     ``tensorboard=True`` also writes every ``metrics.jsonl`` row as TensorBoard scalars to ``OUT/tensorboard``
     (needs ``tensorboardX``: ``pip install 'deepeprop[tensorboard]'``; imported only then).
 
+    ``cluster``: a :class:`deepeprop.distributed.Cluster` (already joined with
+    :func:`deepeprop.distributed.initialize`) to train over several processes; process 0 alone locks and writes
+    ``config["out"]``, the others write nothing. ``None``: this process alone.
+
     ``fault``: for tests, a function ``(iteration, state) -> state`` applied after each step (e.g. to
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
     of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
     """
     if resume and overwrite:
         raise _usage("--overwrite starts the run afresh and --resume continues it: give one of them")
+    if cluster is not None and not cluster.main:  # distributed: only process 0 writes the folder
+        return _train(config, resume=resume, progress=False, plots=False, fault=fault, tensorboard=False, log=False,
+                      cluster=cluster)
     with runfolder.RunFolder(config["out"], resume=resume, overwrite=overwrite):
         return _train(config, resume=resume, progress=progress, plots=plots, fault=fault, tensorboard=tensorboard,
-                      log=progress if log is None else log)
+                      log=progress if log is None else log, cluster=cluster)
 
 
 def _check_resumable(header: dict, config: dict, path: str) -> None:
@@ -534,9 +542,10 @@ def _check_resumable(header: dict, config: dict, path: str) -> None:
 
 
 def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: Any, tensorboard: bool,
-           log: bool) -> dict:
-    """The training loop of :func:`train`, inside the locked run folder."""
-    from . import __version__, parallel
+           log: bool, cluster: Any = None) -> dict:
+    """The training loop of :func:`train`, inside the locked run folder (process 0 of a multi-process run; the
+    others run it too, writing nothing: ``place.main`` is false)."""
+    from . import __version__, distributed
     from .online import is_finite_tree
 
     out = config["out"]
@@ -545,6 +554,7 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     check_loss_counts(test, task, "its evaluation batch")  # host-side, before anything is written
     check_loss_counts(train_batch(task, config, 1, model.dtype), task, "its first training batch")
     state = learner.init(model)
+    place = distributed.Placement(config["devices"], config["batch_size"], cluster)  # devices (and processes)
     ckpt_path = os.path.join(out, CHECKPOINT)
     metrics_path = os.path.join(out, "metrics.jsonl")
     start, elapsed, loss_sum, loss_count, metric_sum = 0, 0.0, 0.0, 0, 0.0
@@ -556,15 +566,16 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
             raise _usage(f"--iterations {config['iterations']} is below the checkpoint's iteration {start}; "
                          f"give --iterations >= {start} to resume")
         loss_sum, loss_count, metric_sum = header["loss_sum"], header["loss_count"], header["metric_sum"]
-        runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
-    else:
+        if place.main:
+            runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
+    elif place.main:
         with open(metrics_path, "w"):
             pass
-    mesh = parallel.batch_mesh(config["devices"])  # None for one device: nothing is placed
-    state = parallel.replicate(state, mesh)
+    state = place.state(state)  # replicated on every device (of every process)
     resolved = dict(config, package_version=__version__, jax_version=jax.__version__,
-                    n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name)
-    _write_json(os.path.join(out, "config.json"), resolved)
+                    n_steps=task.n_steps, loss=task.loss, metric_name=task.metric_name, processes=place.processes)
+    if place.main:
+        _write_json(os.path.join(out, "config.json"), resolved)
 
     digest, fingerprinted = runfolder.fingerprint(config, RESUMABLE)
 
@@ -574,23 +585,26 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                 "method": config["method"], "data_stride": DATA_STRIDE, "fingerprint": digest,
                 "config": fingerprinted}
 
-    if not resume:
-        save_checkpoint(ckpt_path, state, meta(0))
+    if not resume and place.main:
+        save_checkpoint(ckpt_path, place.host(state), meta(0))
     steps = make_steps(task, learner)
-    test = parallel.shard_if_divisible(test, mesh)
+    test_local, test = test, place.whole_batch(test)
+    if cluster is not None:
+        distributed.agree(True)  # every process is set up (a failed one stops the others here, with a message)
     total, eval_every = config["iterations"], config["eval_every"]
     last_good = start
     bar = None
-    if progress:
+    if progress and place.main:
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=start, desc=f"{config['method']} on {config['task']}", unit="it",
                    dynamic_ncols=True)
-    writer = _tensorboard_writer(os.path.join(out, "tensorboard")) if tensorboard else None
+    writer = _tensorboard_writer(os.path.join(out, "tensorboard")) if tensorboard and place.main else None
     t0 = time.perf_counter()
+    iteration = start
     try:
         for iteration in range(start + 1, total + 1):
-            batch = parallel.shard_batch(train_batch(task, config, iteration, model.dtype), mesh)
+            batch = place.train_batch(task, config["seed"] * DATA_STRIDE + iteration, lambda b: _cast(b, model.dtype))
             new_state, values, ok = steps.train(state, batch)
             if fault is not None:
                 new_state = fault(iteration, new_state)
@@ -613,8 +627,9 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                 row = {"iteration": iteration, "train_loss": loss_sum / max(loss_count, 1),
                        "train_metric": metric_sum / max(loss_count, 1), "test_loss": test_loss,
                        "test_metric": test_metric, "wall_time": elapsed_now}
-                with open(metrics_path, "a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                if place.main:
+                    with open(metrics_path, "a") as handle:
+                        handle.write(json.dumps(row) + "\n")
                 if writer is not None:
                     for name, value in row.items():
                         if name != "iteration":
@@ -622,7 +637,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                     writer.flush()
                 loss_sum, loss_count, metric_sum = 0.0, 0, 0.0
                 elapsed, t0 = elapsed_now, time.perf_counter()
-                save_checkpoint(ckpt_path, state, meta(iteration))
+                if place.main:
+                    save_checkpoint(ckpt_path, place.host(state), meta(iteration))
                 last_good = iteration
                 if log:
                     line = (f"iteration {iteration}: test loss {test_loss:.4f}, test {task.metric_name} "
@@ -631,12 +647,23 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                         bar.write(line)
                     else:
                         print(line, flush=True)
+    except Exception as err:
+        if cluster is not None and distributed.is_peer_failure(err):  # another process died: say so, not XLA's words
+            raise distributed.PeerFailure(
+                f"process {cluster.process_id} of {cluster.processes}: a collective with the other processes failed "
+                f"at iteration {iteration} ({str(err).splitlines()[0][:300]}): another process of the run died or "
+                f"stopped answering. The last good checkpoint (iteration {last_good}) is kept in {ckpt_path}; "
+                "continue with --resume") from None
+        raise
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
     elapsed += time.perf_counter() - t0
+    if not place.main:
+        return {"task": config["task"], "method": config["method"], "iterations": total, "seconds": elapsed,
+                "process_id": cluster.process_id}
     rows = _read_metrics(metrics_path)
     final = rows[-1] if rows else None
     summary = {
@@ -649,7 +676,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     }
     _write_json(os.path.join(out, "summary.json"), summary)
     if plots:
-        summary["plots"] = write_plots(out, rows, task, state.model, test, config)
+        summary["plots"] = write_plots(out, rows, task, place.host(state.model),
+                                       test if cluster is None else test_local, config)
         _write_json(os.path.join(out, "summary.json"), summary)
     return summary
 
@@ -868,6 +896,9 @@ def register(subparsers) -> None:
     parser.add_argument("--tensorboard", action="store_true", help="also log the metrics for TensorBoard to "
                         "OUT/tensorboard (needs tensorboardX: pip install 'deepeprop[tensorboard]')")
     add_run_flags(parser)
+    from . import distributed
+
+    distributed.add_flags(parser)
     parser.set_defaults(func=_main)
 
 
@@ -963,19 +994,48 @@ def _resume_config(explicit: dict, config_file) -> dict:
 
 
 def _main(args) -> int:
+    from . import distributed
+
+    cluster = distributed.cluster_of_args(args)  # None: one process
+    if cluster is None:
+        return _run(args, None)
+    # several processes: join them before anything starts JAX's backend; an error on any process ends it at once
+    # (an orderly exit would wait for the others at the runtime's shutdown barrier), the others then fail too
+    try:
+        distributed.initialize(cluster)
+        return _run(args, cluster)
+    except Exception as err:  # noqa: BLE001
+        if not distributed.agreed() and not isinstance(err, distributed.PeerFailure):
+            try:  # this process's setup failed: tell the others, waiting at the agreement, before it stops
+                distributed.agree(False)
+            except Exception:  # noqa: BLE001 (the others may be gone already)
+                pass
+        code = (distributed.PEER_FAILURE_EXIT if distributed.is_peer_failure(err) else
+                3 if isinstance(err, TrainingDiverged) else 2 if isinstance(err, ValueError) else 1)
+        where = "" if distributed.is_peer_failure(err) else f"process {cluster.process_id} of {cluster.processes}: "
+        distributed.exit_after_peer_failure(f"{where}{err}", code)
+
+
+def _run(args, cluster) -> int:
     import sys
 
     explicit = explicit_options(args)
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                        plots=not args.no_plots, tensorboard=args.tensorboard, log=True)
+                        plots=not args.no_plots, tensorboard=args.tensorboard, log=True, cluster=cluster)
     except TrainingDiverged as err:
         print(f"deepeprop train: error: {err}", file=sys.stderr)
         return 3
     except CheckpointError as err:
+        if cluster is not None:
+            raise  # several processes: the caller ends this one at once
         print(f"deepeprop train: error: {err}", file=sys.stderr)
         return 2
+    if cluster is not None and not cluster.main:
+        print(f"process {cluster.process_id} of {cluster.processes}: {summary['iterations']} iterations done, "
+              f"{summary['seconds']:.1f} s (process 0 writes the results)")
+        return 0
     print(f"{summary['method']} on {summary['task']}: final test {summary['metric_name']} "
           f"{summary['final_metric']:.4f} (chance {summary['chance']:.4f}) after {summary['iterations']} "
           f"iterations, {summary['seconds']:.1f} s; results in {config['out']}")
