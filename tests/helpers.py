@@ -15,8 +15,11 @@ N_IN, N_OUT, WIDTH, T, BATCH = 3, 3, 4, 8, 2
 SPIKING = ("lif", "alif")
 # the neuron features, as variants of the engine grids: name -> (model, its extra neuron options). "alif_mixed": one
 # node of LIF and ALIF neurons (the first LIF, beta = 0) with Bellec et al.'s heuristic beta per neuron (from the
-# per-neuron time constants)
-FEATURES = {"alif_mixed": ("alif", {"beta": "bellec", "n_lif": 1})}
+# per-neuron time constants); "lif_ref", "alif_ref": a refractory period of 2 steps (a counter in the state, the
+# surrogate zero while it runs), the latter on the mixed node
+FEATURES = {"alif_mixed": ("alif", {"beta": "bellec", "n_lif": 1}),
+            "lif_ref": ("lif", {"n_ref": 2}),
+            "alif_ref": ("alif", {"beta": "bellec", "n_lif": 1, "n_ref": 2})}
 
 
 def make_model(neuron="lif", recurrence="dense", depth=2, readout="leaky", *, per_neuron_tau=True, seed=0,

@@ -16,6 +16,10 @@ so one node holds LIF and ALIF neurons side by side, as Bellec et al.'s cue-accu
 ALIF). The shorthands: ``n_lif=k`` makes the first ``k`` neurons LIF (``beta = 0``), and ``beta="bellec"`` is
 Bellec et al.'s heuristic per neuron, :func:`bellec_beta` (``1.7 (1 - r) / (1 - a)``, from ``tau_m`` and
 ``tau_a``): ``ALIF(100, tau_m=20, tau_a=2000, beta="bellec", n_lif=50)`` is their network's neuron layer.
+
+**Refractory period** ``n_ref`` as for :class:`~deepeprop.neurons.lif.LIF` (its module docstring): a counter ``q``
+joins the state (``d = 3``: ``v``, ``b``, ``q``), ``z = H(v - A) [q = 0]``, and the adaptation counts only the
+spikes there are (``b[t] = r b[t-1] + z[t-1]``).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from jaxtyping import Array
 
 from .. import validation
 from .base import AbstractNeuron, check_size, check_time_constant, decay_from_tau, spike_fn
-from .lif import soft_reset_potential, spike_options
+from .lif import check_refractory, refractory_count, refractory_gate, soft_reset_potential, spike_options
 
 BELLEC_BETA_SCALE = 1.7  # Bellec et al. 2020, tutorial_evidence_accumulation_with_alif.py: "a heuristic value"
 
@@ -98,7 +102,8 @@ class ALIF(AbstractNeuron):
             the node), an ``(n,)`` array of numbers >= 0 (per neuron; ``beta = 0`` makes a neuron LIF), or
             ``"bellec"`` (:func:`bellec_beta` of ``tau_m`` and ``tau_a``, per neuron where they are). Fixed.
         n_lif: the first ``n_lif`` neurons are LIF (``beta = 0``); with a number or ``"bellec"`` for ``beta``.
-        threshold, gamma, surrogate, detach_reset: as for :class:`~deepeprop.LIF`.
+        threshold, gamma, surrogate, detach_reset, n_ref: as for :class:`~deepeprop.LIF` (``n_ref > 0``: a
+            refractory period of ``n_ref`` steps; the counter makes ``d = 3``).
         dtype: the dtype of the fixed leaks and ``beta``.
     """
 
@@ -110,11 +115,11 @@ class ALIF(AbstractNeuron):
     gamma: float = eqx.field(static=True)
     surrogate_id: int = eqx.field(static=True)
     detach_reset: bool | None = eqx.field(static=True)  # None: the rule decides (Engine.prepare)
-    state_size = 2
+    n_ref: int = eqx.field(static=True)  # refractory steps after a spike (0: none)
     spiking = True
 
     def __init__(self, n: int, *, tau_m=20.0, tau_a=200.0, beta=0.07, n_lif: int = 0, threshold: float = 0.6,
-                 gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool | None = None,
+                 gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool | None = None, n_ref: int = 0,
                  dtype=jnp.float32):
         self.n = check_size(n, "n")
         self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
@@ -122,6 +127,12 @@ class ALIF(AbstractNeuron):
         self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
             threshold, gamma, surrogate, detach_reset)
         self.beta = adaptation_strength(beta, n_lif, self.n, tau_m, tau_a, dtype)
+        self.n_ref = check_refractory(n_ref)
+
+    @property
+    def state_size(self) -> int:
+        """``d``: the potential, the adaptation, and the refractory counter when ``n_ref > 0``."""
+        return 3 if self.n_ref else 2
 
     @property
     def size(self) -> int:
@@ -133,9 +144,12 @@ class ALIF(AbstractNeuron):
         z_prev = self.output(state)  # (B, n)
         v = soft_reset_potential(self.decay, v_prev, current, z_prev, self.threshold, self.detach_reset)
         b = r * b_prev + z_prev
-        return jnp.stack([v, b], axis=-1)  # (B, n, 2)
+        if not self.n_ref:
+            return jnp.stack([v, b], axis=-1)  # (B, n, 2)
+        return jnp.stack([v, b, refractory_count(state[..., 2], z_prev, self.n_ref)], axis=-1)  # (B, n, 3)
 
     def output(self, state: Array) -> Array:
         v, b = state[..., 0], state[..., 1]  # (B, n) each
         x = (v - self.threshold - lax.stop_gradient(self.beta) * b) / self.threshold
-        return spike_fn(x, jnp.asarray(self.gamma / self.threshold, x.dtype), self.surrogate_id)
+        z = spike_fn(x, jnp.asarray(self.gamma / self.threshold, x.dtype), self.surrogate_id)  # (B, n)
+        return refractory_gate(z, state[..., 2]) if self.n_ref else z
