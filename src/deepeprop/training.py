@@ -79,6 +79,9 @@ DEFAULTS: dict[str, Any] = {
     "update_every": None,
     "feedback": None,
     "feedback_decay": 1e-4,
+    "regularization": None,  # firing-rate penalty: None, "simple" or "running" (deepeprop.regularization)
+    "regularization_strength": 1.0,
+    "target_rate": 0.01,  # spikes per step (10 Hz with 1 ms steps)
     "seed": 0,
     "eval_every": 50,
     "eval_batch_size": 256,
@@ -258,6 +261,10 @@ def validate_config(config: dict) -> dict:
                                              given=c["method_options"].get("detach_reset"))
     except ValueError as err:
         raise _usage(f"--neuron-option: {err}") from None
+    try:
+        c["regularization"] = _checked_regularization(c)
+    except ValueError as err:
+        raise _usage(str(err)) from None
     if not isinstance(c["task_options"], dict):
         raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
     try:
@@ -268,6 +275,34 @@ def validate_config(config: dict) -> dict:
         jax.config.update("jax_enable_x64", True)
     c["out"] = str(c["out"])
     return c
+
+
+def make_regularization_from_config(config: dict):
+    """The firing-rate regulariser of a config (``None``: none)."""
+    from .regularization import make_regularization
+
+    if config.get("regularization") is None:
+        return None
+    return make_regularization(config["regularization"], strength=config["regularization_strength"],
+                               target_rate=config["target_rate"])
+
+
+def _checked_regularization(config: dict) -> str | None:
+    """``config["regularization"]`` checked with its strength and target rate (errors name the flags)."""
+    from .regularization import REGULARIZATIONS
+
+    value = config.get("regularization")
+    if value is not None and value not in REGULARIZATIONS:
+        raise ValueError(f"--regularization must be one of {sorted(REGULARIZATIONS)} (or left out), got {value!r}")
+    for name in ("regularization_strength", "target_rate"):
+        number = config[name]
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {number!r}")
+    if config["regularization_strength"] < 0:
+        raise ValueError(f"--regularization-strength must be >= 0, got {config['regularization_strength']!r}")
+    if not 0 <= config["target_rate"] <= 1:
+        raise ValueError(f"--target-rate must be a rate per time step in [0, 1], got {config['target_rate']!r}")
+    return value
 
 
 def _checked_evaluation(config: dict, engine) -> str | None:
@@ -324,7 +359,7 @@ def build(config: dict):
     engine = make_engine_from_config(config)
     optimizer = optax.adam(config["lr"]) if config["optimizer"] == "adam" else optax.sgd(config["lr"])
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config["update_every"],
-                            evaluation=config.get("evaluation"),
+                            evaluation=config.get("evaluation"), regularization=make_regularization_from_config(config),
                             feedback_decay=config["feedback_decay"] if getattr(engine, "feedback", None) == "adaptive"
                             else 0.0)
     return task, model, learner
@@ -775,6 +810,15 @@ FLAGS = {
                                     "symmetric)")),
     "feedback_decay": ("--feedback-decay", dict(type=float, help="adaptive feedback: weight decay of W_out and "
                                                 "B_out per update")),
+    "regularization": ("--regularization", dict(help=lambda: "firing-rate regularisation of the spiking hidden "
+                                                "layers toward --target-rate: "
+                                                f"{_registry('.regularization', 'REGULARIZATIONS')()} (Bellec et "
+                                                "al.'s two forms; default: none)")),
+    "regularization_strength": ("--regularization-strength", dict(type=float, help="weight of the firing-rate "
+                                                                  "penalty (Bellec's reg_f times the number of "
+                                                                  "loss steps)")),
+    "target_rate": ("--target-rate", dict(type=float, help="target firing rate in spikes per time step (0.01 = "
+                                          "10 Hz with 1 ms steps)")),
     "seed": ("--seed", dict(type=int, help="model and data seed")),
     "eval_every": ("--eval-every", dict(type=int, help="evaluate and checkpoint every N iterations")),
     "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks")),
