@@ -648,9 +648,9 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                         print(line, flush=True)
                 if stopped_at is not None:
                     if log:
-                        print(f"early stopping: error {checked['confirm_error']:.4f} on {config['early_stopping_batches']}"
-                              f" more batches, below {config['early_stopping']}: stopped at iteration {iteration}",
-                              flush=True)
+                        print(f"early stopping: error {checked['confirm_error']:.4f} on "
+                              f"{config['early_stopping_batches']} more batches, below {config['early_stopping']}: "
+                              f"stopped at iteration {iteration}", flush=True)
                     break
     finally:
         if bar is not None:

@@ -6,7 +6,8 @@
     deepeprop experiment report    [--quick]    # docs/results.md (tables, figures) from the JSON they wrote
 
 The configurations are TOML files kept beside this module (``alignment.toml``, ``learning.toml``,
-``bellec2020.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own). Results go under ``--out`` (default
+``bellec2020.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own). Results go under
+``--out`` (default
 ``results``): one JSON file per alignment point and one ``deepeprop train`` run folder per learning run
 (``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and runs are not redone, so an
 interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]`` variant of a config (tiny,

@@ -6,7 +6,8 @@
 
 Each run is :func:`deepeprop.training.train` (the ``deepeprop train`` code path) with the config's ``[base]``
 options, the method's engine (``methods.toml``) and its evaluation (``[evaluation]``), in its own folder
-``OUT/NAME/METHOD/seed-K`` (``NAME``: the config's ``name``, default ``bellec2020``) (``config.json`` beside ``summary.json`` and ``metrics.jsonl``). A finished run
+``OUT/NAME/METHOD/seed-K`` (``NAME``: the config's ``name``, default ``bellec2020``; ``config.json`` beside
+``summary.json`` and ``metrics.jsonl``). A finished run
 (with ``summary.json``) is not redone; an interrupted one resumes from its checkpoint. Training stops by Bellec et
 al.'s criterion (``early_stopping``: test error below 7%, confirmed on 8 more batches) or after ``iterations``.
 
@@ -237,7 +238,7 @@ def _raster_figure(runs: list[dict], labels: dict, groups: dict, path: str) -> s
         return None
     figure = Figure(figsize=(3.3 * len(shown), 5.2), dpi=90)
     axes = figure.subplots(3, len(shown), squeeze=False, gridspec_kw={"height_ratios": [1.0, 1.6, 0.8]})
-    for column, (method, (run, data)) in enumerate(shown.items()):
+    for column, (method, (_, data)) in enumerate(shown.items()):
         inputs, spikes, softmax = data["inputs"], data["spikes"], data["softmax"]
         top, middle, bottom = axes[0, column], axes[1, column], axes[2, column]
         t, channel = np.nonzero(inputs)
@@ -248,7 +249,7 @@ def _raster_figure(runs: list[dict], labels: dict, groups: dict, path: str) -> s
         top.set_ylabel("input\n(L, R, recall, noise)", fontsize=7)
         t, neuron = np.nonzero(spikes)
         middle.scatter(t, neuron, s=0.3, c="k", marker="|", linewidths=0.5)
-        for name, (start, stop) in groups.items():
+        for start, _ in groups.values():
             if start > 0:
                 middle.axhline(start - 0.5, color="C1", lw=0.6)
         middle.set_ylim(-0.5, spikes.shape[1] - 0.5)
@@ -321,8 +322,8 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
         for method, entries in met_by_method.items():
             done = [m for m, s in entries if m is not None]
             findings.append(f"{name}: {labels.get(method, method)} met the criterion in {len(done)} of "
-                            f"{len(entries)} runs" + (f", at iterations {sorted(done)} (paper: 200-500)" if done else "")
-                            )
+                            f"{len(entries)} runs"
+                            + (f", at iterations {sorted(done)} (paper: 200-500)" if done else ""))
         alignment = [(run, run["diagnostics"]["alignment_at_init"]) for run in runs
                      if "alignment_at_init" in run.get("diagnostics", {})]
         if alignment:
