@@ -153,6 +153,15 @@ PAPER = ("Bellec et al. 2020 (their code's README: e-prop with random feedback, 
          "after around 200-500 iterations)")
 
 
+# what a variant changed, for the report (the variant's config is saved under results/NAME/config.json)
+VARIANTS = {
+    "bellec2020_all_alif": "A variant run before the library had per-neuron adaptation strengths and firing-rate "
+                           "regularisation: all 100 neurons ALIF with the one beta of Bellec et al.'s heuristic "
+                           "(0.0174), no regularisation, no refractory period; otherwise the paper's configuration "
+                           "(the same task, sizes, optimiser and criterion).",
+}
+
+
 def load(folder: str, name: str) -> tuple[dict | None, list[dict]]:
     """The experiment's saved config and every run folder's results under ``folder/name``."""
     import glob
@@ -242,16 +251,18 @@ def _raster_figure(runs: list[dict], labels: dict, groups: dict, path: str) -> s
         inputs, spikes, softmax = data["inputs"], data["spikes"], data["softmax"]
         top, middle, bottom = axes[0, column], axes[1, column], axes[2, column]
         t, channel = np.nonzero(inputs)
-        top.scatter(t, channel, s=0.3, c=np.array(["C3", "C0", "C2", "0.5"])[channel // (inputs.shape[1] // 4)],
-                    marker="|", linewidths=0.5)
+        group = channel // (inputs.shape[1] // 4)  # left, right, recall, background
+        for index, colour in enumerate(("C3", "C0", "C2", "0.5")):
+            top.plot(t[group == index], channel[group == index], ls="none", marker="|", ms=2.0, mew=0.5, color=colour)
         top.set_ylim(-0.5, inputs.shape[1] - 0.5)
         top.set_title(labels.get(method, method), fontsize=8)
         top.set_ylabel("input\n(L, R, recall, noise)", fontsize=7)
         t, neuron = np.nonzero(spikes)
-        middle.scatter(t, neuron, s=0.3, c="k", marker="|", linewidths=0.5)
-        for start, _ in groups.values():
+        middle.plot(t, neuron, ls="none", marker="|", ms=1.2, mew=0.4, color="k")
+        for name, (start, stop) in groups.items():
             if start > 0:
                 middle.axhline(start - 0.5, color="C1", lw=0.6)
+            middle.text(inputs.shape[0], (start + stop) / 2, f" {name}", fontsize=6, va="center", clip_on=False)
         middle.set_ylim(-0.5, spikes.shape[1] - 0.5)
         middle.set_ylabel("hidden neuron", fontsize=7)
         bottom.plot(softmax[:, 1], color="purple", lw=0.8)
@@ -286,7 +297,7 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
         groups = {k: tuple(v) for k, v in config.get("groups", {}).items()}
         title = ("Bellec et al. 2020, Fig. 3 at the paper's size: evidence accumulation" if name == FOLDER
                  else f"Bellec et al. 2020, Fig. 3: variant `{name}`")
-        lines += [f"## {title}", "", config.get("description", ""), "",
+        lines += [f"## {title}", "", VARIANTS.get(name, config.get("description", "")), "",
                   f"- Command: `deepeprop experiment bellec2020{'' if name == FOLDER else ' --config FILE'}` "
                   f"(config `src/deepeprop/experiments/bellec2020.toml`{'' if name == FOLDER else ', as changed'} "
                   "here; results under `results/" + name + "`)",
