@@ -177,7 +177,8 @@ def load(folder: str, name: str) -> tuple[dict | None, list[dict]]:
     for run_dir in sorted(glob.glob(os.path.join(root, "*", "seed-*"))):
         entry = {"method": os.path.basename(os.path.dirname(run_dir)),
                  "seed": int(os.path.basename(run_dir).removeprefix("seed-")), "folder": run_dir}
-        for key, file in (("config", "config.json"), ("summary", "summary.json"), ("diagnostics", "diagnostics.json")):
+        for key, file in (("config", "config.json"), ("summary", "summary.json"), ("diagnostics", "diagnostics.json"),
+                          ("stopped", "stopped.json")):
             file_path = os.path.join(run_dir, file)
             if os.path.exists(file_path):
                 with open(file_path) as handle:
@@ -318,7 +319,9 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
                                                if r["method"] in config["methods"] else 99, r["seed"])):
             summary, rows = run.get("summary"), run["rows"]
             met = ((summary or {}).get("early_stopping") or {}).get("met_at")
-            status = "running" if summary is None else ("met" if met is not None else "not met")
+            status = ("met" if met is not None else "not met") if summary is not None else (
+                f"stopped by hand at {rows[-1]['iteration'] if rows else 0}, not met" if "stopped" in run
+                else "running")
             met_by_method.setdefault(run["method"], []).append((met, status))
             last = 1.0 - rows[-1]["test_metric"] if rows else None
             seconds = _seconds_per_iteration(rows)
@@ -332,9 +335,11 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
         lines.append("")
         for method, entries in met_by_method.items():
             done = [m for m, s in entries if m is not None]
+            ended = [s for _, s in entries if s != "running"]
+            running = len(entries) - len(ended)
             findings.append(f"{name}: {labels.get(method, method)} met the criterion in {len(done)} of "
-                            f"{len(entries)} runs"
-                            + (f", at iterations {sorted(done)} (paper: 200-500)" if done else ""))
+                            f"{len(ended)} runs" + (f", at iterations {sorted(done)} (paper: 200-500)" if done else "")
+                            + (f" ({running} still running)" if running else ""))
         alignment = [(run, run["diagnostics"]["alignment_at_init"]) for run in runs
                      if "alignment_at_init" in run.get("diagnostics", {})]
         if alignment:
