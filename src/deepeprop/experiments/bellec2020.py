@@ -155,6 +155,10 @@ PAPER = ("Bellec et al. 2020 (their code's README: e-prop with random feedback, 
 
 # what a variant changed, for the report (the variant's config is saved under results/NAME/config.json)
 VARIANTS = {
+    "bellec2020_online": "The same gradient evaluated online: e-prop (symmetric feedback), seed 0, with the "
+                         "chunked evaluation (chunks of 64 steps: forward across chunks, reverse inside each, memory "
+                         "constant in T) instead of the reverse one; the weights still change once per sequence, "
+                         "so the run should follow the reverse run's curve up to float32 rounding.",
     "bellec2020_all_alif": "A variant run before the library had per-neuron adaptation strengths and firing-rate "
                            "regularisation: all 100 neurons ALIF with the one beta of Bellec et al.'s heuristic "
                            "(0.0174), no regularisation, no refractory period; otherwise the paper's configuration "
@@ -299,9 +303,10 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
         title = ("Bellec et al. 2020, Fig. 3 at the paper's size: evidence accumulation" if name == FOLDER
                  else f"Bellec et al. 2020, Fig. 3: variant `{name}`")
         lines += [f"## {title}", "", VARIANTS.get(name, config.get("description", "")), "",
-                  f"- Command: `deepeprop experiment bellec2020{'' if name == FOLDER else ' --config FILE'}` "
-                  f"(config `src/deepeprop/experiments/bellec2020.toml`{'' if name == FOLDER else ', as changed'} "
-                  "here; results under `results/" + name + "`)",
+                  "- Command: `deepeprop experiment bellec2020` (config `src/deepeprop/experiments/bellec2020.toml`; "
+                  f"results under `results/{name}`)" if name == FOLDER else
+                  f"- Command: `deepeprop experiment bellec2020 --config results/{name}/variant.toml` (results under "
+                  f"`results/{name}`)",
                   f"- Network: {base['hidden']} {base['neuron']} neurons, {base['recurrence']} recurrence "
                   f"(self-connections {str(base.get('self_connections')).lower()}), tau_m {base['tau_m']}, "
                   f"tau_a {base['tau_a']}, neuron options `{base.get('neuron_options', {})}`, leaky readout "
