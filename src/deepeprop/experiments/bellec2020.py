@@ -153,6 +153,19 @@ PAPER = ("Bellec et al. 2020 (their code's README: e-prop with random feedback, 
          "after around 200-500 iterations)")
 
 
+DIFFERENCES = [
+    "Where this run differs from Bellec et al.'s code:", "",
+    "- No refractory period (their `n_ref` = 5 steps): the library does not have one yet.",
+    "- The readout is the library's leaky integrator `y[t] = k y[t-1] + W_out z[t]` with a trained bias (theirs "
+    "filters the spikes with `(1 - k)` and has no bias), and the hidden neurons have trained biases (theirs none).",
+    "- The task loss sums the cross-entropy over the 150 recall steps (theirs averages it; Adam's steps do not depend "
+    "on that scale), so their regularisation weight `reg_f = 1` is `regularization_strength = 150` here.",
+    "- Validation uses one fixed batch of 64 sequences every 10 iterations (theirs a fresh batch each time); the "
+    "confirmation draws 8 fresh batches, as theirs does, but only at validations (theirs re-checks the latest "
+    "validation error at every iteration).",
+    "- Batch 64, their code's default (their README's figure used 32).", "",
+]
+
 # what a variant changed, for the report (the variant's config is saved under results/NAME/config.json)
 VARIANTS = {
     "bellec2020_online": "The same gradient evaluated online: e-prop (symmetric feedback), seed 0, with the "
@@ -316,7 +329,10 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
                   f"- Task: `{base['task_options']}` (T = {runs[0]['config'].get('n_steps')} steps)",
                   f"- Criterion: validation error below {threshold:.0%}, confirmed on "
                   f"{base.get('early_stopping_batches', 8)} more batches (Bellec et al.'s rule)",
-                  f"- Paper: {PAPER}", f"- Machine: {_machine_text(saved.get('machine', {}))}", "",
+                  f"- Paper: {PAPER}", f"- Machine: {_machine_text(saved.get('machine', {}))}; other jobs shared its 2 "
+                  "cores while these runs ran (load average 8-17), so the seconds per iteration below are wall-clock "
+                  "under that load, not the library's speed (`deepeprop bench` measures that)", "",
+                  *(DIFFERENCES if name == FOLDER else []),
                   "| method | evaluation | seed | criterion met at iteration | paper | last validation error | "
                   "iterations run | s / iteration | rate at end (Hz) |", "|---|---|---|---|---|---|---|---|---|"]
         met_by_method: dict[str, list] = {}
