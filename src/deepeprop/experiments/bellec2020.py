@@ -27,6 +27,7 @@ from . import machine, methods as method_specs, write_json
 from .learning import train_run
 
 FOLDER = "bellec2020"
+ONLINE = "bellec2020_online"  # the variant that reruns a seed with an online evaluation
 
 
 def run_config(config: dict, method_name: str, spec: dict, seed: int, out: str) -> dict:
@@ -361,6 +362,10 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
             findings.append(f"{name}: {labels.get(method, method)} met the criterion in {len(done)} of "
                             f"{len(ended)} runs" + (f", at iterations {sorted(done)} (paper: 200-500)" if done else "")
                             + (f" ({running} still running)" if running else ""))
+        if name == ONLINE:
+            found = _same_curve(folder, runs, labels)
+            lines += [f"- {line}" for line in found] + [""]
+            findings += [f"{name}: {line}" for line in found]
         alignment = [(run, run["diagnostics"]["alignment_at_init"]) for run in runs
                      if "alignment_at_init" in run.get("diagnostics", {})]
         if alignment:
@@ -382,6 +387,29 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
                       "spikes and the readout's probability of \"right\".", "",
                       f"![raster of one validation example]({os.path.relpath(raster, report_dir)})", ""]
     return lines, findings, compute
+
+
+def _same_curve(folder: str, runs: list[dict], labels: dict) -> list[str]:
+    """How far each run of the online-evaluation variant is from the reverse-evaluation run of the same method and
+    seed: the largest relative difference of the validation loss over the evaluations both made."""
+    _, reference = load(folder, FOLDER)
+    found = []
+    for run in runs:
+        twin = next((r for r in reference if r["method"] == run["method"] and r["seed"] == run["seed"]), None)
+        if twin is None or not run["rows"]:
+            continue
+        theirs = {r["iteration"]: r for r in twin["rows"]}
+        shared = [(r, theirs[r["iteration"]]) for r in run["rows"] if r["iteration"] in theirs]
+        if not shared:
+            continue
+        gap = max(abs(a["test_loss"] - b["test_loss"]) / abs(b["test_loss"]) for a, b in shared)
+        same = sum(a["test_metric"] == b["test_metric"] for a, b in shared)
+        met = [((r.get("summary") or {}).get("early_stopping") or {}).get("met_at") for r in (run, twin)]
+        found.append(f"{labels.get(run['method'], run['method'])}, seed {run['seed']}, evaluation "
+                     f"{run['config'].get('evaluation')} against {twin['config'].get('evaluation')}: validation loss "
+                     f"within {gap:.1e} (relative) at the {len(shared)} evaluations both made, the same validation "
+                     f"accuracy at {same} of them; criterion met at {met[0]} and {met[1]}")
+    return found
 
 
 def _machine_text(info: dict) -> str:
