@@ -349,6 +349,15 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
             seconds = _seconds_per_iteration(rows)
             compute += rows[-1]["wall_time"] if rows else 0.0
             rates = (run.get("diagnostics") or {}).get("rates_final_hz", {})
+            if status.endswith("not met") and rates:
+                aligned = (run.get("diagnostics") or {}).get("alignment_at_init", {})
+                cosines = ", ".join(f"{k} {v['cosine']:.2f}" for k, v in aligned.items()
+                                    if k.startswith(".nodes[0]"))
+                findings.append(f"{name}: {labels.get(run['method'], run['method'])}, seed {run['seed']}, did not meet "
+                                f"the criterion in {rows[-1]['iteration'] if rows else 0} iterations: at its end the "
+                                f"hidden neurons fired at {rates['mean']:.0f} Hz on average (max {rates['max']:.0f} Hz, "
+                                f"{rates['silent']} of them silent); its hidden-layer gradient's cosine to BPTT's at "
+                                f"initialisation: {cosines or 'n/a'}")
             lines.append(f"| {labels.get(run['method'], run['method'])} | {_evaluation_text(run['config'])} | "
                          f"{run['seed']} | {met if met is not None else status} | 200-500 | "
                          f"{'n/a' if last is None else f'{last:.3f}'} | {rows[-1]['iteration'] if rows else 0} | "
