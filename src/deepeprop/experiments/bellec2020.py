@@ -355,7 +355,8 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
                                     if k.startswith(".nodes[0]"))
                 findings.append(f"{name}: {labels.get(run['method'], run['method'])}, seed {run['seed']}, did not meet "
                                 f"the criterion in {rows[-1]['iteration'] if rows else 0} iterations: at its end the "
-                                f"hidden neurons fired at {rates['mean']:.0f} Hz on average (max {rates['max']:.0f} Hz, "
+                                f"hidden neurons fired at {rates['mean']:.0f} Hz on average "
+                                f"(max {rates['max']:.0f} Hz, "
                                 f"{rates['silent']} of them silent); its hidden-layer gradient's cosine to BPTT's at "
                                 f"initialisation: {cosines or 'n/a'}")
             lines.append(f"| {labels.get(run['method'], run['method'])} | {_evaluation_text(run['config'])} | "
