@@ -151,3 +151,35 @@ def test_committed_alignment_points_are_reproduced(key):
     assert result.returncode == 0, result.stderr[-2000:]
     cosines = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(cosines, saved["methods"]["eprop"]["cosine"][0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_quick_bellec2020_and_its_report(tmp_path):
+    """The Bellec et al. experiment's quick variant end to end: one run per method with the config's evaluation,
+    resumed without redoing anything, diagnostics written, and the report's table holds the runs' own numbers."""
+    out = str(tmp_path / "results")
+    _cli("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    folder = os.path.join(out, "quick", "bellec2020")
+    config = read_config("bellec2020", None, quick=True)
+    summary_path = os.path.join(folder, "bptt", "seed-0", "summary.json")
+    before = os.path.getmtime(summary_path)
+    _cli("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # finished: nothing redone
+    assert os.path.getmtime(summary_path) == before
+    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    report = open(os.path.join(out, "quick", "results.md")).read()
+    assert "## Bellec et al. 2020, Fig. 3 at the paper's size" in report
+    for method in config["methods"]:
+        run = os.path.join(folder, method, "seed-0")
+        saved = json.load(open(os.path.join(run, "config.json")))
+        assert saved["evaluation"] == config["evaluation"].get(method)
+        assert saved["early_stopping"] == 0.07 and saved["hidden"] == config["overrides"]["hidden"]
+        summary = json.load(open(os.path.join(run, "summary.json")))
+        assert summary["early_stopping"]["threshold"] == 0.07
+        rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+        diagnostics = json.load(open(os.path.join(run, "diagnostics.json")))
+        assert diagnostics["rates_final_hz"]["mean"] >= 0
+        assert ("alignment_at_init" in diagnostics) == (method != "bptt")
+        assert f"| 0 | {summary['early_stopping']['met_at'] or 'not met'} | 200-500 | " \
+               f"{1 - rows[-1]['test_metric']:.3f} | {rows[-1]['iteration']} |" in report
+    figures = os.path.join(out, "quick", "figures-quick")
+    assert {"bellec2020_curves.png", "bellec2020_raster.png"} <= set(os.listdir(figures))

@@ -14,7 +14,7 @@ import pytest
 
 from deepeprop.tasks import TASKS, Batch, Task, get_task
 from deepeprop.tasks.base import holdout_split, nmse, sequence_accuracy, step_accuracy
-from deepeprop.tasks.cue_accumulation import BACKGROUND, LEFT, RECALL, RIGHT
+from deepeprop.tasks.cue_accumulation import BACKGROUND, BELLEC2020, LEFT, RECALL, RIGHT
 from deepeprop.tasks.digits import load_digits_arrays
 from deepeprop.tasks.shd import N_CHANNELS
 
@@ -344,6 +344,92 @@ def test_cue_accumulation_rates_at_default_options():
     assert other.sum() == 0
     assert x[500:, :, task.group_channels(RECALL)].mean() == pytest.approx(0.040, abs=0.003)
     assert x[:500, :, task.group_channels(RECALL)].sum() == 0
+
+
+def test_cue_accumulation_bellec2020_timing():
+    """The trial of Bellec et al.'s code: cue k on [50 + 150 k, 150 + 150 k), recall on the last 150 of 2250 steps,
+    loss there only."""
+    task = get_task("cue_accumulation", **BELLEC2020)
+    assert task.n_steps == 2250 and task.n_in == 40 and task.recall_start == 2100
+    assert [task.cue_window(k) for k in range(7)] == [(50 + 150 * k, 150 + 150 * k) for k in range(7)]
+    mask = np.asarray(task.batch(0, 8).mask)
+    np.testing.assert_array_equal(mask[2100:], 1.0)
+    np.testing.assert_array_equal(mask[:2100], 0.0)
+    # rate 1000 Hz: spikes exactly where the cues are; nothing in the lead, the gaps or the delay
+    x = np.asarray(get_task("cue_accumulation", **dict(BELLEC2020, rate=1000.0, background_rate=0.0))
+                   .batch(3, 8).inputs)  # (T, B, 40)
+    cue_steps = np.zeros(2250, bool)
+    for k in range(7):
+        cue_steps[50 + 150 * k:150 + 150 * k] = True
+    on = x[:, :, :20].sum(axis=(1, 2)) > 0  # (T,)
+    np.testing.assert_array_equal(on, cue_steps)
+    np.testing.assert_array_equal(x[:, :, 20:30].any(axis=(1, 2)), np.arange(2250) >= 2100)
+
+
+def test_cue_accumulation_bellec2020_rates():
+    """40 Hz cue and recall channels, 10 Hz background (Bellec et al.: f0 = 40 Hz, background f0 / 4)."""
+    task = get_task("cue_accumulation", **BELLEC2020)
+    x = np.asarray(task.batch(1, 64).inputs)  # (2250, 64, 40)
+    sides = task.cue_sides(1, 64)  # (64, 7)
+    active, silent = [], []
+    for k in range(7):
+        start, stop = task.cue_window(k)
+        chunk = x[start:stop, :, :20].reshape(stop - start, 64, 2, 10)
+        active.append(chunk[:, np.arange(64), sides[:, k]])
+        silent.append(chunk[:, np.arange(64), 1 - sides[:, k]])
+    assert np.mean(active) == pytest.approx(0.040, abs=0.002)
+    assert np.sum(silent) == 0
+    assert x[:, :, task.group_channels(BACKGROUND)].mean() == pytest.approx(0.010, abs=0.0005)
+    assert x[2100:, :, task.group_channels(RECALL)].mean() == pytest.approx(0.040, abs=0.003)
+    assert x[:2100, :, task.group_channels(RECALL)].sum() == 0
+
+
+def test_cue_accumulation_p_group_statistics():
+    """p_group: each trial favours one side (half the trials each); a cue falls on the other side with
+    probability p_group; the label is the majority of the cues drawn (not the favoured side)."""
+    task = get_task("cue_accumulation", **BELLEC2020)
+    sides = task.cue_sides(7, 4000)  # (B, 7)
+    counts = sides.sum(axis=1)  # right cues per trial
+    favoured_right = counts >= 4
+    assert favoured_right.mean() == pytest.approx(0.5, abs=0.03)
+    minority = np.minimum(counts, 7 - counts)
+    # P(5 or more of 7 on one side) = 0.676 for p = 0.3 (Bin(7, 0.7) >= 5 or <= 2), 0.453 for fair coins
+    assert (minority <= 2).mean() == pytest.approx(0.676, abs=0.025)
+    fair = get_task("cue_accumulation", **dict(BELLEC2020, p_group=None)).cue_sides(7, 4000).sum(axis=1)
+    assert (np.minimum(fair, 7 - fair) <= 2).mean() == pytest.approx(0.453, abs=0.025)
+    # the fraction of cues against the majority is below p_group (trials whose draw flipped the majority count
+    # for the other side): E = 0.2726 for p = 0.3
+    assert (minority / 7).mean() == pytest.approx(0.2726, abs=0.01)
+    labels = np.asarray(task.batch(7, 4000).targets)[-1]
+    np.testing.assert_array_equal(labels, (counts >= 4).astype(np.int32))
+    one_sided = get_task("cue_accumulation", **dict(BELLEC2020, p_group=0.0)).cue_sides(7, 64)
+    assert np.all(one_sided == one_sided[:, :1])  # p = 0: every cue on the favoured side
+
+
+def test_cue_accumulation_is_deterministic_from_the_seed():
+    task = get_task("cue_accumulation", **BELLEC2020)
+    a, b, c = task.batch(11, 16), task.batch(11, 16), task.batch(12, 16)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(np.asarray(a.inputs), np.asarray(c.inputs))
+    assert not np.array_equal(np.asarray(task.batch(11, 16, "test").inputs), np.asarray(a.inputs))
+    np.testing.assert_array_equal(task.cue_sides(11, 16), task.cue_sides(11, 16))
+
+
+def test_cue_accumulation_old_statistics_unchanged():
+    """The defaults keep the older task (no lead, a fair coin per cue, T = 2200): the same cue sides as
+    before ``lead_steps`` and ``p_group`` existed (numpy's integers(0, 2) draw from the (seed, split) stream)."""
+    task = get_task("cue_accumulation")
+    assert task.n_steps == 2200 and task.cue_window(0) == (0, 100)
+    expected = np.random.default_rng([3, 0]).integers(0, 2, size=(5, 7))
+    np.testing.assert_array_equal(task.cue_sides(3, 5), expected)
+
+
+@pytest.mark.parametrize("options,match", [(dict(p_group=1.5), "p_group"), (dict(p_group="x"), "p_group"),
+                                           (dict(lead_steps=-1), "lead_steps")])
+def test_cue_accumulation_refuses_bad_new_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        get_task("cue_accumulation", **options)
 
 
 # --------------------------------------------------------------------------------------

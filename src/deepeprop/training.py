@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import runfolder
+from . import early_stopping, runfolder
 from .network import SELF_CONNECTIONS
 from .neurons import NEURONS
 
@@ -88,10 +88,12 @@ DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "out": "deepeprop-run",
     "devices": 1,  # split the batch over this many devices (deepeprop.parallel); same results to rounding
+    "early_stopping": None,  # None/false off; true or an error threshold: Bellec et al.'s rule (early_stopping.py)
+    "early_stopping_batches": 8,  # confirmation batches of that rule
 }
 # options that may change when a run is resumed (the others must match the saved config.json); ``devices`` and
 # ``evaluation`` change only the floating-point summation order (the gradient is the same), not the run
-RESUMABLE = ("iterations", "eval_every", "out", "devices", "evaluation")
+RESUMABLE = ("iterations", "eval_every", "out", "devices", "evaluation", "early_stopping", "early_stopping_batches")
 
 
 class CheckpointError(ValueError):
@@ -221,6 +223,11 @@ def validate_config(config: dict) -> dict:
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _usage(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {value!r}")
+    try:
+        c["early_stopping"] = early_stopping.check_threshold(c["early_stopping"])
+        c["early_stopping_batches"] = early_stopping.check_batches(c["early_stopping_batches"])
+    except ValueError as err:
+        raise _usage(str(err)) from None
     if c["batch_size"] % c["devices"]:
         raise _usage(f"--batch-size {c['batch_size']} must be a multiple of --devices {c['devices']}")
     if c["update_every"] is not None:
@@ -583,8 +590,11 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
         return {"iteration": iteration, "seed": config["seed"], "elapsed": elapsed, "loss_sum": loss_sum,
                 "loss_count": loss_count, "metric_sum": metric_sum, "task": config["task"],
                 "method": config["method"], "data_stride": DATA_STRIDE, "fingerprint": digest,
-                "config": fingerprinted}
+                "config": fingerprinted, "stopped_at": stopped_at}
 
+    stopped_at = header.get("stopped_at") if resume and config["early_stopping"] is not None else None
+    stopper = _early_stopping(task, config, model.dtype,
+                              lambda batch: steps.evaluate(state.model, place.whole_batch(batch))[1])
     if not resume and place.main:
         save_checkpoint(ckpt_path, place.host(state), meta(0))
     steps = make_steps(task, learner)
@@ -604,6 +614,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     iteration = start
     try:
         for iteration in range(start + 1, total + 1):
+            if stopped_at is not None:  # a resumed run that had met its early-stopping criterion
+                break
             batch = place.train_batch(task, config["seed"] * DATA_STRIDE + iteration, lambda b: _cast(b, model.dtype))
             new_state, values, ok = steps.train(state, batch)
             if fault is not None:
@@ -627,12 +639,16 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                 row = {"iteration": iteration, "train_loss": loss_sum / max(loss_count, 1),
                        "train_metric": metric_sum / max(loss_count, 1), "test_loss": test_loss,
                        "test_metric": test_metric, "wall_time": elapsed_now}
+                checked = None if stopper is None else stopper.check(iteration, test_metric)
+                if checked is not None:
+                    row["early_stopping"] = checked
+                    stopped_at = iteration if checked["met"] else None
                 if place.main:
                     with open(metrics_path, "a") as handle:
                         handle.write(json.dumps(row) + "\n")
                 if writer is not None:
                     for name, value in row.items():
-                        if name != "iteration":
+                        if name not in ("iteration", "early_stopping"):
                             writer.add_scalar(name, value, iteration)
                     writer.flush()
                 loss_sum, loss_count, metric_sum = 0.0, 0, 0.0
@@ -647,6 +663,12 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                         bar.write(line)
                     else:
                         print(line, flush=True)
+                if stopped_at is not None:
+                    if log:
+                        print(f"early stopping: error {checked['confirm_error']:.4f} on "
+                              f"{config['early_stopping_batches']} more batches, below {config['early_stopping']}: "
+                              f"stopped at iteration {iteration}", flush=True)
+                    break
     except Exception as err:
         if cluster is not None and distributed.is_peer_failure(err):  # another process died: say so, not XLA's words
             raise distributed.PeerFailure(
@@ -671,7 +693,9 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
         "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "chance": task.chance,
         "final_metric": None if final is None else final["test_metric"],
         "final_test_loss": None if final is None else final["test_loss"],
-        "iterations": total, "seconds": elapsed, "compilations": dict(steps.traces),
+        "iterations": total if stopped_at is None else stopped_at, "seconds": elapsed,
+        "compilations": dict(steps.traces),
+        "early_stopping": _early_stopping_summary(config, rows, stopped_at),
         "package_version": __version__,
     }
     _write_json(os.path.join(out, "summary.json"), summary)
@@ -680,6 +704,25 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
                                        test if cluster is None else test_local, config)
         _write_json(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+def _early_stopping(task, config: dict, dtype, evaluate):
+    """The run's :class:`~deepeprop.early_stopping.EarlyStopping`, or ``None`` when the option is off."""
+    if config["early_stopping"] is None:
+        return None
+    return early_stopping.EarlyStopping(
+        config["early_stopping"], config["early_stopping_batches"], evaluate=evaluate,
+        make_batch=lambda seed: _cast(task.batch(seed, config["eval_batch_size"], "test"), dtype),
+        higher_is_better=task.higher_is_better, seed=config["seed"])
+
+
+def _early_stopping_summary(config: dict, rows: list[dict], stopped_at) -> dict | None:
+    """``{"threshold", "batches", "met_at", "checks"}`` of a run with the criterion on (``met_at``: the iteration
+    where it was met, ``None`` if never); ``checks``: every confirmation tried, from ``metrics.jsonl``."""
+    if config["early_stopping"] is None:
+        return None
+    return {"threshold": config["early_stopping"], "batches": config["early_stopping_batches"], "met_at": stopped_at,
+            "checks": [row["early_stopping"] for row in rows if "early_stopping" in row]}
 
 
 def _tensorboard_writer(folder: str):
@@ -812,7 +855,23 @@ FLAGS = {
     "out": ("--out", dict(help="output folder")),
     "devices": ("--devices", dict(type=int, help="split each batch over N devices (data parallel, jax.sharding; "
                                   "on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")),
+    "early_stopping": ("--early-stopping", dict(nargs="?", const=True, type=lambda text: _stop_value(text),
+                                                metavar="ERROR", help="Bellec et al.'s criterion: stop when the test "
+                                                "error (1 - accuracy, or NMSE) is below ERROR (0.07 without a "
+                                                "value) at an evaluation and on --early-stopping-batches more "
+                                                "batches; the iteration is written to summary.json (default: off)")),
+    "early_stopping_batches": ("--early-stopping-batches", dict(type=int, help="confirmation batches of "
+                                                                "--early-stopping")),
 }
+
+
+def _stop_value(text: str):
+    """``--early-stopping`` value: true, false or a threshold."""
+    value = parse_value(text)
+    try:
+        return early_stopping.check_threshold(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _evaluation_names() -> list[str]:

@@ -2,10 +2,12 @@
 
     deepeprop experiment alignment [--quick]    # per-layer cosine and norm ratio to BPTT, swept one factor at a time
     deepeprop experiment learning  [--quick]    # budget-matched online training, learning rate swept per method
-    deepeprop experiment report    [--quick]    # docs/results.md (tables, figures) from the JSON the two wrote
+    deepeprop experiment bellec2020 [--quick]   # Bellec et al. 2020, Fig. 3 at the paper's size (bellec2020.py)
+    deepeprop experiment report    [--quick]    # docs/results.md (tables, figures) from the JSON they wrote
 
 The configurations are TOML files kept beside this module (``alignment.toml``, ``learning.toml``,
-``methods.toml``; ``--config FILE`` replaces the first two). Results go under ``--out`` (default
+``bellec2020.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own). Results go under
+``--out`` (default
 ``results``): one JSON file per alignment point and one ``deepeprop train`` run folder per learning run
 (``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and runs are not redone, so an
 interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]`` variant of a config (tiny,
@@ -27,7 +29,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
-SUBCOMMANDS = ("alignment", "learning", "report")
+SUBCOMMANDS = ("alignment", "learning", "bellec2020", "report")
 DEFAULT_OUT = "results"
 
 
@@ -150,6 +152,8 @@ def register(subparsers) -> None:
     inner = parser.add_subparsers(dest="experiment", required=True)
     for name, help_text in (("alignment", "per-layer cosine and norm ratio of every engine's gradient to BPTT's"),
                             ("learning", "budget-matched online training of every method on every task"),
+                            ("bellec2020", "Bellec et al. 2020, Fig. 3 (evidence accumulation, 100 ALIF neurons, "
+                             "T = 2250) with BPTT and e-prop (random and symmetric feedback)"),
                             ("report", "build the results report (Markdown + PNG) from the experiments' JSON")):
         sub = inner.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--quick", action="store_true", help="the tiny [quick] variant (CI), under OUT/quick")
@@ -162,7 +166,10 @@ def register(subparsers) -> None:
                              "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a SLURM job array, else all of them")
         if name == "learning":
             sub.add_argument("--tasks", default=None, help="comma-separated task names of the config (default all)")
+        if name in ("learning", "bellec2020"):
             sub.add_argument("--methods", default=None, help="comma-separated methods (default the config's)")
+        if name == "bellec2020":
+            sub.add_argument("--seeds", default=None, help="comma-separated seeds (default the config's)")
         if name == "report":
             sub.add_argument("--report", default=None, help="Markdown file to write (default docs/results.md; "
                              "with --quick OUT/quick/results.md)")
@@ -199,6 +206,13 @@ def _main(args) -> int:
         chosen = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
         run(config, root(args.out, args.quick), tasks=tasks, methods=chosen, progress=not args.no_progress,
             shard=shard)
+    elif args.experiment == "bellec2020":
+        from .bellec2020 import run
+
+        chosen = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
+        seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+        run(read_config("bellec2020", args.config, args.quick), root(args.out, args.quick), methods=chosen,
+            seeds=seeds, progress=not args.no_progress)
     else:
         from .report import build_report
 

@@ -18,6 +18,9 @@ from .alignment import AXES, summarize
 
 PER_LAYER = ("eprop", "eprop_random", "eprop_no_filter", "immediate")  # the per-layer (no depth traces) methods
 DEEP = "deep_eprop"
+# tasks of the learning experiment that are smaller versions of a paper's: said so where they are reported
+SHRUNKEN = {"cue_accumulation": "**A shrunken version of Bellec et al.'s task** (not the paper's size, on which BPTT "
+                                "stays at chance here; the paper's size is the first section). "}
 
 
 def _fmt(value, digits=3):
@@ -273,7 +276,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
     for task in tasks:
         spec = dict(conf["tasks"][task], **conf.get("overrides", {}))
         description = spec.pop("description", "")
-        lines += [f"### {task}", "", description, "",
+        lines += [f"### {task}", "", SHRUNKEN.get(task, "") + description, "",
                   f"Config: `{_point_text({k: v for k, v in spec.items()})}`", ""]
         by_method = {c["method"]: c for c in choices if c["task"] == task}
         metric_name, finals, per_iteration = "metric", {}, {}
@@ -453,11 +456,16 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
     labels = {name: spec["label"] for name, spec in method_specs().items()}
     align_config, align_results = load_alignment(folder)
     learn_config, choices = load_learning(folder)
-    if align_config is None and learn_config is None:
+    from .bellec2020 import section as bellec_section
+
+    bellec_lines, bellec_found, bellec_seconds = bellec_section(folder, figures, report_dir, labels)
+    if align_config is None and learn_config is None and not bellec_lines:
         raise ValueError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
                          f"`deepeprop experiment learning` first")
     quick_flag = " --quick" if quick else ""
-    sections, findings, compute = [], [], {}
+    sections, findings, compute = list(bellec_lines), list(bellec_found), {}
+    if bellec_lines:
+        compute["bellec2020"] = bellec_seconds
     if learn_config is not None:
         lines, found, seconds = learning_section(learn_config, choices, folder, figures, report_dir)
         sections += lines
@@ -473,6 +481,7 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
             f"`{folder}`. Regenerate it with:", "", "```bash",
             f"deepeprop experiment alignment{quick_flag}    # finished points are not recomputed",
             f"deepeprop experiment learning{quick_flag}     # finished runs are not redone",
+            f"deepeprop experiment bellec2020{quick_flag}   # finished runs are not redone",
             f"deepeprop experiment report{quick_flag}", "```", "",
             "Compute behind these numbers: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in compute.items())
             + " (sum of the runs' own wall-clock times).", "",
