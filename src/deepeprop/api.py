@@ -12,7 +12,8 @@ import jax.numpy as jnp
 from .engines import make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
-from .validation import check_batch, checked
+from .batch_checks import check_batch
+from .validation import checked
 
 
 @eqx.filter_jit

@@ -33,7 +33,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .cli import RawDescriptionHelpFormatter, UsageError
+from .cli import RawDescriptionHelpFormatter
+from .errors import UsageError
 
 DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
 ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
@@ -119,7 +120,7 @@ def _cases(args):
         out += [(f"L{d}", dict(base, T=100, width=64, depth=d, batch=8, engines=engines)) for d in (1, 2, 3, 4)]
         out += [(f"B{b}", dict(base, T=100, width=64, depth=2, batch=b, engines=engines)) for b in (1, 32, 128)]
         return out
-    raise ValueError(f"unknown suite {args.suite!r}")
+    raise UsageError(f"--suite must be one of the suites, got {args.suite!r}")
 
 
 def build_model(config, dtype):
@@ -320,10 +321,8 @@ def format_row(row) -> str:
 
 
 def run(args) -> dict:
-
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-
+    """Run the suite of ``args`` (``deepeprop bench``'s options); ``--dtype float64`` needs float64 switched on by
+    the caller (``_main`` does it; the library does not change a global setting)."""
     peak = measure_peak_gflops(jnp.float32 if args.dtype == "float32" else jnp.float64)
     print(f"deepeprop bench: suite={args.suite} dtype={args.dtype} backend={jax.default_backend()} "
           f"devices={jax.devices()} jnp.dot peak {peak:.1f} GFLOP/s")
@@ -452,7 +451,7 @@ def _positive_int(text):
 
 
 def register(subparsers):
-    from .cli import names
+    from .registry import names
     from .engines import ENGINES
 
     parser = subparsers.add_parser("bench", help="time and memory of every engine (table + JSON)",
@@ -523,5 +522,7 @@ def _main(args) -> int:
         raise UsageError(f"--max-trace-gb must be a positive number of GB, got {args.max_trace_gb}")
     if not args.max_call_s > 0:
         raise UsageError(f"--max-call-s must be a positive number of seconds, got {args.max_call_s}")
+    if args.dtype == "float64":  # the command's choice (--dtype); the library never switches it
+        jax.config.update("jax_enable_x64", True)
     run(args)
     return 0

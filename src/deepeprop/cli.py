@@ -1,7 +1,9 @@
 """The ``deepeprop`` console script: ``deepeprop {gradcheck,train,demo,bench} ...``.
 
 Each subcommand lives in its own module, which provides ``register(subparsers)``: it adds its parser
-and sets ``func`` (called with the parsed arguments, returning an exit code).
+and sets ``func`` (called with the parsed arguments, returning an exit code). An error the library raises on
+purpose (:class:`deepeprop.errors.DeepEPropError`: usage, checkpoint and run-folder errors) is printed under the
+subcommand's usage line with exit code 2; any other exception propagates with its traceback.
 
 Every parser is a :class:`Parser`: its ``--help`` shows each option's default and plain text (the reST markup of
 the module docstrings that serve as descriptions is removed), and an error in a subcommand (a bad value found
@@ -14,16 +16,15 @@ import importlib
 import re
 import sys
 
+from .errors import DeepEPropError, UsageError  # noqa: F401  (UsageError: cli.UsageError as before)
+from .registry import names  # noqa: F401  (cli.names as before)
+
 # module providing register(subparsers), in the order shown by --help
 SUBCOMMAND_MODULES = ("deepeprop.gradcheck", "deepeprop.training", "deepeprop.demo", "deepeprop.bench",
                       "deepeprop.experiments")
 
 _ROLE = re.compile(r":(?:class|func|meth|data|mod|attr|obj|exc):`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
-
-
-class UsageError(ValueError):
-    """A bad command-line value: reported as ``deepeprop SUBCOMMAND: error: ...`` with exit code 2."""
 
 
 def plain(text: str | None) -> str | None:
@@ -34,12 +35,6 @@ def plain(text: str | None) -> str | None:
     text = _ROLE.sub(r"\1", text)
     text = _LITERAL.sub(r"\1", text)
     return re.sub(r"::(\s*\n)", r":\1", text)
-
-
-def names(registry) -> str:
-    """The names of a registry (``ENGINES``, ``TASKS``, ...) for a help text: ``"a, b or c"``."""
-    keys = [str(key) for key in registry]
-    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " or " + keys[-1]
 
 
 class _Plain:
@@ -103,7 +98,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError) as err:
+    except DeepEPropError as err:  # only the library's own errors: any other exception is a bug, with its traceback
         getattr(args, "_parser", parser).error(str(err))  # the subcommand's usage line, code 2, no traceback
     return 1
 

@@ -41,7 +41,8 @@ import optax
 from .engines import Engine, Reversed, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
-from .validation import check_batch, check_int, check_model, check_number, checked, fail
+from .batch_checks import check_batch, check_model
+from .validation import check_int, check_number, checked, fail
 
 
 class LearnerState(eqx.Module):

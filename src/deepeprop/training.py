@@ -42,8 +42,11 @@ import numpy as np
 import optax
 
 from . import runfolder
+from .architecture import layer_sizes
+from .errors import CheckpointError, TrainingDiverged, UsageError, usage_errors  # noqa: F401  (as before)
 from .network import SELF_CONNECTIONS
 from .neurons import NEURONS
+from .registry import names
 
 CHECKPOINT = "checkpoint.eqx"
 CHECKPOINT_FORMAT = "deepeprop-checkpoint"
@@ -91,20 +94,6 @@ DEFAULTS: dict[str, Any] = {
 RESUMABLE = ("iterations", "eval_every", "out", "devices", "evaluation")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, corrupted or from an incompatible run."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the parameters became non-finite; the last good checkpoint is kept."""
-
-
-def _usage(message: str) -> Exception:
-    from .cli import UsageError
-
-    return UsageError(message)
-
-
 # ---------------------------------------------------------------------------- configuration
 def parse_value(text: str):
     """A task-option value from the command line: int, float, bool, None, list, or else the string."""
@@ -124,21 +113,10 @@ def parse_task_options(items, flag: str = "--task-option") -> dict:
     options = {}
     for item in items or []:
         if "=" not in item:
-            raise _usage(f"{flag} must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
+            raise UsageError(f"{flag} must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
         name, value = item.split("=", 1)
         options[name.strip()] = parse_value(value)
     return options
-
-
-def _hidden(value, source: str) -> list[int]:
-    if isinstance(value, str):
-        from .gradcheck import parse_sizes
-
-        return parse_sizes(value, source)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                                          for v in value):
-        return list(value)
-    raise _usage(f"{source} must be a list of positive ints like [64, 64], got {value!r}")
 
 
 def load_toml(path: str) -> dict:
@@ -151,9 +129,9 @@ def load_toml(path: str) -> dict:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise _usage(f"--config: no such file {path!r}") from None
+        raise UsageError(f"--config: no such file {path!r}") from None
     except tomllib.TOMLDecodeError as err:
-        raise _usage(f"--config: {path} is not valid TOML: {err}") from None
+        raise UsageError(f"--config: {path} is not valid TOML: {err}") from None
     data = {key.replace("-", "_"): value for key, value in data.items()}
     if isinstance(data.get("task"), dict):  # [task] name = "...", other keys are task options
         table = dict(data.pop("task"))
@@ -162,7 +140,7 @@ def load_toml(path: str) -> dict:
         data["task_options"] = {**table, **data.get("task_options", {})}
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
-        raise _usage(f"--config: unknown key(s) {unknown} in {path}; valid keys: {sorted(DEFAULTS)}")
+        raise UsageError(f"--config: unknown key(s) {unknown} in {path}; valid keys: {sorted(DEFAULTS)}")
     return data
 
 
@@ -193,12 +171,12 @@ def validate_config(config: dict) -> dict:
 
     c = dict(config)
     if c["task"] not in TASKS:
-        raise _usage(f"--task must be one of {sorted(TASKS)}, got {c['task']!r}")
+        raise UsageError(f"--task must be one of {sorted(TASKS)}, got {c['task']!r}")
     for name, choices in (("method", ENGINES), ("readout", READOUTS), ("dtype", DTYPES), ("optimizer", OPTIMIZERS)):
         if not isinstance(c[name], str) or c[name] not in choices:
-            raise _usage(f"--{name} must be one of {sorted(choices)}, got {c[name]!r}")
-    c["hidden"] = _hidden(c["hidden"], "--hidden")
-    try:  # one value or one per hidden layer; skip edges checked against the chain
+            raise UsageError(f"--{name} must be one of {sorted(choices)}, got {c[name]!r}")
+    try:
+        c["hidden"] = layer_sizes(c["hidden"], "--hidden")  # then one value or one per hidden layer
         c["neuron"] = neuron_names(c["neuron"], len(c["hidden"]))
         c["recurrence"] = recurrences(c["recurrence"], len(c["hidden"]))
         c["residual"] = residual_edges(c["residual"], len(c["hidden"]))
@@ -208,57 +186,56 @@ def validate_config(config: dict) -> dict:
         c["self_connections"] = per_layer_flag(c["self_connections"], len(c["hidden"]), "self_connections")
         c["neuron_options"] = per_layer_options(c["neuron_options"], len(c["hidden"]), "--neuron-option")
     except ValueError as err:
-        raise _usage(str(err)) from None
+        raise UsageError(str(err)) from None
     try:
         check_config_neuron_options(c)
     except ValueError as err:
-        raise _usage(f"--neuron-option: {err}") from None
+        raise UsageError(f"--neuron-option: {err}") from None
     for name, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
                           ("seed", 0), ("devices", 1)):
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _usage(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {value!r}")
+            raise UsageError(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {value!r}")
     if c["batch_size"] % c["devices"]:
-        raise _usage(f"--batch-size {c['batch_size']} must be a multiple of --devices {c['devices']}")
+        raise UsageError(f"--batch-size {c['batch_size']} must be a multiple of --devices {c['devices']}")
     if c["update_every"] is not None:
         value = c["update_every"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _usage(f"--update-every must be a positive int (time steps between updates), got {value!r}")
+            raise UsageError(f"--update-every must be a positive int (time steps between updates), got {value!r}")
     for name in ("lr", "tau_out", "input_gain", "recurrent_gain"):
         value = c[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise _usage(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}")
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}")
         c[name] = float(value)
     decay = c["feedback_decay"]
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
-        raise _usage(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
+        raise UsageError(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
     if c["feedback"] is not None:
         if c["method"] not in ("eprop", "immediate"):
-            raise _usage(f"--feedback applies to --method eprop or immediate only, got --method {c['method']}")
+            raise UsageError(f"--feedback applies to --method eprop or immediate only, got --method {c['method']}")
         if c["feedback"] not in FEEDBACKS:
-            raise _usage(f"--feedback must be one of {list(FEEDBACKS)}, got {c['feedback']!r}")
+            raise UsageError(f"--feedback must be one of {list(FEEDBACKS)}, got {c['feedback']!r}")
     if not isinstance(c["method_options"], dict):
-        raise _usage(f"--method-option: engine options must be a table of NAME = VALUE, got {c['method_options']!r}")
+        raise UsageError("--method-option: engine options must be a table of NAME = VALUE, "
+                         f"got {c['method_options']!r}")
     if c["feedback"] is not None and "feedback" in c["method_options"]:
-        raise _usage("give the feedback once: --feedback or --method-option feedback=..., not both")
+        raise UsageError("give the feedback once: --feedback or --method-option feedback=..., not both")
     try:
         engine = make_engine_from_config(c)
     except ValueError as err:
-        raise _usage(f"--method-option: {err}") from None
+        raise UsageError(f"--method-option: {err}") from None
     c["evaluation"] = _checked_evaluation(c, engine)
     try:  # the reset choice written out: the neurons' explicit one, else the method's (recorded in config.json)
         c["neuron_options"] = explicit_reset(c, missing_means=engine.reset_choice,
                                              given=c["method_options"].get("detach_reset"))
     except ValueError as err:
-        raise _usage(f"--neuron-option: {err}") from None
+        raise UsageError(f"--neuron-option: {err}") from None
     if not isinstance(c["task_options"], dict):
-        raise _usage(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
+        raise UsageError(f"task options must be a table of NAME = VALUE, got {c['task_options']!r}")
     try:
         get_task(c["task"], **c["task_options"])
     except ValueError as err:
-        raise _usage(f"--task-option: {err}") from None
-    if c["dtype"] == "float64":
-        jax.config.update("jax_enable_x64", True)
+        raise UsageError(f"--task-option: {err}") from None
     c["out"] = str(c["out"])
     return c
 
@@ -273,14 +250,14 @@ def _checked_evaluation(config: dict, engine) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _usage(f"--evaluation must be a name like 'step', 'chunked:32' or 'reverse', got {value!r}")
+        raise UsageError(f"--evaluation must be a name like 'step', 'chunked:32' or 'reverse', got {value!r}")
     if "chunk_size" in config["method_options"]:
-        raise _usage("give the chunk size once: --evaluation chunked:K or --method-option chunk_size=K, not both")
+        raise UsageError("give the chunk size once: --evaluation chunked:K or --method-option chunk_size=K, not both")
     try:
         evaluation = make_evaluation(value)
         OnlineLearner(engine, optax.sgd(1.0), update_every=config["update_every"], evaluation=evaluation)
     except ValueError as err:
-        raise _usage(f"--evaluation {value}: {err}") from None
+        raise UsageError(f"--evaluation {value}: {err}") from None
     return str(evaluation)
 
 
@@ -352,7 +329,7 @@ def check_loss_counts(batch, task, what: str) -> None:
     if task.loss == "cross_entropy":
         counts &= np.asarray(batch.targets) >= 0
     if not counts.any():
-        raise _usage(f"targets: {what} of task {task.name!r} has no step where the loss counts (every label is -1 "
+        raise UsageError(f"targets: {what} of task {task.name!r} has no step where the loss counts (every label is -1 "
                      "or the mask is zero everywhere), so every gradient would be zero; check the task's options "
                      "(e.g. its delay or recall window) or its batch()")
 
@@ -443,13 +420,6 @@ def _write_json(path: str, data: dict) -> None:
     runfolder.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _read_metrics(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
           plots: bool = True, fault: Any = None, tensorboard: bool = False, log: bool | None = None) -> dict:
     """Run (or resume) the training described by a validated ``config``; returns the summary dict.
@@ -473,7 +443,7 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
     """
     if resume and overwrite:
-        raise _usage("--overwrite starts the run afresh and --resume continues it: give one of them")
+        raise UsageError("--overwrite starts the run afresh and --resume continues it: give one of them")
     with runfolder.RunFolder(config["out"], resume=resume, overwrite=overwrite):
         return _train(config, resume=resume, progress=progress, plots=plots, fault=fault, tensorboard=tensorboard,
                       log=progress if log is None else log)
@@ -505,7 +475,8 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
     from .online import is_finite_tree
 
     out = config["out"]
-    task, model, learner = build(config)
+    with usage_errors():  # the library's constructors check the config's values (e.g. a neuron option's)
+        task, model, learner = build(config)
     test = eval_batch(task, config, model.dtype)
     check_loss_counts(test, task, "its evaluation batch")  # host-side, before anything is written
     check_loss_counts(train_batch(task, config, 1, model.dtype), task, "its first training batch")
@@ -518,7 +489,7 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
         _check_resumable(header, config, ckpt_path)
         start, elapsed = int(header["iteration"]), float(header["elapsed"])
         if start > config["iterations"]:
-            raise _usage(f"--iterations {config['iterations']} is below the checkpoint's iteration {start}; "
+            raise UsageError(f"--iterations {config['iterations']} is below the checkpoint's iteration {start}; "
                          f"give --iterations >= {start} to resume")
         loss_sum, loss_count, metric_sum = header["loss_sum"], header["loss_count"], header["metric_sum"]
         runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
@@ -602,7 +573,7 @@ def _train(config: dict, *, resume: bool, progress: bool, plots: bool, fault: An
         if writer is not None:
             writer.close()
     elapsed += time.perf_counter() - t0
-    rows = _read_metrics(metrics_path)
+    rows = runfolder.read_metrics(metrics_path)
     final = rows[-1] if rows else None
     summary = {
         "task": config["task"], "task_options": task.options, "method": config["method"],
@@ -624,7 +595,7 @@ def _tensorboard_writer(folder: str):
     try:
         from tensorboardX import SummaryWriter
     except ModuleNotFoundError:
-        raise _usage("--tensorboard needs tensorboardX: python -m pip install 'deepeprop[tensorboard]'") from None
+        raise UsageError("--tensorboard needs tensorboardX: python -m pip install 'deepeprop[tensorboard]'") from None
     return SummaryWriter(folder)
 
 
@@ -681,8 +652,6 @@ def _registry(module: str, name: str):
     registered engine, task or neuron model appears in ``--help`` by itself)."""
     def text() -> str:
         import importlib
-
-        from .cli import names
 
         return names(getattr(importlib.import_module(module, __package__), name))
 
@@ -752,8 +721,6 @@ def _evaluation_names() -> list[str]:
 
 
 def names_of(choices) -> str:
-    from .cli import names
-
     return names(choices)
 
 
@@ -803,8 +770,6 @@ def add_run_flags(parser) -> None:
 
 
 def _resumable_flags() -> str:
-    from .cli import names
-
     return names("--" + key.replace("_", "-") for key in RESUMABLE)
 
 
@@ -896,14 +861,14 @@ def _resume_config(explicit: dict, config_file) -> dict:
     out = explicit.get("out", DEFAULTS["out"])
     path = os.path.join(out, "config.json")
     if not os.path.exists(path):
-        raise _usage(f"--resume: no run to resume in {out!r} (no config.json); give --out DIR of an earlier run")
+        raise UsageError(f"--resume: no run to resume in {out!r} (no config.json); give --out DIR of an earlier run")
     with open(path) as handle:
         saved = json.load(handle)
     # a key the run's version did not know (e.g. skip) had its default's meaning then
     saved = {key: saved[key] if key in saved else DEFAULTS[key] for key in DEFAULTS}
     saved = _upgrade_saved(saved)
     if config_file:
-        raise _usage("--resume reads the run's own config.json; do not give --config with it")
+        raise UsageError("--resume reads the run's own config.json; do not give --config with it")
     for key, value in explicit.items():
         if key in RESUMABLE:
             continue
@@ -912,7 +877,7 @@ def _resume_config(explicit: dict, config_file) -> dict:
                    "neuron_options"):  # compare the normalised forms
             merged = validate_config({**saved, key: value})[key]
         if merged != saved.get(key):
-            raise _usage(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "
+            raise UsageError(f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "
                          f"{saved.get(key)!r}; only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} "
                          f"may change on resume")
     return validate_config({**saved, **{k: v for k, v in explicit.items() if k in RESUMABLE}})
@@ -923,6 +888,8 @@ def _main(args) -> int:
 
     explicit = explicit_options(args)
     config = _resume_config(explicit, args.config) if args.resume else resolve_config(explicit, args.config)
+    if config["dtype"] == "float64":  # the command's choice (--dtype); the library never switches it
+        jax.config.update("jax_enable_x64", True)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                         plots=not args.no_plots, tensorboard=args.tensorboard, log=True)

@@ -19,6 +19,8 @@ import platform
 import time
 from importlib import resources
 
+from ..errors import UsageError
+
 SUBCOMMANDS = ("alignment", "learning", "report")
 DEFAULT_OUT = "results"
 
@@ -33,7 +35,7 @@ def load_toml(path_or_name: str) -> dict:
         with open(path_or_name, "rb") as handle:
             return tomllib.load(handle)
     if os.sep in path_or_name or path_or_name.endswith(".toml"):
-        raise ValueError(f"--config: no such file {path_or_name!r}")
+        raise UsageError(f"--config: no such file {path_or_name!r}")
     text = resources.files(__name__).joinpath(f"{path_or_name}.toml").read_text()
     return tomllib.loads(text)
 
@@ -130,8 +132,12 @@ def _main(args) -> int:
     if args.experiment == "alignment":
         from .alignment import run
 
-        run(read_config("alignment", args.config, args.quick), root(args.out, args.quick),
-            progress=not args.no_progress)
+        config = read_config("alignment", args.config, args.quick)
+        if config.get("dtype") == "float64":  # the config's choice; the library never switches it
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        run(config, root(args.out, args.quick), progress=not args.no_progress)
     elif args.experiment == "learning":
         from .learning import run
 
