@@ -9,6 +9,7 @@ from .nir_io import from_nir, to_nir
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
                       LeakyRate, MinGRU, ReLU, Tanh, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
+from .regularization import REGULARIZATIONS, RateRegularization, RunningRateRegularization
 from . import parallel  # noqa: F401  (dp.parallel: data-parallel helpers)
 from .tasks import TASKS, Batch, Task, get_task
 
@@ -27,5 +28,6 @@ __all__ = [
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
     "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",
-    "OnlineLearner", "LearnerState", "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
+    "OnlineLearner", "LearnerState", "RateRegularization", "RunningRateRegularization", "REGULARIZATIONS",
+    "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
 ]

@@ -13,34 +13,44 @@ from .engines import make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
 from .batch_checks import check_batch
+from .regularization import add_trees, check_regularization, make_regularization, rate_gradients
 from .validation import checked
 
 
 @eqx.filter_jit
-def _run(engine, loss_fn, model, inputs, targets, mask):
+def _run(engine, loss_fn, regularization, model, inputs, targets, mask):
     with checked():  # the batch was checked once, before: the engine's entry points add nothing inside
         state = engine.init(model, inputs.shape[1])
+        s0 = state.net
         state, _, losses = engine.sequence(model, state, inputs, targets, mask, loss_fn)
-        return jnp.sum(losses), engine.grads(model, state)
+        value, grads = jnp.sum(losses), engine.grads(model, state)
+        if regularization is not None:
+            penalty, _, extra = rate_gradients(regularization, engine, model, s0, inputs)
+            value, grads = value + penalty, add_trees(grads, extra)
+        return value, grads
 
 
 def loss_and_gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, evaluation=None,
-                       **options):
+                       regularization=None, **options):
     """Like :func:`gradients`, also returning the loss ``E`` of the sequence.
 
     Args:
-        model, inputs, targets, method, loss, mask, evaluation, **options: as for :func:`gradients`.
+        model, inputs, targets, method, loss, mask, evaluation, regularization, **options: as for :func:`gradients`.
 
     Returns:
-        ``(E, grads)``: the scalar loss ``E = sum_t E_t`` and the gradients (``equinox.filter_grad``'s structure).
+        ``(E, grads)``: the scalar loss ``E = sum_t E_t`` (plus the penalty ``R`` with a ``regularization``) and the
+        gradients (``equinox.filter_grad``'s structure).
     """
     engine = with_evaluation(make_engine(method, **options), evaluation)
+    regularization = make_regularization(regularization)
     inputs, targets, mask = check_batch(model, inputs, targets, loss, mask)
     engine.check_model(model)
-    return _run(engine, make_loss(loss), model, inputs, targets, mask)
+    check_regularization(regularization, model, engine)
+    return _run(engine, make_loss(loss), regularization, model, inputs, targets, mask)
 
 
-def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, evaluation=None, **options):
+def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None, evaluation=None,
+              regularization=None, **options):
     """Gradients of ``E = sum_t E_t`` (each ``E_t`` averaged over the batch) computed by one engine.
 
     Args:
@@ -57,6 +67,10 @@ def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None,
             evaluation object (``dp.Step()``, ``dp.Chunked(64)``, ``dp.Reverse()``) or its name (``"step"``,
             ``"chunked"``, ``"chunked:32"``, ``"reverse"``); ``None`` (default) keeps the engine's own, the
             fastest online one it has. Every evaluation a rule has gives the same gradient (up to rounding).
+        regularization: an optional firing-rate penalty on the spiking hidden nodes
+            (:class:`~deepeprop.RateRegularization`, :class:`~deepeprop.RunningRateRegularization`, or the names
+            ``"simple"``, ``"running"`` with their defaults), differentiated by the rule through its own paths
+            (:mod:`deepeprop.regularization`) and added to the gradient.
         **options: the options of an engine given by name (e.g. ``feedback="random"`` for ``eprop``).
 
     Returns:
@@ -64,4 +78,4 @@ def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None,
         constants). ``method="bptt"`` equals ``equinox.filter_grad`` of the same loss.
     """
     return loss_and_gradients(model, inputs, targets, method=method, loss=loss, mask=mask, evaluation=evaluation,
-                              **options)[1]
+                              regularization=regularization, **options)[1]

@@ -40,6 +40,7 @@ from .errors import UsageError, usage_errors
 from .network import DTYPES, READOUTS, SELF_CONNECTIONS, check_neuron_options
 from .neurons import NEURONS
 from .online import OnlineLearner
+from .regularization import REGULARIZATIONS, make_regularization
 from .tasks import TASKS, get_task
 
 DATA_STRIDE = 1_000_003  # batch seed of iteration i: seed * DATA_STRIDE + i
@@ -183,6 +184,9 @@ class EngineConfig(_Section):
     feedback: str | None = option(None)
     feedback_decay: float = option(1e-4)
     update_every: int | None = option(None)
+    regularization: str | None = option(None)  # firing-rate penalty: None, "simple" or "running"
+    regularization_strength: float = option(1.0)
+    target_rate: float = option(0.01)  # spikes per step (10 Hz with 1 ms steps)
 
     def __post_init__(self):
         _check_choice("method", self.method, ENGINES)
@@ -200,6 +204,17 @@ class EngineConfig(_Section):
             if self.feedback not in FEEDBACKS:
                 raise UsageError(f"--feedback must be one of {list(FEEDBACKS)}, got {self.feedback!r}")
         self._set("options", _check_table(self.options, "--method-option: engine options"))
+        if self.regularization is not None and self.regularization not in REGULARIZATIONS:
+            raise UsageError(f"--regularization must be one of {sorted(REGULARIZATIONS)} (or left out), "
+                             f"got {self.regularization!r}")
+        for key in ("regularization_strength", "target_rate"):
+            number = getattr(self, key)
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+                raise UsageError(f"{flag(key)} must be a finite number, got {number!r}")
+        if self.regularization_strength < 0:
+            raise UsageError(f"--regularization-strength must be >= 0, got {self.regularization_strength!r}")
+        if not 0 <= self.target_rate <= 1:
+            raise UsageError(f"--target-rate must be a rate per time step in [0, 1], got {self.target_rate!r}")
         if self.feedback is not None and "feedback" in self.options:
             raise UsageError("give the feedback once: --feedback or --method-option feedback=..., not both")
         if self.evaluation is not None:
@@ -298,6 +313,13 @@ class TrainConfig(Mapping):
         if "feedback" in options and "feedback_seed" not in options:
             options["feedback_seed"] = self.run.seed + 1
         return make_engine(self.engine.method, **options)
+
+    def make_regularization(self):
+        """The firing-rate regulariser (``None``: none)."""
+        if self.engine.regularization is None:
+            return None
+        return make_regularization(self.engine.regularization, strength=self.engine.regularization_strength,
+                                   target_rate=self.engine.target_rate)
 
     # ------------------------------------------------------------------------ ways in
     @classmethod

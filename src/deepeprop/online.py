@@ -42,6 +42,7 @@ from .engines import Engine, Reversed, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
 from .batch_checks import check_batch, check_model
+from .regularization import add_trees, check_regularization, make_regularization, rate_gradients
 from .validation import check_int, check_number, checked, fail
 
 
@@ -94,6 +95,10 @@ class OnlineLearner(eqx.Module):
             ``"reverse"`` or an evaluation object; ``None`` keeps the engine's own). ``"reverse"`` needs
             ``update_every=None``: it starts every window's traces at zero, so with updates during the sequence
             it would not compute the online rule (it is refused; use ``"chunked"``, which keeps the traces).
+        regularization: an optional firing-rate penalty (:class:`~deepeprop.RateRegularization`,
+            :class:`~deepeprop.RunningRateRegularization`, or ``"simple"`` / ``"running"``), per update window (the
+            sequence, or each ``update_every`` chunk), differentiated by the engine's rule
+            (:mod:`deepeprop.regularization`; its gradient needs the window's hidden states: memory ``O(window)``).
     """
 
     engine: Engine
@@ -101,9 +106,10 @@ class OnlineLearner(eqx.Module):
     loss: Any
     update_every: int | None = eqx.field(static=True, default=None)
     feedback_decay: float = eqx.field(static=True, default=0.0)
+    regularization: Any = None
 
     def __init__(self, engine: Engine | str, optimizer, *, loss="mse", update_every: int | None = None,
-                 feedback_decay: float = 0.0, evaluation=None):
+                 feedback_decay: float = 0.0, evaluation=None, regularization=None):
         if isinstance(engine, str):  # a name is shorthand for make_engine(name)
             engine = make_engine(engine)
         if not isinstance(engine, Engine):
@@ -125,12 +131,16 @@ class OnlineLearner(eqx.Module):
         self.loss = make_loss(loss)
         self.update_every = update_every
         self.feedback_decay = float(feedback_decay)
+        self.regularization = make_regularization(regularization)
+        if self.regularization is not None and engine.regularization_paths is None:
+            check_regularization(self.regularization, None, engine)  # raises: the rule declares no paths
 
     # ------------------------------------------------------------------ state
     def init(self, model: Network) -> LearnerState:
         """The optimizer state of ``model``'s trainable parameters, and the initial feedback matrices."""
         check_model(model)
         self.engine.check_model(model)
+        check_regularization(self.regularization, model, self.engine)
         params = eqx.filter(model, trainable_spec(model))
         feedback = None
         if _uses_adaptive_feedback(self.engine):
@@ -163,8 +173,11 @@ class OnlineLearner(eqx.Module):
     def _chunk(self, model, opt_state, feedback, estate, inputs, targets, mask):
         """Run one chunk, update, reset the accumulated gradients. Traces and network state carry on."""
         estate = self._with_feedback(estate, feedback)
+        s0 = estate.net
         estate, ys, losses = self.engine.sequence(model, estate, inputs, targets, mask, self.loss)
         grads = self.engine.grads(model, estate)
+        if self.regularization is not None:  # the window's firing-rate penalty, through the rule's paths
+            grads = add_trees(grads, rate_gradients(self.regularization, self.engine, model, s0, inputs)[2])
         model, opt_state, feedback = self.apply_grads(model, opt_state, feedback, grads)
         estate = self.engine.reset_grads(model, estate)
         return model, opt_state, feedback, estate, ys, losses

@@ -58,7 +58,7 @@ def build(config: TrainConfig):
     optimizer = optax.adam(config.optimizer.lr) if config.optimizer.name == "adam" else optax.sgd(config.optimizer.lr)
     adaptive = getattr(engine, "feedback", None) == "adaptive"
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config.engine.update_every,
-                            evaluation=config.engine.evaluation,
+                            evaluation=config.engine.evaluation, regularization=config.make_regularization(),
                             feedback_decay=config.engine.feedback_decay if adaptive else 0.0)
     return task, model, learner
 

@@ -134,6 +134,15 @@ FLAGS = {
                                     "symmetric)")),
     "feedback_decay": ("--feedback-decay", dict(type=float, help="adaptive feedback: weight decay of W_out and "
                                                 "B_out per update")),
+    "regularization": ("--regularization", dict(help=lambda: "firing-rate regularisation of the spiking hidden "
+                                                "layers toward --target-rate: "
+                                                f"{_registry('.regularization', 'REGULARIZATIONS')()} (Bellec et "
+                                                "al.'s two forms; default: none)")),
+    "regularization_strength": ("--regularization-strength", dict(type=float, help="weight of the firing-rate "
+                                                                  "penalty (Bellec's reg_f times the number of "
+                                                                  "loss steps)")),
+    "target_rate": ("--target-rate", dict(type=float, help="target firing rate in spikes per time step (0.01 = "
+                                          "10 Hz with 1 ms steps)")),
     "seed": ("--seed", dict(type=int, help="model and data seed")),
     "eval_every": ("--eval-every", dict(type=int, help="evaluate and checkpoint every N iterations")),
     "eval_batch_size": ("--eval-batch-size", dict(type=int, help="test batch of generated tasks")),

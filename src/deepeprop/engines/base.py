@@ -43,6 +43,7 @@ from ..network import Layer, Network
 from ..neurons import has_reset_choice, with_detach_reset
 from .costs import cost
 from .evaluation import Chunked, Evaluation, Reverse, Step
+from .paths import Paths
 
 
 class EngineState(eqx.Module):
@@ -232,6 +233,9 @@ class Engine(eqx.Module):
     # The rule's reset choice for neurons that leave it to the rule (detach_reset=None): True drops the reset
     # path (the e-prop family), False keeps it (the network as it runs: bptt, rtrl, and plain autodiff).
     reset_default: ClassVar[bool] = False
+    # The derivative paths through which the rule differentiates a loss on the hidden outputs (firing-rate
+    # regularisation; deepeprop.engines.paths): None for a rule that declares none (regularisation refused).
+    regularization_paths: ClassVar[Paths | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from . import paths
 from .base import Engine, EngineState
 from .evaluation import Reverse
 
@@ -30,6 +31,7 @@ class BPTT(Engine):
     """
 
     name = "bptt"
+    regularization_paths = paths.EXACT  # a loss on hidden outputs: deepeprop.engines.paths
     exact = True
     online = False
     evaluations = (Reverse,)  # BPTT is the reverse evaluation of the exact rule (RTRL is its step form)

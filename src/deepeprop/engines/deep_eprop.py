@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from ..validation import check_bool, check_int
+from . import paths
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
 from .chunks import run_chunked
 from .evaluation import Chunked, Reverse, Step
@@ -68,6 +69,7 @@ class DeepEProp(Engine):
     """
 
     name = "deep_eprop"
+    regularization_paths = paths.DEEP  # a loss on hidden outputs: deepeprop.engines.paths
     exact_elementwise = True
     evaluations = (Step, Chunked, Reverse)
     factorize: bool = eqx.field(static=True, default=True)  # False: never factorise the first hop

@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 
 from ..validation import check_int
+from . import paths
 from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .chunks import ChunkedEngine, contract_batch_major, filter_backwards
 from .eprop import check_readout_leak
@@ -85,6 +86,7 @@ class FactoredDeepEProp(ChunkedEngine):
     """
 
     name = "deep_eprop_factored"
+    regularization_paths = paths.DEEP  # a loss on hidden outputs: deepeprop.engines.paths
     chunk_size: int = eqx.field(static=True, default=64)
     reset_default = True  # drops the reset path, as e-prop (detach_reset=None: this)
     detach_reset: bool | None = eqx.field(static=True, default=None)

@@ -91,6 +91,7 @@ import jax
 import jax.numpy as jnp
 
 from ..validation import check_bool, check_choice, check_int
+from . import paths
 from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .chunks import ChunkedEngine, contract_batch_major, filter_backwards, run_in_chunks
 from .evaluation import Chunked, Reverse, Step
@@ -159,6 +160,7 @@ class EProp(ChunkedEngine):
     """
 
     name = "eprop"
+    regularization_paths = paths.LOCAL  # a loss on hidden outputs: deepeprop.engines.paths
     evaluations = (Step, Chunked, Reverse)
     # whether a hidden layer's eligibility carries on in time through its own Jacobian (False: the immediate
     # engine, eligibility = this step's derivative only)

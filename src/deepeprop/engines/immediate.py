@@ -34,10 +34,12 @@ from typing import ClassVar
 
 import equinox as eqx
 
+from . import paths
 from .eprop import EProp
 
 
 class Immediate(EProp):
     name = "immediate"
+    regularization_paths = paths.INSTANT  # a loss on hidden outputs: deepeprop.engines.paths
     carries_eligibility: ClassVar[bool] = False
     readout_filter: bool = eqx.field(static=True, default=False)

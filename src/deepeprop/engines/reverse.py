@@ -30,6 +30,10 @@ class Reversed(Engine):
     def evaluation(self):
         return Reverse()
 
+    @property
+    def regularization_paths(self):
+        return self.rule.regularization_paths
+
     def check_model(self, model):
         self.rule.check_model(model)
 

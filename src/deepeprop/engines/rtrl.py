@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from ..validation import check_int
+from . import paths
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
 from .traces import apply_block, error_contract, immediate, project_state
 
@@ -45,6 +46,7 @@ class RTRL(Engine):
     """
 
     name = "rtrl"
+    regularization_paths = paths.EXACT  # a loss on hidden outputs: deepeprop.engines.paths
     exact = True
     max_trace_elements: int = eqx.field(static=True, default=50_000_000)
     detach_reset: bool | None = eqx.field(static=True, default=None)  # None: keep (reset_default)
