@@ -19,7 +19,6 @@ code written against the dictionaries of earlier versions; the training path rea
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import inspect
@@ -34,6 +33,7 @@ import optax
 
 from .architecture import (layer_sizes, neuron_names, per_layer_flag, per_layer_number, per_layer_options,
                            recurrences, residual_edges, skip_edges)
+from .config_sources import explicit_options, load_toml
 from .engines import ENGINES, make_engine, make_evaluation
 from .engines.eprop import FEEDBACKS
 from .errors import UsageError, usage_errors
@@ -42,6 +42,7 @@ from .neurons import NEURONS
 from .online import OnlineLearner
 from .regularization import REGULARIZATIONS, make_regularization
 from .tasks import TASKS, get_task
+from .validation import check_choice, check_number
 
 DATA_STRIDE = 1_000_003  # batch seed of iteration i: seed * DATA_STRIDE + i
 OPTIMIZERS = ("adam", "sgd")
@@ -65,21 +66,20 @@ def _frozen(table: Mapping) -> Mapping:
 
 
 def _check_int(key: str, value, minimum: int) -> int:
+    # (not validation.check_int: its "a positive int" would change the wording these flags have always had)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{flag(key)} must be an int >= {minimum}, got {value!r}")
     return value
 
 
 def _check_positive(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{flag(key)} must be a finite number > 0, got {value!r}")
-    return float(value)
+    with usage_errors():
+        return check_number(flag(key), value, minimum=0, exclusive_minimum=True)
 
 
 def _check_choice(key: str, value, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise UsageError(f"{flag(key)} must be one of {sorted(choices)}, got {value!r}")
-    return value
+    with usage_errors():
+        return check_choice(flag(key), value, sorted(choices))
 
 
 def _check_table(value, what: str) -> Mapping:
@@ -110,8 +110,7 @@ class RunConfig(_Section):
     devices: int = option(1, resumable=True)  # split the batch over this many devices (deepeprop.parallel)
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise UsageError(f"--task must be one of {sorted(TASKS)}, got {self.task!r}")
+        _check_choice("task", self.task, TASKS)
         for key, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
                              ("seed", 0), ("devices", 1)):
             _check_int(key, getattr(self, key), minimum)
@@ -338,7 +337,7 @@ class TrainConfig(Mapping):
     @classmethod
     def resolve(cls, explicit: Mapping, config_file: str | None = None) -> "TrainConfig":
         """Defaults, then the TOML file, then the explicitly given options (task options merged)."""
-        values = load_toml(config_file) if config_file else {}
+        values = load_toml(config_file, DEFAULTS) if config_file else {}
         explicit = dict(explicit)
         options = {**values.get("task_options", {}), **explicit.pop("task_options", {})}
         values.update(explicit)
@@ -352,7 +351,7 @@ class TrainConfig(Mapping):
     @classmethod
     def from_args(cls, args) -> "TrainConfig":
         """The config of parsed ``deepeprop train`` flags (only those given count; ``--config`` below them)."""
-        return cls.resolve(explicit_options(args), getattr(args, "config", None))
+        return cls.resolve(explicit_options(args, DEFAULTS), getattr(args, "config", None))
 
     def replace(self, **values) -> "TrainConfig":
         """This config with some flat options changed (checked again)."""
@@ -442,63 +441,3 @@ def upgrade(saved: Mapping, **current) -> TrainConfig:
                                if section == "model" and key in values})
         values["neuron_options"] = list(explicit_reset(model, missing_means=False))
     return TrainConfig.from_dict(values)
-
-
-# ---------------------------------------------------------------------------- TOML and the command line
-def parse_value(text: str):
-    """An option value from the command line: int, float, bool, None, list, or else the string."""
-    lowered = text.strip().lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_options(items, flag_name: str = "--task-option") -> dict:
-    """``["delay_steps=20", "n_cues=3"]`` -> ``{"delay_steps": 20, "n_cues": 3}``."""
-    options = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UsageError(f"{flag_name} must look like NAME=VALUE (e.g. delay_steps=20), got {item!r}")
-        name, value = item.split("=", 1)
-        options[name.strip()] = parse_value(value)
-    return options
-
-
-def load_toml(path: str) -> dict:
-    """The options of a TOML config file (keys as in :data:`DEFAULTS`; ``[task]`` or ``[task_options]`` table)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"--config: no such file {path!r}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"--config: {path} is not valid TOML: {err}") from None
-    data = {key.replace("-", "_"): value for key, value in data.items()}
-    if isinstance(data.get("task"), dict):  # [task] name = "...", other keys are task options
-        table = dict(data.pop("task"))
-        if "name" in table:
-            data["task"] = table.pop("name")
-        data["task_options"] = {**table, **data.get("task_options", {})}
-    unknown = sorted(set(data) - set(DEFAULTS))
-    if unknown:
-        raise UsageError(f"--config: unknown key(s) {unknown} in {path}; valid keys: {sorted(DEFAULTS)}")
-    return data
-
-
-def explicit_options(args) -> dict:
-    """The options given explicitly on the command line (argparse's defaults are SUPPRESS), by flat key."""
-    given = {name: getattr(args, name) for name in DEFAULTS if hasattr(args, name)}
-    for attribute, key in (("task_option", "task_options"), ("method_option", "method_options"),
-                           ("neuron_option", "neuron_options")):
-        if getattr(args, attribute, None):
-            given[key] = parse_options(getattr(args, attribute), flag(attribute))
-    return given

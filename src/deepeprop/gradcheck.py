@@ -14,11 +14,9 @@ import numpy as np
 
 from .api import gradients
 from .engines import ENGINES, make_engine
-from .network import DTYPES, READOUTS, RECURRENCES, DeepRNN
-from .neurons import NEURONS
+from .network import DTYPES, DeepRNN
 from .architecture import is_rate_model, layer_sizes, neuron_names, recurrences, residual_edges, skip_edges
 from .errors import UsageError, usage_errors
-from .registry import names
 
 
 def layer_vectors(grads) -> list:
@@ -154,45 +152,6 @@ def format_table(result: dict) -> str:
             rel = "n/a" if row["relative_error"] is None else f"{row['relative_error']:.3e}"
             lines.append(f"{method:<21}{name:<10}{cosine:>12}{rel:>14}")
     return "\n".join(lines)
-
-
-def _choice_list(choices):
-    """An argparse type: one choice or a comma-separated list of them (argparse's wording for a bad one)."""
-    import argparse
-
-    def parse(text: str) -> str:
-        for part in text.split(","):
-            if part.strip() not in choices:
-                raise argparse.ArgumentTypeError(f"invalid choice: {part.strip()!r} (choose from "
-                                                 f"{', '.join(choices)}, or a comma-separated list of them)")
-        return text
-
-    return parse
-
-
-def register(subparsers) -> None:
-    from .losses import LOSSES
-
-    parser = subparsers.add_parser("gradcheck", help="compare every gradient engine with BPTT, per layer",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--neuron", type=_choice_list(NEURONS), default="lif",
-                        help=f"neuron model: {names(NEURONS)}, or one per layer comma-separated (e.g. lif,alif,leaky)")
-    parser.add_argument("--recurrence", type=_choice_list(RECURRENCES), default="dense",
-                        help=f"{names(RECURRENCES)}, or one per layer comma-separated")
-    parser.add_argument("--skip", default="", help="extra same-time edges I:J, comma-separated (0 = input, "
-                        "L+1 = readout), e.g. 1:3,0:2")
-    parser.add_argument("--residual", default="", help="fixed identity edges I:J (equal widths), e.g. 2:3,0:3")
-    parser.add_argument("--hidden", default="16,16,16", help="hidden layer sizes, comma-separated")
-    parser.add_argument("--readout", choices=READOUTS, default="leaky", help="readout of the network")
-    parser.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="per-step loss")
-    parser.add_argument("--steps", type=int, default=50, help="sequence length T")
-    parser.add_argument("--batch", type=int, default=4, help="sequences in the batch")
-    parser.add_argument("--seed", type=int, default=0, help="model, input and target seed")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64", help="floating-point type")
-    parser.add_argument("--methods", default=None, help="engines to check against bptt, comma-separated, among "
-                        f"{names([m for m in ENGINES if m != 'bptt'])} (default: all)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    parser.set_defaults(func=_main)
 
 
 def _main(args) -> int:

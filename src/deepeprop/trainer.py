@@ -164,6 +164,7 @@ class Trainer:
     step (e.g. to inject a NaN)."""
 
     read_every = READ_EVERY
+    overlap = True  # False: wait for each step before making the next batch (the loop of earlier versions)
 
     def __init__(self, config, *, callbacks: tuple[Callback, ...] = (), fault: Callable | None = None):
         self.config = as_config(config)
@@ -269,6 +270,8 @@ class Trainer:
                 state = self.fault(iteration, state)
                 ok = ok & is_finite_tree(state.model)
             pending.append((iteration, values, ok))
+            if not self.overlap:
+                jax.block_until_ready(values)
             evaluate = iteration % eval_every == 0 or iteration == total
             # the next batch, made on the host while the device runs this step
             batch = (parallel.shard_batch(train_batch(task, config, iteration + 1, model.dtype), mesh)

@@ -91,31 +91,6 @@ def read_json(path: str):
         return json.load(handle)
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "experiment", help="run the alignment and learning experiments and build the results report",
-        description=__doc__.split("\n\n")[0] + " See docs/results.md.")
-    inner = parser.add_subparsers(dest="experiment", required=True)
-    for name, help_text in (("alignment", "per-layer cosine and norm ratio of every engine's gradient to BPTT's"),
-                            ("learning", "budget-matched online training of every method on every task"),
-                            ("report", "build the results report (Markdown + PNG) from the experiments' JSON")):
-        sub = inner.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--quick", action="store_true", help="the tiny [quick] variant (CI), under OUT/quick")
-        sub.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
-        if name != "report":
-            sub.add_argument("--config", default=None, help=f"TOML file replacing the built-in {name}.toml")
-            sub.add_argument("--no-progress", action="store_true", help="no progress bar")
-        if name == "learning":
-            sub.add_argument("--tasks", default=None, help="comma-separated task names of the config (default all)")
-            sub.add_argument("--methods", default=None, help="comma-separated methods (default the config's)")
-        if name == "report":
-            sub.add_argument("--report", default=None, help="Markdown file to write (default docs/results.md; "
-                             "with --quick OUT/quick/results.md)")
-            sub.add_argument("--figures", default=None, help="folder of the PNG figures (default beside the report, "
-                             "in figures/)")
-        sub.set_defaults(func=_main)
-
-
 def compilation_cache(folder: str) -> None:
     """Keep compiled programs on disk under ``folder``: runs that differ only in seed compile once."""
     import jax
