@@ -194,3 +194,108 @@ def test_spyx_runs_our_export_to_the_same_spikes(tmp_path):
     np.testing.assert_array_equal(v1 > 0.6, np.asarray(z1))  # the same spikes (threshold 0.6, deepeprop's default)
     np.testing.assert_array_equal(v2[1:] > 0.6, np.asarray(z2[:-1]))
     np.testing.assert_allclose(np.asarray(out[2:]), np.asarray(y[:-2]), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- conventions of the torch libraries
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("kind", ["feedforward", "recurrent", "recurrent_diagonal"])
+def test_graphs_written_by_snntorch_run_to_snntorchs_spikes(kind):
+    """Graphs snnTorch 1.0.0's export_to_nir wrote (Leaky layers; RLeaky with dense and with diagonal V), with the
+    spikes snnTorch ran them to (tests/data, written by tests/test_nir_peers.py): snnTorch steps with Euler at a
+    fixed dt = 1e-4 and its Leaky's default reset is ours (subtraction, at the next step)."""
+    graph = nir.read(DATA / f"snntorch_{kind}.nir")
+    with np.load(DATA / f"snntorch_{kind}.npz") as stored:
+        x, output = stored["x"], stored["output"]
+        spikes = [stored[f"spikes_{i}"] for i in range(sum(k.startswith("spikes_") for k in stored.files))]
+    model = dp.from_nir(graph, dt=1e-4, discretisation="euler")  # the dtype comes from the graph
+    assert model.dtype == jnp.float64
+    assert [n.recurrence for n in model.nodes] == {"feedforward": ["none"] * 3, "recurrent": ["dense", "none"],
+                                                   "recurrent_diagonal": ["diagonal", "none"]}[kind]
+    _, y, zs = model.run(jnp.asarray(x), record=True)
+    assert len(zs) == len(spikes) and all(0.05 < float(np.mean(s)) < 0.95 for s in spikes)
+    for ours, theirs in zip(zs, spikes):
+        np.testing.assert_array_equal(np.asarray(ours), theirs)
+    np.testing.assert_allclose(np.asarray(y), output, rtol=1e-12, atol=1e-12)
+    # read at our usual dt the leak is wrong: refused when it leaves (0, 1), and the error names snnTorch's dt
+    if kind == "recurrent":  # beta = 0.85: 1 - 1e-3/tau = -0.5
+        with pytest.raises(ValueError, match=r"outside \(0, 1\) at dt=0.001; its r = tau/dt holds for dt=0.0001"):
+            dp.from_nir(graph, dt=1e-3, discretisation="euler")
+
+
+@pytest.mark.parametrize("name", ["chain, dense recurrence, leaky readout", "a DAG with a residual edge"])
+def test_the_input_gain_folded_into_the_weights_runs_the_same_network(name):
+    """``gain="weights"`` (for simulators that ignore a LIF's r, norse 1.1.0): r = 1 and every weight and bias into
+    a node times 1/(1 - a) (a residual edge gets a Linear of its own); read back, the same network."""
+    model = MODELS[name]()
+    model = eqx.tree_at(lambda m: [n.b for n in m.nodes], model,  # biases too are scaled
+                        [0.05 * jnp.arange(n.b.shape[0], dtype=jnp.float64) for n in model.nodes])
+    graph = dp.to_nir(model, dt=DT, discretisation="euler", gain="weights")
+    plain = dp.to_nir(model, dt=DT, discretisation="euler")
+    a = np.asarray(model.layers[0].neuron.decay)
+    np.testing.assert_array_equal(graph.nodes["layer1"].r, 1.0)
+    np.testing.assert_allclose(graph.nodes["layer1.from_input"].weight,
+                               plain.nodes["layer1.from_input"].weight / (1 - a), rtol=1e-12)
+    back = dp.from_nir(graph, dt=DT)
+    assert back.dtype == jnp.float64 and back.edges == model.edges
+    assert [n.recurrence for n in back.nodes] == [n.recurrence for n in model.nodes]
+    x = _inputs(model.n_in)
+    _, y, zs = model.run(x, record=True)
+    _, y_back, zs_back = back.run(x, record=True)
+    assert all(bool(jnp.array_equal(p, q)) for p, q in zip(zs, zs_back))
+    np.testing.assert_allclose(np.asarray(y_back), np.asarray(y), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="gain must be one of"):
+        dp.to_nir(model, dt=DT, gain="current")
+
+
+def test_the_dtype_comes_from_the_graph_or_must_be_named():
+    model32 = dp.DeepRNN(3, [4], 2, neuron="lif", recurrence="diagonal", key=KEY, dtype=jnp.float32)
+    assert dp.from_nir(dp.to_nir(model32, dt=DT), dt=DT).dtype == jnp.float32  # ours: recorded in the metadata
+    assert dp.from_nir(dp.to_nir(model32, dt=DT), dt=DT, dtype=jnp.float64).dtype == jnp.float64  # or chosen
+
+    def foreign(weight_dtype, neuron_dtype):
+        lif = nir.LIF(tau=np.full(4, 0.02, neuron_dtype), r=np.full(4, 20.0, neuron_dtype),
+                      v_leak=np.zeros(4, neuron_dtype), v_threshold=np.ones(4, neuron_dtype))
+        return nir.NIRGraph(nodes={"input": nir.Input(np.array([3])), "fc": nir.Linear(np.ones((4, 3), weight_dtype)),
+                                   "lif": lif, "output": nir.Output(np.array([4]))},
+                            edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+
+    assert dp.from_nir(foreign(np.float32, np.float32), dt=DT).dtype == jnp.float32  # as snnTorch writes float32
+    assert dp.from_nir(foreign(np.float64, np.float64), dt=DT).dtype == jnp.float64
+    with pytest.raises(ValueError, match=r"arrays in \['float32', 'float64'\]: pass dtype=jnp.float32 or"):
+        dp.from_nir(foreign(np.float32, np.float64), dt=DT)
+    assert dp.from_nir(foreign(np.float32, np.float64), dt=DT, dtype=jnp.float32).dtype == jnp.float32
+    if hasattr(jax, "enable_x64"):
+        x64_off = jax.enable_x64(False)
+    else:  # older JAX
+        from jax.experimental import disable_x64
+
+        x64_off = disable_x64()
+    with x64_off:
+        with pytest.raises(ValueError, match="the graph's arrays are float64 .* needs jax_enable_x64"):
+            dp.from_nir(foreign(np.float64, np.float64), dt=DT)
+
+
+def test_diagonal_recurrence_is_written_as_a_marked_linear_and_read_from_either_form():
+    """nirtorch (snnTorch, norse) has no map for ``nir.Scale``: a diagonal recurrence is written as a Linear of its
+    diagonal, marked; snnTorch writes RLeaky's V the same way, unmarked, and a Scale is read too."""
+    model = dp.DeepRNN(3, [4], 2, neuron="lif", recurrence="diagonal", key=KEY, dtype=jnp.float64, input_gain=3.0)
+    graph = dp.to_nir(model, dt=DT, discretisation="euler")
+    w = graph.nodes["layer1.recurrent"]
+    assert isinstance(w, nir.Linear) and w.metadata["recurrence"] == "diagonal"
+    np.testing.assert_array_equal(w.weight, np.diag(np.asarray(model.layers[0].W)))
+    # our dense recurrence stays dense even where its matrix happens to be diagonal
+    dense = dp.DeepRNN(3, [4], 2, neuron="lif", recurrence="dense", key=KEY, dtype=jnp.float64)
+    dense = eqx.tree_at(lambda m: m.layers[0].W, dense, jnp.diag(jnp.arange(1.0, 5.0) / 10))
+    assert dp.from_nir(dp.to_nir(dense, dt=DT), dt=DT).layers[0].recurrence == "dense"
+    x = _inputs(3)
+    _, _, (z,) = model.run(x, record=True)
+    for form in ("unmarked linear", "scale"):
+        nodes = dict(graph.nodes)
+        nodes["layer1.recurrent"] = (nir.Linear(weight=np.asarray(w.weight)) if form == "unmarked linear"
+                                     else nir.Scale(scale=np.asarray(model.layers[0].W)))
+        foreign = nir.NIRGraph(nodes=nodes, edges=graph.edges)  # no deepeprop metadata: another tool's graph
+        back = dp.from_nir(foreign, dt=DT, discretisation="euler")
+        assert back.layers[0].recurrence == "diagonal", form
+        np.testing.assert_array_equal(np.asarray(back.run(x, record=True)[2][0]), np.asarray(z))

@@ -9,7 +9,10 @@
 edges go straight into ``nir.Output``, which sums them. Each trained edge ``U_{k<-j}`` becomes ``nir.Linear``
 (the node's bias ``b_k`` rides on its first edge, which is then ``nir.Affine``); a residual (identity) edge is a
 plain NIR edge; within-node recurrence is a cycle through the node: dense ``W`` -> ``nir.Linear``, diagonal ``W``
--> ``nir.Scale``. Skip edges and any DAG of nodes map edge for edge. NIR node names: ``input``, ``layer1`` ..
+-> ``nir.Linear`` of ``diag(W)`` marked ``recurrence="diagonal"`` in its metadata (as snnTorch writes RLeaky's
+``V``; nirtorch, which snnTorch and norse import through, has no ``nir.Scale``; a Scale is still read, and so is an
+unmarked, exactly diagonal recurrent Linear from another tool). Skip edges and any DAG of nodes map edge for
+edge. NIR node names: ``input``, ``layer1`` ..
 ``layerL``, ``readout``, ``output``, and ``layer2.from_layer1``, ``layer1.recurrent`` for the weights.
 
 **Time.** Our models are discrete-time: per step ``v[t] = a*v[t-1] + I[t]`` with ``a = exp(-1/tau)``, ``tau`` in
@@ -28,10 +31,22 @@ The two differ by ``O(1/tau^2)`` per step (``a = exp(-1/tau)`` against ``1 - 1/t
 graph's metadata records ``dt`` and ``discretisation``; :func:`from_nir` reads the discretisation from there
 when the graph came from deepeprop, and checks that ``dt`` agrees.
 
+**Input gain.** The ODE scales its input current by ``dt/tau_nir`` (``1 - a`` under Euler); our step adds it
+whole. ``gain="r"`` (default) writes the factor back as the neuron's ``r = 1/(1 - a)`` (``= tau_nir/dt`` under
+Euler, snnTorch's convention) and the weights as trained; ``gain="weights"`` writes ``r = 1`` and multiplies every
+weight and bias into the node by ``1/(1 - a)``, for simulators that ignore ``r`` (norse 1.1.0).
+
+**dtype.** :func:`from_nir` builds the model in the dtype deepeprop wrote the graph in (recorded in its metadata),
+else in the one the graph's arrays share (snnTorch writes float32), and asks for ``dtype`` when they are mixed.
+
 **Spikes and reset.** Our LIF spikes when ``v[t] > thr`` and resets *by subtraction* at the next step
-(``v[t+1] = a*v[t] + I[t+1] - thr*z[t]``), as Spyx and snnTorch run a NIR ``LIF``; NIR's own definition resets
-to ``v_reset``. The export writes ``v_reset = 0`` and ``reset = "subtract"`` in the node's metadata; the import
-reads every LIF as resetting by subtraction and refuses a ``v_reset`` other than 0. Simulators also differ in
+(``v[t+1] = a*v[t] + I[t+1] - thr*z[t]``), as Spyx runs a NIR ``LIF`` and as snnTorch's ``Leaky`` and ``RLeaky``
+run with their default reset; NIR's own definition resets to ``v_reset`` at once, and so do snnTorch's
+``import_from_nir`` and norse's ``from_nir``. The export writes ``v_reset = 0`` and ``reset = "subtract"`` in the
+node's metadata; the import reads every LIF as resetting by subtraction (right for graphs snnTorch writes from its
+default neurons) and refuses a ``v_reset`` other than 0. In discrete time the two resets differ after a neuron's
+first spike (``docs/concepts/nir.md`` gives the numbers). snnTorch and norse see a spike downstream in the step
+it is emitted, as we do. Simulators also differ in
 when a spike is seen downstream: Spyx emits a layer's spike one step after ours (its layer ``l`` lags ours by
 ``l`` steps; the test shows the rest is identical).
 
@@ -50,6 +65,7 @@ import math
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -57,6 +73,7 @@ from .network import Layer, Network, Projection, resolve_dtype
 from .neurons import LIF, SURROGATES, AbstractNeuron, Integrator
 
 DISCRETISATIONS = ("exact", "euler")
+GAINS = ("r", "weights")
 PRODUCER = "deepeprop"
 
 
@@ -123,6 +140,15 @@ def _node_names(model: Network) -> list[str]:
     return ["input"] + [f"layer{k}" for k in range(1, len(model.nodes))] + ["readout"]
 
 
+def _input_gain(neuron: AbstractNeuron) -> np.ndarray | None:
+    """``1/(1 - a)`` per neuron, NIR's ``r`` for our ``v <- a v + I``; ``None`` for a linear readout."""
+    if isinstance(neuron, Integrator):
+        return None if neuron.decay == 0.0 else np.full((neuron.size,), 1.0 / (1.0 - neuron.decay))
+    if type(neuron) is LIF:
+        return 1.0 / (1.0 - np.broadcast_to(np.asarray(neuron.decay, dtype=np.float64), (neuron.size,)))
+    return None
+
+
 def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisation: str, is_readout: bool):
     """The NIR neuron node of one of our neuron models, or ``None`` for a linear readout."""
     n = neuron.size
@@ -149,7 +175,7 @@ def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisa
                      "NIR export covers LIF layers and Integrator (leaky or linear) readouts")
 
 
-def to_nir(model: Network, *, dt: float, discretisation: str = "exact"):
+def to_nir(model: Network, *, dt: float, discretisation: str = "exact", gain: str = "r"):
     """Write a network as a NIR graph (see the module docstring for the mapping).
 
     Args:
@@ -157,6 +183,10 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact"):
         dt: the time step one of our steps stands for, in the unit of NIR's time constants (e.g. ``1e-3`` s).
         discretisation: how NIR's continuous time constants are set: ``"exact"`` (``tau_nir = tau * dt``, the
             ODE's exact solution per step) or ``"euler"`` (``tau_nir = dt / (1 - a)``, for Euler simulators).
+        gain: where the input gain ``1/(1 - a)`` of a neuron node goes (the continuous-time ODE scales its input
+            current by ``dt/tau_nir``; our step adds it whole): ``"r"`` (default) writes it as the node's ``r``
+            and the weights as trained; ``"weights"`` writes ``r = 1`` and multiplies every weight and bias into
+            the node by it, for simulators that ignore ``r`` (norse 1.1.0). Both run the same network.
 
     Returns:
         A ``nir.NIRGraph`` with nodes ``input`` (shape ``(n_in,)``), ``layer1`` .. ``layerL``, ``readout`` (when the
@@ -171,6 +201,8 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact"):
         raise ValueError(f"model must be a deepeprop.Network (DeepRNN or build_network), got {type(model).__name__}")
     dt = _check_dt(dt)
     discretisation = _check_discretisation(discretisation)
+    if gain not in GAINS:
+        raise ValueError(f"gain must be one of {GAINS}, got {gain!r}")
     names = _node_names(model)
     count = len(model.nodes)
     np_dtype = np.dtype(model.dtype)
@@ -180,19 +212,31 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact"):
     for k, node in enumerate(model.nodes, start=1):
         name = names[k]
         neuron = _neuron_to_nir(nir, node.neuron, name, dt, discretisation, is_readout=k == count)
+        if neuron is not None and gain == "weights":  # the input gain goes into the weights instead (below)
+            neuron.r = np.ones_like(neuron.r)
         target = name if neuron is not None else "output"
         if neuron is not None:
             nodes[name] = neuron
             if k == count:
                 edges.append((name, "output"))
-        bias = np.asarray(node.b, dtype=np_dtype)
+        row = _input_gain(node.neuron) if gain == "weights" else None  # (n,) or None: scales what flows in
+
+        def scale(m, row=row):  # rows of what flows into the node (n, ...) times the gain, under gain="weights"
+            return m if row is None else row.reshape((-1,) + (1,) * (m.ndim - 1)) * m
+
+        bias = np.asarray(scale(np.asarray(node.b, dtype=np.float64)), dtype=np_dtype)
         bias_written = False
         for p in node.inputs:
             source = names[p.source]
             if p.weight is None:  # a residual edge: NIR's edges are identities
-                edges.append((source, target))
+                if row is None:
+                    edges.append((source, target))
+                else:  # the gain needs a node of its own
+                    key = f"{name}.from_{source}"
+                    nodes[key] = nir.Linear(weight=np.diag(row).astype(np_dtype))
+                    edges += [(source, key), (key, target)]
                 continue
-            weight = np.asarray(p.weight, dtype=np_dtype)
+            weight = np.asarray(scale(np.asarray(p.weight, dtype=np.float64)), dtype=np_dtype)
             key = f"{name}.from_{source}"
             if bias_written:
                 nodes[key] = nir.Linear(weight=weight)
@@ -207,14 +251,17 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact"):
         if node.recurrence != "none":
             key = f"{name}.recurrent"
             if node.recurrence == "dense":  # without self-connections W_jj = 0 stays fixed: kept for deepeprop
-                nodes[key] = nir.Linear(weight=np.asarray(node.recurrent_matrix(), dtype=np_dtype),
-                                        metadata={"self_connections": node.self_connections})
-            else:
-                nodes[key] = nir.Scale(scale=np.asarray(node.W, dtype=np_dtype))
+                matrix = scale(np.asarray(node.recurrent_matrix(), dtype=np.float64))
+                nodes[key] = nir.Linear(weight=np.asarray(matrix, dtype=np_dtype),
+                                        metadata={"recurrence": "dense", "self_connections": node.self_connections})
+            else:  # a diagonal as a Linear (snnTorch writes RLeaky's V so; nirtorch has no map for Scale)
+                matrix = np.diag(scale(np.asarray(node.W, dtype=np.float64)))
+                nodes[key] = nir.Linear(weight=np.asarray(matrix, dtype=np_dtype), metadata={"recurrence": "diagonal"})
             edges += [(name, key), (key, name)]
     from . import __version__
 
     metadata = {"source": PRODUCER, "deepeprop_version": __version__, "dt": dt, "discretisation": discretisation,
+                "gain": gain, "dtype": np_dtype.name,
                 "time_constants": "tau_nir = tau_steps * dt" if discretisation == "exact" else "tau_nir = dt / (1 - a)"}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
@@ -274,7 +321,26 @@ def _uniform(values: np.ndarray, what: str) -> float:
     return float(values[0])
 
 
-def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=jnp.float32) -> Network:
+def _graph_dtype(nir, nodes: dict, metadata_dtype) -> Any:
+    """The dtype a graph's arrays are in (deepeprop's own records it in the metadata), for ``from_nir(dtype=None)``;
+    a clear error when they are mixed or not float32/float64."""
+    if metadata_dtype in ("float32", "float64"):
+        return np.dtype(metadata_dtype)
+    found = set()
+    for node in nodes.values():
+        if isinstance(node, (nir.Input, nir.Output)):
+            continue
+        for value in vars(node).values():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                found.add(value.dtype.name)
+    if len(found) == 1 and found <= {"float32", "float64"}:
+        return np.dtype(found.pop())
+    what = f"arrays in {sorted(found)}" if found else "no float arrays"
+    raise ValueError(f"dtype=None reads the model's dtype from the graph, but it has {what}: "
+                     "pass dtype=jnp.float32 or dtype=jnp.float64")
+
+
+def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=None) -> Network:
     """Read a NIR graph as a network (the inverse of :func:`to_nir`; see the module docstring).
 
     Args:
@@ -283,7 +349,9 @@ def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=jnp.f
         dt: the time step of one of our steps, in the unit of the graph's time constants.
         discretisation: ``"exact"`` or ``"euler"`` (see :func:`to_nir`); ``None`` takes the graph's own when
             deepeprop wrote it, else ``"exact"``.
-        dtype: ``jnp.float32`` or ``jnp.float64`` (the latter needs ``jax_enable_x64``).
+        dtype: ``jnp.float32`` or ``jnp.float64`` (the latter needs ``jax_enable_x64``); ``None`` (default) takes
+            the graph's: the one deepeprop wrote it in, else the dtype its arrays share (snnTorch writes float32;
+            a ``ValueError`` asks for ``dtype`` when they are mixed).
 
     Returns:
         A :class:`~deepeprop.Network`: nodes in topological order, an Integrator readout (leaky when the Output is
@@ -298,7 +366,6 @@ def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=jnp.f
     if not isinstance(graph, nir.NIRGraph):
         raise ValueError(f"graph must be a nir.NIRGraph (e.g. nir.read(path)), got {type(graph).__name__}")
     dt = _check_dt(dt)
-    dtype = resolve_dtype(dtype)
     produced_here = _meta(graph, "source") == PRODUCER
     if discretisation is None:
         discretisation = _meta(graph, "discretisation", "exact") if produced_here else "exact"
@@ -307,6 +374,12 @@ def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=jnp.f
         raise ValueError(f"dt={dt} differs from the dt={_meta(graph, 'dt')} the graph was written with")
 
     nodes, edges = _inline(nir, graph.nodes, graph.edges)
+    if dtype is None:
+        dtype = _graph_dtype(nir, nodes, _meta(graph, "dtype") if produced_here else None)
+        if dtype == np.float64 and not jax.config.jax_enable_x64:
+            raise ValueError("the graph's arrays are float64 and dtype=None reads the model in float64, which needs "
+                             "jax_enable_x64 (jax.config.update('jax_enable_x64', True)); or pass dtype=jnp.float32")
+    dtype = resolve_dtype(dtype)
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -414,7 +487,13 @@ def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=jnp.f
             parts = groups[source]
             if source == key:  # recurrence through the node itself
                 matrix = sum(np.eye(n) if m is None else m for m, _ in parts) * gain[:, None]
-                if all(d for _, d in parts):
+                w_node = nodes[recurrent_keys[key]] if recurrent_keys.get(key) is not None else None
+                marked = _meta(w_node, "recurrence") if w_node is not None else None
+                # diagonal: Scale nodes, our own export's mark, or (a graph from elsewhere) an exactly diagonal
+                # matrix, as snnTorch writes RLeaky(all_to_all=False) and reads it back
+                is_diagonal = marked == "diagonal" or (marked is None and not produced_here
+                                                       and np.array_equal(matrix, np.diag(np.diagonal(matrix))))
+                if all(d for _, d in parts) or is_diagonal:
                     W, recurrence = np.diagonal(matrix).copy(), "diagonal"
                 else:
                     W, recurrence = matrix, "dense"
@@ -451,6 +530,17 @@ def _topological(keys: list[str], parents: dict[str, set]) -> list[str]:
     return order
 
 
+def _dt_hint(node, tau: np.ndarray) -> str:
+    """The time step a graph was probably written for: ``tau / r`` when ``r = tau/dt`` (the unit-gain Euler
+    convention of snnTorch, Spyx and our ``discretisation="euler"``), to name in an error."""
+    r = np.broadcast_to(np.asarray(node.r, dtype=np.float64), tau.shape)
+    ratio = tau / r
+    if np.all(np.isfinite(ratio)) and np.allclose(ratio, ratio[0], rtol=1e-6) and ratio[0] > 0:
+        return (f"; its r = tau/dt holds for dt={ratio[0]:.6g} with discretisation='euler' "
+                "(snnTorch writes its graphs for dt=1e-4)")
+    return ""
+
+
 def _neuron_from_nir(node, key: str, dt: float, discretisation: str, dtype):
     """``(neuron, gain (n,), offset (n,))``: our neuron for a NIR neuron node, the factor its input current
     is scaled by (``(1 - a) r``) and the constant it adds per step (``(1 - a) v_leak``)."""
@@ -460,7 +550,8 @@ def _neuron_from_nir(node, key: str, dt: float, discretisation: str, dtype):
         n = tau.size
         a = decay_from_nir(tau, dt, discretisation)
         if np.any(a <= 0) or np.any(a >= 1):
-            raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}")
+            raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}"
+                             + _dt_hint(node, tau))
         decay = _uniform(a, f"NIR node {key!r}: the LI time constant")
         neuron = Integrator(n, decay=decay)
         r, v_leak = _vector(node.r, n, f"{key}.r"), _vector(node.v_leak, n, f"{key}.v_leak")
@@ -481,7 +572,8 @@ def _neuron_from_nir(node, key: str, dt: float, discretisation: str, dtype):
         w_in = np.ones(n)
     a = decay_from_nir(tau, dt, discretisation)
     if np.any(a <= 0) or np.any(a >= 1):
-        raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}")
+        raise ValueError(f"NIR node {key!r}: tau={tau} gives a per-step leak outside (0, 1) at dt={dt}"
+                         + _dt_hint(node, tau))
     threshold = _uniform(_vector(node.v_threshold, n, f"{key}.v_threshold"), f"NIR node {key!r}: v_threshold")
     if threshold <= 0:
         raise ValueError(f"NIR node {key!r}: v_threshold must be > 0, got {threshold}")

@@ -41,9 +41,9 @@ from ..jacobians import LayerStep, linearize
 from ..losses import make_loss
 from ..network import Layer, Network
 from ..neurons import has_reset_choice, with_detach_reset
-from .costs import cost
 from .evaluation import Chunked, Evaluation, Reverse, Step
 from .paths import Paths
+from .plan import Plan
 
 
 class EngineState(eqx.Module):
@@ -258,10 +258,27 @@ class Engine(eqx.Module):
         size = getattr(self, "chunk_size", 1)
         return Chunked(size) if size > 1 else Step()
 
+    def plan(self, model: Network) -> Plan:
+        """The engine's static decisions for ``model`` (:mod:`deepeprop.engines.plan`): computed once per engine and
+        model structure (sizes, classes, static options, shapes of the constants, graph), then read by ``init``,
+        the steps, the chunk contractions and :meth:`cost`."""
+        key = _structure_key(self, model)
+        if key is None:
+            return self._make_plan(model)
+        if key not in _PLANS:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[key] = self._make_plan(model)
+        return _PLANS[key]
+
+    def _make_plan(self, model: Network) -> Plan:
+        """The plan of ``model`` (computed by :meth:`plan`); an engine with structural decisions overrides it."""
+        return Plan()
+
     def cost(self, model: Network, batch: int, T: int = 1) -> tuple[int, int]:
         """``(trace_elements, flops_per_step)`` of this engine and evaluation on ``model`` (its docstring's formula,
-        :mod:`deepeprop.engines.costs`): the numbers carried between steps and the work per step."""
-        return cost(self, model, batch, T, reverse=isinstance(self.evaluation, Reverse))
+        from :meth:`plan`): the numbers carried between steps and the work per step."""
+        return self.plan(model).cost(model, batch, T, reverse=isinstance(self.evaluation, Reverse))
 
     def prepare(self, model: Network) -> Network:
         """``model`` as this rule differentiates it: every neuron with ``detach_reset=None`` set to
@@ -305,6 +322,23 @@ class Engine(eqx.Module):
 
         state, (ys, losses) = jax.lax.scan(body, state, (inputs, targets, mask))
         return state, ys, losses
+
+
+_PLANS: dict = {}  # (engine, model structure) -> Plan
+_MAX_PLANS = 512
+
+
+def _structure_key(engine: Engine, model) -> tuple | None:
+    """What an engine's plan may depend on: the engine (its static fields) and the model's structure with the
+    shapes and dtypes of its arrays; ``None`` when something in it cannot be hashed (the plan is then not kept)."""
+    leaves, treedef = jax.tree_util.tree_flatten(model)
+    shapes = tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x).__name__))) for x in leaves)
+    key = (engine, treedef, shapes)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 _wrap_entry_points(Engine)

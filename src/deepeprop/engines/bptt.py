@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from . import paths
 from .base import Engine, EngineState
 from .evaluation import Reverse
+from .plan import BPTTPlan
 
 
 class BPTT(Engine):
@@ -36,6 +37,9 @@ class BPTT(Engine):
     online = False
     evaluations = (Reverse,)  # BPTT is the reverse evaluation of the exact rule (RTRL is its step form)
     detach_reset: bool | None = eqx.field(static=True, default=None)  # None: keep (reset_default)
+
+    def _make_plan(self, model):
+        return BPTTPlan()
 
     @property
     def evaluation(self):

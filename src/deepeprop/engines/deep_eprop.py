@@ -43,6 +43,7 @@ from . import paths
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
 from .chunks import run_chunked
 from .evaluation import Chunked, Reverse, Step
+from .plan import DeepEPropPlan
 from .surrogate import hybrid_chunk, reverse_gradients
 from .traces import (apply_block, collapse, contract_rows, error_contract, has_constant_own_jacobian, immediate,
                      project_eligibility, project_state, shared_leak)
@@ -83,21 +84,27 @@ class DeepEProp(Engine):
         check_int("chunk_size", self.chunk_size, minimum=1)
         check_int("basis_batch", self.basis_batch, minimum=1)
 
-    def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:
-        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (static structure only)."""
+    def _make_plan(self, model) -> DeepEPropPlan:
+        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (the step form with
+        ``factorize``: ``k`` a child of ``l`` with a shared, state-independent own Jacobian, reached from ``l`` by
+        one edge only); static structure only."""
         graph = model.graph
-        out = []
+        hops = []
         for l in range(graph.size):
             below = {l, *graph.descendants[l]}
-            out.append(tuple(
+            hops.append(tuple(
                 k for k, _ in graph.children[l]
                 if self.factorize and self.chunk_size == 1 and has_constant_own_jacobian(model.nodes[k])
                 and sum(j in below for j in graph.parents[k]) == 1))
-        return tuple(out)
+        return DeepEPropPlan(factorised_hops=tuple(hops), chunk_size=self.chunk_size)
+
+    def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:
+        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (``plan(model)``)."""
+        return self.plan(model).factorised_hops
 
     def init(self, model, batch):
         nodes, graph = model.nodes, model.graph
-        factorised = self.factorised_hops(model)
+        factorised = self.plan(model).factorised_hops
         traces = []
         for l, node in enumerate(nodes):
             eps = jnp.zeros((batch, node.size, node.neuron.state_size, node.row_size), model.dtype)
@@ -132,7 +139,7 @@ class DeepEProp(Engine):
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # delta: (B, n_out)
-        factorised = self.factorised_hops(model)
+        factorised = self.plan(model).factorised_hops
 
         traces, grads = [], []
         for l in range(len(nodes)):

@@ -62,6 +62,7 @@ from . import paths
 from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .chunks import ChunkedEngine, contract_batch_major, filter_backwards
 from .eprop import check_readout_leak
+from .plan import FactoredPlan
 from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, signal_to_current
 
 
@@ -70,7 +71,7 @@ class FactoredRecord(NamedTuple):
 
     psi: jax.Array  # (B, n_l) dz/ds * ds/dI
     xbar: jax.Array  # (B, P_l) the filtered presynaptic vector
-    signals: tuple  # per signal group (:meth:`FactoredDeepEProp._groups`): (B, n_l), the paths' signals summed
+    signals: tuple  # per signal group (``plan.groups``): (B, n_l), the paths' signals summed
 
 
 class FactoredDeepEProp(ChunkedEngine):
@@ -105,57 +106,30 @@ class FactoredDeepEProp(ChunkedEngine):
                     "'lif' with neuron_options={'detach_reset': True}; recurrence 'none', or 'dense' with "
                     "self_connections=False; one scalar tau_m per layer. Otherwise use method='deep_eprop'")
 
-    @staticmethod
-    def _prefixes(model, l) -> tuple[tuple[int, ...], ...]:
-        """The path prefixes from ``l`` (``l`` excluded) that end at a node with a leak: one ``F`` each."""
-        out = []
-        for path in model.graph.paths(l):
-            for i in range(1, len(path)):
-                prefix = path[1:i + 1]
-                if prefix[-1] == model.graph.readout and model.readout_is_linear:
-                    continue  # a linear readout filters nothing
-                if prefix not in out:
-                    out.append(prefix)
-        return tuple(out)
-
-    @classmethod
-    def _longest_prefix(cls, model, l, path) -> tuple[int, ...]:
-        """The longest filtered prefix of ``path`` (from ``l``, ``l`` excluded); ``()`` if none (``e`` itself)."""
-        prefixes = cls._prefixes(model, l)
-        above = path[1:]
-        for i in range(len(above), 0, -1):
-            if above[:i] in prefixes:
-                return above[:i]
-        return ()
-
-    @classmethod
-    def _groups(cls, model, l) -> tuple[tuple[int, ...], ...]:
-        """The distinct longest filtered prefixes of the paths from ``l``: the paths of one group read the same
-        ``F`` (``()``: ``e``), so a chunk sums their signals first."""
-        out = []
-        for path in model.graph.paths(l):
-            prefix = cls._longest_prefix(model, l, path)
-            if prefix not in out:
-                out.append(prefix)
-        return tuple(out)
+    def _make_plan(self, model) -> FactoredPlan:
+        """The filtered path prefixes of every hidden node, their groups, and the layout of each node's ``F``
+        (:class:`~deepeprop.engines.plan.FactoredPlan`); static structure only."""
+        return FactoredPlan.of(model, self.chunk_size)
 
     def batch_major(self, model) -> tuple[bool, ...]:
         """Per hidden node, whether its ``F`` are stored batch-major, (B, n_l, P_l), and contracted once per chunk
-        (``chunk_size > 1`` and a factorised node); otherwise neuron-major, (n_l o_l, B, R_l), step by step."""
-        return tuple(self.chunk_size > 1 and has_constant_own_jacobian(layer) for layer in model.layers)
+        (``chunk_size > 1`` and a factorised node); otherwise neuron-major, (n_l o_l, B, R_l), step by step
+        (``plan(model).batch_major``)."""
+        return self.plan(model).batch_major
 
     def init(self, model, batch):
         self.check_model(model)
         dtype = model.dtype
+        plan = self.plan(model)
         traces = []
-        for l, (layer, major) in enumerate(zip(model.layers, self.batch_major(model))):
-            if has_constant_own_jacobian(layer):
+        for l, (layer, major) in enumerate(zip(model.layers, plan.batch_major)):
+            if plan.factorised[l]:
                 eps = jnp.zeros((batch, layer.row_size), dtype)
             else:
                 eps = jnp.zeros((batch, layer.size, layer.neuron.state_size, layer.row_size), dtype)
             shape = ((batch, layer.size, layer.row_size) if major
                      else (layer.size * layer.outputs, batch, layer.row_size))
-            filtered = tuple(jnp.zeros(shape, dtype) for _ in self._prefixes(model, l))
+            filtered = tuple(jnp.zeros(shape, dtype) for _ in plan.prefixes[l])
             traces.append((eps, filtered))
         traces.append(jnp.zeros((batch, model.readout.row_size), dtype))  # the readout's own trace
         return EngineState(net=model.init_state(batch), traces=tuple(traces), grads=zero_theta_grads(model))
@@ -173,18 +147,19 @@ class FactoredDeepEProp(ChunkedEngine):
         grads = list(state.grads)
         grads[-1] = grads[-1] + jnp.einsum("tbo,tbp->op", top_signal, readout_trace)  # one matmul over (K B)
         traces = list(state.traces)
+        plan = self.plan(model)
         for l, record in enumerate(hidden):
             if record is None:
                 continue
             eps, filtered_prev = state.traces[l]
-            prefixes = self._prefixes(model, l)
+            prefixes = plan.prefixes[l]
             start = dict(zip(prefixes, filtered_prev))  # F_0 per prefix, (B, n_l, P_l)
             # per prefix: A^t, t = 0..K, (K+1, i, i), and the response of its F to e, h(tau) = (A^tau 1)_i, (K+1,)
             powers = {r: _chain_powers(jnp.stack([shared_leak(model.nodes[k]) for k in r]), size) for r in prefixes}
             response = {r: powers[r][:, -1, :].sum(axis=-1) for r in prefixes}
             weight = jnp.zeros_like(record.psi)  # (K, B, n_l): sum_q Sbar_q
             start_weights = {}  # per prefix, (B, n_l): the coefficient of its F_0 in the gradient
-            for group, signal in zip(self._groups(model, l), record.signals):  # signal: (K, B, n_l)
+            for group, signal in zip(plan.groups[l], record.signals):  # signal: (K, B, n_l)
                 if not group:  # paths with no filter read e itself
                     weight = weight + signal
                     continue
@@ -250,22 +225,22 @@ class FactoredDeepEProp(ChunkedEngine):
             return current_signal(above) @ weight
 
         traces = [None] * len(model.layers)
-        batch_major = self.batch_major(model)
+        plan = self.plan(model)
+        batch_major = plan.batch_major
         for l in reversed(range(len(model.layers))):
             step, layer = steps[l], model.layers[l]
             eps_prev, filtered_prev = state.traces[l]
-            prefixes = self._prefixes(model, l)
+            prefixes = plan.prefixes[l]
             if eps_prev.ndim == 2:  # factorised: e = psi (x) xbar
                 eps = shared_leak(layer) * eps_prev + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 if defer:  # F and the gradient left to the chunk's contraction
                     signals = {}
-                    for path in graph.paths(l):
-                        group = self._longest_prefix(model, l, path)
+                    for path, group in zip(graph.paths(l), plan.longest[l]):
                         signal = path_signal(l, path)
                         signals[group] = signals[group] + signal if group in signals else signal
-                    records[l] = FactoredRecord(psi, eps, tuple(signals[g] for g in self._groups(model, l)))
+                    records[l] = FactoredRecord(psi, eps, tuple(signals[g] for g in plan.groups[l]))
                     traces[l] = (eps, filtered_prev)
                     continue
                 if batch_major[l]:
@@ -281,8 +256,7 @@ class FactoredDeepEProp(ChunkedEngine):
                 below = filtered[prefix[:-1]] if prefix[:-1] in filtered else e
                 filtered[prefix] = shared_leak(nodes[prefix[-1]]) * previous[prefix] + below
             grad = state.grads[l]
-            for path in graph.paths(l):
-                longest = self._longest_prefix(model, l, path)
+            for path, longest in zip(graph.paths(l), plan.longest[l]):
                 carried = filtered[longest] if longest else e
                 signal = path_signal(l, path)  # (B, n_l o_l) on z[l]
                 if batch_major[l]:

@@ -95,6 +95,7 @@ from . import paths
 from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
 from .chunks import ChunkedEngine, contract_batch_major, filter_backwards, run_in_chunks
 from .evaluation import Chunked, Reverse, Step
+from .plan import EPropPlan
 from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
                      signal_to_current)
 
@@ -180,15 +181,43 @@ class EProp(ChunkedEngine):
         check_bool("readout_filter", self.readout_filter)
         check_int("feedback_seed", self.feedback_seed)
 
+    def _make_plan(self, model) -> EPropPlan:
+        """Per hidden node, how its traces are stored and contracted (static structure only; ``plan.layouts``):
+
+        * ``"factorised"``: one presynaptic trace ``xbar`` (B, P_l); ``ebar`` (B, n_l, P_l) when
+          ``chunk_size > 1``, else (n_l, B, P_l).
+        * ``"scalar"`` (``chunk_size > 1``): one state, current and output, no trained neuron parameters and
+          a presynaptic vector shared by the rows (recurrence none or dense): ``eps``, ``ebar`` (B, n_l, R_l).
+        * ``"neuron_major"`` (``chunk_size == 1``): a scalar neuron, ``eps``, ``ebar`` (n_l, B, R_l), where the
+          step's contraction over B is faster on CPU.
+        * ``"components"`` (``chunk_size > 1``): any other node, ``eps`` (B, d_l, n_l, R_l) (one slab per state,
+          as the chunk's contraction writes them), ``ebar`` (B, n_l o_l, R_l).
+        * ``"general"`` (``chunk_size == 1``): ``eps`` (B, n_l, d_l, R_l), ``ebar`` (B, n_l o_l, R_l).
+
+        A node factorises when its own Jacobian is one shared, state-independent leak (``factorize`` not
+        ``False``). With ``chunk_size > 1`` every node's traces are contracted once per chunk
+        (:meth:`_contract_chunk`)."""
+        chunked = self.chunk_size > 1
+        layouts = []
+        for layer in model.layers:
+            if self.factorize is not False and has_constant_own_jacobian(layer):
+                layouts.append("factorised")
+            elif _scalar_neuron(layer) and not chunked:
+                layouts.append("neuron_major")
+            elif _scalar_neuron(layer) and layer.recurrence != "diagonal":
+                layouts.append("scalar")
+            else:
+                layouts.append("components" if chunked else "general")
+        return EPropPlan(layouts=tuple(layouts), leaky=not model.readout_is_linear and self.readout_filter,
+                         chunked=chunked, carries=self.carries_eligibility)
+
     def factorised_layers(self, model) -> tuple[bool, ...]:
-        """Per hidden node, whether its eligibility is stored factorised (static structure only)."""
-        if self.factorize is False:
-            return tuple(False for _ in model.layers)
-        return tuple(has_constant_own_jacobian(layer) for layer in model.layers)
+        """Per hidden node, whether its eligibility is stored factorised (``plan(model).factorised``)."""
+        return self.plan(model).factorised
 
     def check_model(self, model):
         check_readout_leak(model, self.name)
-        if self.factorize is True and not all(self.factorised_layers(model)):
+        if self.factorize is True and not all(self.plan(model).factorised):
             raise ValueError("eprop with factorize=True needs every hidden layer to have a shared, "
                              "state-independent own Jacobian: neuron 'leaky', or 'lif' with "
                              "neuron_options={'detach_reset': True}; recurrence 'none', or 'dense' with "
@@ -217,7 +246,7 @@ class EProp(ChunkedEngine):
     def _zero_traces(self, model, batch, feedback) -> EPropTraces:
         """The traces at zero, in the layout :meth:`layouts` gives, with the given feedback matrices."""
         dtype = model.dtype
-        leaky = not model.readout_is_linear and self.readout_filter
+        plan = self.plan(model)
 
         def shapes(layer, layout):
             n, R = layer.size, layer.row_size
@@ -232,46 +261,22 @@ class EProp(ChunkedEngine):
                 return (batch, layer.neuron.state_size, n, R), (batch, n * layer.outputs, R)
             return (batch, n, layer.neuron.state_size, R), (batch, n * layer.outputs, R)
 
-        pairs = [shapes(layer, layout) for layer, layout in zip(model.layers, self.layouts(model))]
+        pairs = [shapes(layer, layout) for layer, layout in zip(model.layers, plan.layouts)]
         return EPropTraces(
             eligibility=tuple(jnp.zeros(eps, dtype) for eps, _ in pairs),
-            filtered=tuple(jnp.zeros(ebar if leaky else (0,), dtype) for _, ebar in pairs),
+            filtered=tuple(jnp.zeros(ebar if plan.leaky else (0,), dtype) for _, ebar in pairs),
             readout_eligibility=jnp.zeros((batch, model.readout.row_size), dtype),
             feedback=feedback,
         )
 
     def layouts(self, model) -> tuple[str, ...]:
-        """Per hidden node, how its traces are stored and contracted (static structure only):
-
-        * ``"factorised"``: one presynaptic trace ``xbar`` (B, P_l); ``ebar`` (B, n_l, P_l) when
-          ``chunk_size > 1``, else (n_l, B, P_l).
-        * ``"scalar"`` (``chunk_size > 1``): one state, current and output, no trained neuron parameters and
-          a presynaptic vector shared by the rows (recurrence none or dense): ``eps``, ``ebar`` (B, n_l, R_l).
-        * ``"neuron_major"`` (``chunk_size == 1``): a scalar neuron, ``eps``, ``ebar`` (n_l, B, R_l), where the
-          step's contraction over B is faster on CPU.
-        * ``"components"`` (``chunk_size > 1``): any other node, ``eps`` (B, d_l, n_l, R_l) (one slab per state,
-          as the chunk's contraction writes them), ``ebar`` (B, n_l o_l, R_l).
-        * ``"general"`` (``chunk_size == 1``): ``eps`` (B, n_l, d_l, R_l), ``ebar`` (B, n_l o_l, R_l).
-
-        With ``chunk_size > 1`` every node's traces are contracted once per chunk (:meth:`_contract_chunk`)."""
-        out = []
-        for layer, fact in zip(model.layers, self.factorised_layers(model)):
-            if fact:
-                out.append("factorised")
-            elif _scalar_neuron(layer) and self.chunk_size == 1:
-                out.append("neuron_major")
-            elif _scalar_neuron(layer) and layer.recurrence != "diagonal":
-                out.append("scalar")
-            elif self.chunk_size > 1:
-                out.append("components")
-            else:
-                out.append("general")
-        return tuple(out)
+        """Per hidden node, how its traces are stored and contracted (``plan(model).layouts``; :meth:`_make_plan`)."""
+        return self.plan(model).layouts
 
     def chunked_layers(self, model) -> tuple[bool, ...]:
         """Per hidden node, whether :meth:`sequence` contracts its traces once per chunk: every node when
-        ``chunk_size > 1`` (:meth:`layouts` says how each is stored), none when ``chunk_size == 1``."""
-        return tuple(self.chunk_size > 1 for _ in model.layers)
+        ``chunk_size > 1``, none when ``chunk_size == 1`` (``plan(model).chunked``)."""
+        return tuple(self.plan(model).chunked for _ in model.layers)
 
     def reverse(self, model, state, inputs, targets, mask, loss):
         """The rule over the window ``inputs`` (T, B, n_in) in reverse: one chunk as long as the window (the
@@ -317,7 +322,7 @@ class EProp(ChunkedEngine):
         grads = list(state.grads)
         grads[-1] = grads[-1] + jnp.einsum("tbo,tbp->op", top_signal, readout_trace)  # one matmul over (K B)
         eligibility, filtered = list(state.traces.eligibility), list(state.traces.filtered)
-        leaky = not model.readout_is_linear and self.readout_filter
+        leaky = self.plan(model).leaky
         k = shared_leak(model.readout) if leaky else jnp.zeros((), top_signal.dtype)
         powers = k ** jnp.arange(size + 1, dtype=top_signal.dtype)  # k^0 .. k^K (k^0 = 1 also for k = 0)
         for l, record in enumerate(hidden):
@@ -475,8 +480,8 @@ class EProp(ChunkedEngine):
         """
         traces = state.traces
         graph = model.graph
-        factorised = self.factorised_layers(model)
-        leaky = not model.readout_is_linear and self.readout_filter
+        plan = self.plan(model)
+        leaky = plan.leaky
         steps = forward_linearized(model, state.net, x)
         y = steps[-1].z
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # delta: (B, n_out)
@@ -493,20 +498,20 @@ class EProp(ChunkedEngine):
             grads[-1] = state.grads[-1] + current_signal[graph.readout].T @ readout_trace
 
         eligibility, filtered = list(traces.eligibility), list(traces.filtered)
-        chunked, layouts = self.chunked_layers(model), self.layouts(model)
+        layouts = plan.layouts
         for l in reversed(range(len(model.layers))):  # reverse topological order: children first
             step, layer = steps[l], model.layers[l]
             # learning signal on z[l,t]: sum over the children of D[k<-l]^T (feedback matrices for random)
             signal = sum(current_signal[c] @ self._feedback_matrix(model, traces, c, slot)
                          for c, slot in graph.children[l])  # (B, n_l)
-            if factorised[l]:  # one presynaptic trace per layer: e = psi (x) xbar
+            if layouts[l] == "factorised":  # one presynaptic trace per layer: e = psi (x) xbar
                 xbar = self._carried(shared_leak(layer) * traces.eligibility[l]) + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 eligibility[l] = xbar
                 if defer:
                     records[l] = FactorisedRecord(psi, xbar, signal)
-                elif leaky and chunked[l]:  # (B, n_l, P_l)
+                elif leaky and plan.chunked:  # (B, n_l, P_l)
                     filtered[l] = k * traces.filtered[l] + psi[:, :, None] * xbar[:, None, :]
                     grads[l] = state.grads[l] + contract_batch_major(filtered[l], signal)
                 elif leaky:  # (n_l, B, P_l)

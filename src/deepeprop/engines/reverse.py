@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 from .base import Engine
-from .costs import cost
 from .evaluation import Chunked, Reverse, make_evaluation
 
 
@@ -37,8 +36,11 @@ class Reversed(Engine):
     def check_model(self, model):
         self.rule.check_model(model)
 
+    def plan(self, model):
+        return self.rule.plan(model)
+
     def cost(self, model, batch, T=1):
-        return cost(self.rule, model, batch, T, reverse=True)
+        return self.rule.plan(model).cost(model, batch, T, reverse=True)
 
     def prepare(self, model):
         return self.rule.prepare(model)

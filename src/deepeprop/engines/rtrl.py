@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from ..validation import check_int
 from . import paths
 from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
+from .plan import RTRLPlan
 from .traces import apply_block, error_contract, immediate, project_state
 
 
@@ -50,6 +51,9 @@ class RTRL(Engine):
     exact = True
     max_trace_elements: int = eqx.field(static=True, default=50_000_000)
     detach_reset: bool | None = eqx.field(static=True, default=None)  # None: keep (reset_default)
+
+    def _make_plan(self, model):
+        return RTRLPlan()
 
     def __post_init__(self):
         check_int("max_trace_elements", self.max_trace_elements, minimum=1)
