@@ -86,3 +86,24 @@ def test_divergence_inside_a_window_names_its_iteration_and_keeps_the_checkpoint
     header = runfolder.read_checkpoint_header(str(tmp_path / "run" / runfolder.CHECKPOINT))[0]
     assert header["iteration"] == 3
     assert [row["iteration"] for row in runfolder.read_metrics(str(tmp_path / "run" / "metrics.jsonl"))] == [3]
+
+
+class StopAt(Callback):
+    """Adds an entry to each row and ends the run at an iteration (the hooks a stopping criterion uses)."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_evaluation(self, trainer, row):
+        row["note"] = {"checked": row["iteration"]}
+        if row["iteration"] == self.iteration:
+            trainer.stopped_at = row["iteration"]
+
+
+def test_a_callback_may_add_to_the_row_and_end_the_run(tmp_path):
+    config = TrainConfig.from_dict(dict(TINY, eval_every=2, out=str(tmp_path / "run")))
+    summary = Trainer(config, callbacks=(StopAt(4),)).run(progress=False, plots=False)
+    assert summary["iterations"] == 4
+    rows = runfolder.read_metrics(str(tmp_path / "run" / "metrics.jsonl"))
+    assert [row["iteration"] for row in rows] == [2, 4] and rows[1]["note"] == {"checked": 4}
+    assert runfolder.read_checkpoint_header(str(tmp_path / "run" / runfolder.CHECKPOINT))[0]["iteration"] == 4

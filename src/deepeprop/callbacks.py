@@ -33,7 +33,9 @@ class Callback:
         """The training loss and metric of ``iterations``, read from the device together."""
 
     def on_evaluation(self, trainer, row: dict) -> None:
-        """After an evaluation (``row``: a ``metrics.jsonl`` row), before its checkpoint is written."""
+        """After an evaluation (``row``: a ``metrics.jsonl`` row), before its checkpoint is written. A callback
+        given to the trainer runs before the standard ones: it may add entries to ``row`` (they are written), or
+        set ``trainer.stopped_at = row["iteration"]`` to end the run after this evaluation's checkpoint."""
 
     def on_end(self, trainer, rows: list[dict], summary: dict) -> None:
         """After the last iteration; ``rows`` all of ``metrics.jsonl``; may add to ``summary``."""
@@ -66,7 +68,7 @@ class TensorBoard(Callback):
 
     def on_evaluation(self, trainer, row: dict) -> None:
         for name, value in row.items():
-            if name != "iteration":
+            if name != "iteration" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(name, value, row["iteration"])
         self.writer.flush()
 

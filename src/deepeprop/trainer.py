@@ -171,6 +171,7 @@ class Trainer:
         self.extra_callbacks = tuple(callbacks)
         self.fault = fault
         self.task = self.model = self.learner = self.state = self.test = None
+        self.stopped_at: int | None = None  # set by a callback's on_evaluation to end the run there
 
     def run(self, *, resume: bool = False, overwrite: bool = False, progress: bool = True, plots: bool = True,
             tensorboard: bool = False, log: bool | None = None) -> dict:
@@ -178,7 +179,8 @@ class Trainer:
         if resume and overwrite:
             raise UsageError("--overwrite starts the run afresh and --resume continues it: give one of them")
         out = self.config.run.out
-        callbacks: list[Callback] = [MetricsLog(os.path.join(out, "metrics.jsonl"))]
+        # the extra callbacks first: they may add to an evaluation's row (or stop the run) before it is written
+        callbacks: list[Callback] = [*self.extra_callbacks, MetricsLog(os.path.join(out, "metrics.jsonl"))]
         log = progress if log is None else log
         if progress or log:
             callbacks.append(Progress(bar=progress, log=log))
@@ -187,7 +189,6 @@ class Trainer:
                 callbacks.append(TensorBoard(os.path.join(out, "tensorboard")))
             if plots:
                 callbacks.append(Plots())
-            callbacks.extend(self.extra_callbacks)
             try:
                 return self._run(resume, callbacks)
             finally:
@@ -292,6 +293,8 @@ class Trainer:
                     callback.on_evaluation(self, row)
                 runfolder.save_checkpoint(ckpt_path, state, meta(iteration))
                 last_good = iteration
+                if self.stopped_at is not None:  # a callback ended the run (e.g. a stopping criterion was met)
+                    break
         self.state = state
         elapsed += time.perf_counter() - t0
         rows = runfolder.read_metrics(metrics_path)
@@ -301,7 +304,8 @@ class Trainer:
             "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "chance": task.chance,
             "final_metric": None if final is None else final["test_metric"],
             "final_test_loss": None if final is None else final["test_loss"],
-            "iterations": total, "seconds": elapsed, "compilations": dict(steps.traces),
+            "iterations": total if self.stopped_at is None else self.stopped_at, "seconds": elapsed,
+            "compilations": dict(steps.traces),
             "package_version": __version__,
         }
         summary_path = os.path.join(out, "summary.json")
