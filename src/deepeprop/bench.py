@@ -19,6 +19,8 @@ Theory: each row carries the engine's cost formula (its docstring) evaluated for
 ``jnp.dot`` of two square matrices measured on the same machine. With ``--alignment``, the cosine per
 layer (hidden layers, then readout) between each engine's gradient and BPTT's.
 """
+# Over 400 lines: the suites, their cases and the measurement of one case (compile, time, memory, cost) are one
+# program; its parser is deepeprop.parsers.bench.
 from __future__ import annotations
 
 import ast

@@ -17,6 +17,8 @@ come from it.
 A ``TrainConfig`` also reads as a mapping of its flat JSON form (``config["lr"]``, ``dict(config, lr=0.5)``), for
 code written against the dictionaries of earlier versions; the training path reads the typed fields.
 """
+# Over 400 lines: the four sections, their checks and the one flat form they share belong together (the text
+# sources are config_sources.py).
 from __future__ import annotations
 
 import dataclasses
