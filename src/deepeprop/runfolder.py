@@ -284,8 +284,9 @@ def differences(saved: dict, current: dict, defaults: dict) -> list[str]:
 
 # ---------------------------------------------------------------------------- metrics.jsonl
 def write_json(path: str, data: dict) -> None:
-    """``data`` as indented, sorted JSON at ``path``, atomically."""
-    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    """``data`` (a mapping: a dict, a :class:`~deepeprop.config.TrainConfig`) as indented, sorted JSON at ``path``,
+    atomically."""
+    write_atomic(path, (json.dumps(dict(data), indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_metrics(path: str) -> list[dict]:

@@ -38,6 +38,7 @@ from .trainer import (Steps, Trainer, as_config, build, cast, check_loss_counts,
 from .trainer import check_resumable as _check_resumable  # noqa: F401  (as before)
 
 parse_task_options = parse_options  # the name of earlier versions
+_write_json = runfolder.write_json  # (as before)
 
 
 def explicit_options(args) -> dict:
