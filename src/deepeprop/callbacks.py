@@ -122,8 +122,9 @@ class Plots(Callback):
     """The PNG figures at the end (:func:`write_plots`); their paths go into the summary as ``plots``."""
 
     def on_end(self, trainer, rows: list[dict], summary: dict) -> None:
-        summary["plots"] = write_plots(trainer.config.run.out, rows, trainer.task, trainer.state.model,
-                                       trainer.test, trainer.config)
+        model = trainer.state.model if trainer.place is None else trainer.place.host(trainer.state.model)
+        summary["plots"] = write_plots(trainer.config.run.out, rows, trainer.task, model, trainer.test,
+                                       trainer.config)
 
 
 SHOWN_CANDIDATES = 64  # the readout plot shows the first correctly classified of this many test examples

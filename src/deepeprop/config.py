@@ -401,7 +401,7 @@ class TrainConfig(Mapping):
 
 
 # keys a run writes beside its options in config.json (read back and ignored)
-_RECORDED = ("package_version", "jax_version", "n_steps", "loss", "metric_name")
+_RECORDED = ("package_version", "jax_version", "n_steps", "loss", "metric_name", "processes")
 
 
 def explicit_reset(model: ModelConfig, missing_means: bool, given: bool | None = None) -> tuple:

@@ -17,10 +17,10 @@ start Python with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to spli
 (useful for testing; it does not add cores). ``devices=1`` (the default) places nothing and is the plain
 one-device program.
 
-Beyond one machine: call ``jax.distributed.initialize()`` at the start of every process (one per host);
-``jax.devices()`` then lists the devices of all hosts and the same mesh spans them. Each process must then
-contribute only its own part of the batch (``jax.make_array_from_process_local_data(sharding, local)``);
-:func:`shard_batch` places a batch that every process holds whole, so ``deepeprop train`` is one-host only.
+Beyond one process: :mod:`deepeprop.distributed` (``deepeprop train --processes N``) joins several processes
+(hosts) with ``jax.distributed.initialize`` and spans the same kind of mesh over the devices of all of them; each
+process then contributes only its own rows of the batch (``jax.make_array_from_process_local_data``), where
+:func:`shard_batch` places a batch that one process holds whole.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import parallel, runfolder
+from . import distributed, parallel, runfolder
 from .callbacks import Callback, MetricsLog, Plots, Progress, TensorBoard
 from .config import DATA_STRIDE, RESUMABLE, TrainConfig, upgrade
 from .errors import CheckpointError, TrainingDiverged, UsageError, usage_errors
@@ -166,11 +166,14 @@ class Trainer:
     read_every = READ_EVERY
     overlap = True  # False: wait for each step before making the next batch (the loop of earlier versions)
 
-    def __init__(self, config, *, callbacks: tuple[Callback, ...] = (), fault: Callable | None = None):
+    def __init__(self, config, *, callbacks: tuple[Callback, ...] = (), fault: Callable | None = None,
+                 cluster=None):
         self.config = as_config(config)
+        self.cluster = cluster  # a deepeprop.distributed.Cluster: several processes, process 0 writes
         self.extra_callbacks = tuple(callbacks)
         self.fault = fault
         self.task = self.model = self.learner = self.state = self.test = None
+        self.place = None  # the run's deepeprop.distributed.Placement, once it runs
         self.stopped_at: int | None = None  # set by a callback's on_evaluation to end the run there
 
     def run(self, *, resume: bool = False, overwrite: bool = False, progress: bool = True, plots: bool = True,
@@ -179,6 +182,8 @@ class Trainer:
         if resume and overwrite:
             raise UsageError("--overwrite starts the run afresh and --resume continues it: give one of them")
         out = self.config.run.out
+        if self.cluster is not None and not self.cluster.main:  # distributed: only process 0 writes the folder
+            return self._run(resume, [*self.extra_callbacks])
         # the extra callbacks first: they may add to an evaluation's row (or stop the run) before it is written
         callbacks: list[Callback] = [*self.extra_callbacks, MetricsLog(os.path.join(out, "metrics.jsonl"))]
         log = progress if log is None else log
@@ -201,7 +206,9 @@ class Trainer:
         config, out = self.config, self.config.run.out
         with usage_errors():  # the library's constructors check the config's values (e.g. a neuron option's)
             task, model, learner = self.task, self.model, self.learner = build(config)
-            mesh = parallel.batch_mesh(config.run.devices)  # None for one device: nothing is placed
+            # where the arrays live (devices, and processes), and whether this process writes
+            place = self.place = distributed.Placement(config.run.devices, config.run.batch_size, self.cluster)
+        main = place.main
         test = eval_batch(task, config, model.dtype)
         check_loss_counts(test, task, "its evaluation batch")  # host-side, before anything is written
         first = train_batch(task, config, 1, model.dtype)
@@ -217,14 +224,16 @@ class Trainer:
                 raise UsageError(f"--iterations {config.run.iterations} is below the checkpoint's iteration "
                                  f"{start}; give --iterations >= {start} to resume")
             sums = [header["loss_sum"], header["loss_count"], header["metric_sum"]]
-            runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
-        else:
+            if main:
+                runfolder.repair_metrics(metrics_path, start)  # rows up to the checkpoint; a torn last line dropped
+        elif main:
             with open(metrics_path, "w"):
                 pass
-        state = parallel.replicate(state, mesh)
-        runfolder.write_json(os.path.join(out, "config.json"), dict(
-            config.to_json(), package_version=__version__, jax_version=jax.__version__, n_steps=task.n_steps,
-            loss=task.loss, metric_name=task.metric_name))
+        state = place.state(state)  # replicated on every device (of every process)
+        if main:
+            runfolder.write_json(os.path.join(out, "config.json"), dict(
+                config.to_json(), package_version=__version__, jax_version=jax.__version__, n_steps=task.n_steps,
+                loss=task.loss, metric_name=task.metric_name, processes=place.processes))
         digest, fingerprinted = config.fingerprint()
 
         def meta(iteration):
@@ -233,10 +242,13 @@ class Trainer:
                     "method": config.engine.method, "data_stride": DATA_STRIDE, "fingerprint": digest,
                     "config": fingerprinted}
 
-        if not resume:
-            runfolder.save_checkpoint(ckpt_path, state, meta(0))
+        if not resume and main:
+            runfolder.save_checkpoint(ckpt_path, place.host(state), meta(0))
         self.steps = steps = make_steps(task, learner)
-        self.test = test = parallel.shard_if_divisible(test, mesh)
+        test_local, test = test, place.whole_batch(test)
+        self.test = test if self.cluster is None else test_local  # (for the plots: this process's copy)
+        if self.cluster is not None:
+            distributed.agree(True)  # every process is set up (a failed one stops the others here, with a message)
         total, eval_every = config.run.iterations, config.run.eval_every
         last_good, pending = start, []  # pending: (iteration, values, ok) not read from the device yet
         for callback in callbacks:
@@ -261,42 +273,61 @@ class Trainer:
             for callback in callbacks:
                 callback.on_values(self, iterations, losses, metrics)
 
+        def make_batch(iteration):
+            if self.cluster is None:
+                return parallel.shard_batch(train_batch(task, config, iteration, model.dtype), place.mesh)
+            # several processes: each builds only its own rows of the batch
+            return place.train_batch(task, config.run.seed * DATA_STRIDE + iteration, lambda b: cast(b, model.dtype))
+
         t0 = time.perf_counter()
-        batch = parallel.shard_batch(first, mesh) if start == 0 else None
-        for iteration in range(start + 1, total + 1):
-            if batch is None:
-                batch = parallel.shard_batch(train_batch(task, config, iteration, model.dtype), mesh)
-            state, values, ok = steps.train(state, batch)  # dispatched: the device runs it while the host goes on
-            if self.fault is not None:
-                state = self.fault(iteration, state)
-                ok = ok & is_finite_tree(state.model)
-            pending.append((iteration, values, ok))
-            if not self.overlap:
-                jax.block_until_ready(values)
-            evaluate = iteration % eval_every == 0 or iteration == total
-            # the next batch, made on the host while the device runs this step
-            batch = (parallel.shard_batch(train_batch(task, config, iteration + 1, model.dtype), mesh)
-                     if iteration < total else None)
-            for callback in callbacks:
-                callback.on_iteration(self, iteration)
-            if evaluate or len(pending) >= self.read_every:
-                read_pending()
-            if evaluate:
-                test_loss, test_metric = (float(v) for v in np.asarray(steps.evaluate(state.model, test)))
-                elapsed_now = elapsed + time.perf_counter() - t0
-                count = max(sums[1], 1)
-                row = {"iteration": iteration, "train_loss": sums[0] / count, "train_metric": sums[2] / count,
-                       "test_loss": test_loss, "test_metric": test_metric, "wall_time": elapsed_now}
-                sums[:] = [0.0, 0, 0.0]
-                elapsed, t0 = elapsed_now, time.perf_counter()
-                for callback in callbacks:  # the row before the checkpoint: a resume keeps rows up to it
-                    callback.on_evaluation(self, row)
-                runfolder.save_checkpoint(ckpt_path, state, meta(iteration))
-                last_good = iteration
-                if self.stopped_at is not None:  # a callback ended the run (e.g. a stopping criterion was met)
-                    break
+        batch = parallel.shard_batch(first, place.mesh) if start == 0 and self.cluster is None else None
+        iteration = start
+        try:
+            for iteration in range(start + 1, total + 1):
+                if batch is None:
+                    batch = make_batch(iteration)
+                state, values, ok = steps.train(state, batch)  # dispatched: the device runs it while the host goes on
+                if self.fault is not None:
+                    state = self.fault(iteration, state)
+                    ok = ok & is_finite_tree(state.model)
+                pending.append((iteration, values, ok))
+                if not self.overlap:
+                    jax.block_until_ready(values)
+                evaluate = iteration % eval_every == 0 or iteration == total
+                # the next batch, made on the host while the device runs this step
+                batch = make_batch(iteration + 1) if iteration < total else None
+                for callback in callbacks:
+                    callback.on_iteration(self, iteration)
+                if evaluate or len(pending) >= self.read_every:
+                    read_pending()
+                if evaluate:
+                    test_loss, test_metric = (float(v) for v in np.asarray(steps.evaluate(state.model, test)))
+                    elapsed_now = elapsed + time.perf_counter() - t0
+                    count = max(sums[1], 1)
+                    row = {"iteration": iteration, "train_loss": sums[0] / count, "train_metric": sums[2] / count,
+                           "test_loss": test_loss, "test_metric": test_metric, "wall_time": elapsed_now}
+                    sums[:] = [0.0, 0, 0.0]
+                    elapsed, t0 = elapsed_now, time.perf_counter()
+                    for callback in callbacks:  # the row before the checkpoint: a resume keeps rows up to it
+                        callback.on_evaluation(self, row)
+                    if main:
+                        runfolder.save_checkpoint(ckpt_path, place.host(state), meta(iteration))
+                    last_good = iteration
+                    if self.stopped_at is not None:  # a callback ended the run (e.g. a stopping criterion was met)
+                        break
+        except Exception as err:
+            if self.cluster is not None and distributed.is_peer_failure(err):  # another process died: say so
+                raise distributed.PeerFailure(
+                    f"process {self.cluster.process_id} of {self.cluster.processes}: a collective with the other "
+                    f"processes failed at iteration {iteration} ({str(err).splitlines()[0][:300]}): another process "
+                    f"of the run died or stopped answering. The last good checkpoint (iteration {last_good}) is kept "
+                    f"in {ckpt_path}; continue with --resume") from None
+            raise
         self.state = state
         elapsed += time.perf_counter() - t0
+        if not main:
+            return {"task": config.run.task, "method": config.engine.method, "iterations": total, "seconds": elapsed,
+                    "process_id": self.cluster.process_id}
         rows = runfolder.read_metrics(metrics_path)
         final = rows[-1] if rows else None
         summary = {

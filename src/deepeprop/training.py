@@ -30,7 +30,7 @@ from .callbacks import SHOWN_CANDIDATES, shown_example, write_plots  # noqa: F40
 from . import config_sources
 from .config import DATA_STRIDE, DEFAULTS, OPTIMIZERS, RESUMABLE, TrainConfig, upgrade  # noqa: F401
 from .config_sources import parse_options, parse_value  # noqa: F401  (as before)
-from .errors import CheckpointError, TrainingDiverged, UsageError  # noqa: F401  (training.CheckpointError as before)
+from .errors import CheckpointError, TrainingDiverged, UsageError, usage_errors  # noqa: F401  (as before)
 from .runfolder import (CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint,  # noqa: F401
                         read_checkpoint_header, save_checkpoint)
 from .trainer import (Steps, Trainer, as_config, build, cast, check_loss_counts, eval_batch,  # noqa: F401
@@ -62,7 +62,8 @@ def validate_config(config) -> TrainConfig:
 
 
 def train(config, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-          plots: bool = True, fault: Any = None, tensorboard: bool = False, log: bool | None = None) -> dict:
+          plots: bool = True, fault: Any = None, tensorboard: bool = False, log: bool | None = None,
+          cluster: Any = None) -> dict:
     """Run (or resume) the training described by ``config``; returns the summary dict.
 
     ``config``: a :class:`~deepeprop.config.TrainConfig` or a flat mapping of options (checked into one). The
@@ -80,12 +81,16 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
     ``tensorboard=True`` also writes every ``metrics.jsonl`` row as TensorBoard scalars to ``OUT/tensorboard``
     (needs ``tensorboardX``: ``pip install 'deepeprop[tensorboard]'``; imported only then).
 
+    ``cluster``: a :class:`deepeprop.distributed.Cluster` (already joined with
+    :func:`deepeprop.distributed.initialize`) to train over several processes; process 0 alone locks and writes
+    the ``out`` folder, the others write nothing. ``None``: this process alone.
+
     ``fault``: for tests, a function ``(iteration, state) -> state`` applied after each step (e.g. to
     inject a NaN). Raises :class:`TrainingDiverged` on a non-finite loss or parameters (the checkpoint
     of the last evaluation stays intact) and :class:`CheckpointError` on a bad checkpoint.
     """
-    return Trainer(config, fault=fault).run(resume=resume, overwrite=overwrite, progress=progress, plots=plots,
-                                            tensorboard=tensorboard, log=log)
+    return Trainer(config, fault=fault, cluster=cluster).run(resume=resume, overwrite=overwrite, progress=progress,
+                                                             plots=plots, tensorboard=tensorboard, log=log)
 
 
 def _resume_config(explicit: dict, config_file) -> TrainConfig:
@@ -111,6 +116,30 @@ def _resume_config(explicit: dict, config_file) -> TrainConfig:
 
 
 def _main(args) -> int:
+    from . import distributed
+
+    with usage_errors():  # the cluster flags' own checks (e.g. --coordinator is needed)
+        cluster = distributed.cluster_of_args(args)  # None: one process
+    if cluster is None:
+        return _run(args, None)
+    # several processes: join them before anything starts JAX's backend; an error on any process ends it at once
+    # (an orderly exit would wait for the others at the runtime's shutdown barrier), the others then fail too
+    try:
+        distributed.initialize(cluster)
+        return _run(args, cluster)
+    except Exception as err:  # noqa: BLE001
+        if not distributed.agreed() and not isinstance(err, distributed.PeerFailure):
+            try:  # this process's setup failed: tell the others, waiting at the agreement, before it stops
+                distributed.agree(False)
+            except Exception:  # noqa: BLE001 (the others may be gone already)
+                pass
+        code = (distributed.PEER_FAILURE_EXIT if distributed.is_peer_failure(err) else
+                3 if isinstance(err, TrainingDiverged) else 2 if isinstance(err, ValueError) else 1)
+        where = "" if distributed.is_peer_failure(err) else f"process {cluster.process_id} of {cluster.processes}: "
+        distributed.exit_after_peer_failure(f"{where}{err}", code)
+
+
+def _run(args, cluster) -> int:
     import sys
 
     explicit = explicit_options(args)
@@ -119,13 +148,19 @@ def _main(args) -> int:
         jax.config.update("jax_enable_x64", True)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                        plots=not args.no_plots, tensorboard=args.tensorboard, log=True)
+                        plots=not args.no_plots, tensorboard=args.tensorboard, log=True, cluster=cluster)
     except TrainingDiverged as err:
         print(f"deepeprop train: error: {err}", file=sys.stderr)
         return 3
     except CheckpointError as err:
+        if cluster is not None:
+            raise  # several processes: the caller ends this one at once
         print(f"deepeprop train: error: {err}", file=sys.stderr)
         return 2
+    if cluster is not None and not cluster.main:
+        print(f"process {cluster.process_id} of {cluster.processes}: {summary['iterations']} iterations done, "
+              f"{summary['seconds']:.1f} s (process 0 writes the results)")
+        return 0
     print(f"{summary['method']} on {summary['task']}: final test {summary['metric_name']} "
           f"{summary['final_metric']:.4f} (chance {summary['chance']:.4f}) after {summary['iterations']} "
           f"iterations, {summary['seconds']:.1f} s; results in {config.run.out}")

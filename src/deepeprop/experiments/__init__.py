@@ -10,6 +10,13 @@ The configurations are TOML files kept beside this module (``alignment.toml``, `
 (``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and runs are not redone, so an
 interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]`` variant of a config (tiny,
 deterministic, a minute or two) under ``OUT/quick``.
+
+Across machines: the runs of ``alignment`` (its points) and of ``learning`` (its (task, method) pairs: a sweep and
+the final seeds at the chosen rate) are independent, and ``--shard I/N`` runs only every ``N``-th of them,
+starting at the ``I``-th (``I`` from 0 to ``N - 1``). Inside a job array of SLURM the shard is read from
+``SLURM_ARRAY_TASK_ID`` (less ``SLURM_ARRAY_TASK_MIN``) and ``SLURM_ARRAY_TASK_COUNT`` when ``--shard`` is not
+given. Every worker writes only its own points and run folders into the shared ``--out``; ``report`` merges what is
+finished and lists what is missing.
 """
 from __future__ import annotations
 
@@ -17,9 +24,10 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from importlib import resources
 
-from ..errors import UsageError
+from ..errors import UsageError, usage_errors
 
 SUBCOMMANDS = ("alignment", "learning", "report")
 DEFAULT_OUT = "results"
@@ -59,6 +67,52 @@ def methods() -> dict:
     table = load_toml("methods")
     return {name: {"method": spec["method"], "options": dict(spec.get("options", {})), "label": spec["label"]}
             for name, spec in table.items()}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Worker ``index`` of ``count``: it takes items ``index, index + count, index + 2 count, ...`` of a list."""
+
+    index: int = 0
+    count: int = 1
+
+    def take(self, items: list) -> list:
+        """This worker's items of ``items`` (every one when ``count == 1``)."""
+        return list(items)[self.index::self.count]
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard_from(text: str | None, environ=None) -> Shard:
+    """The :class:`Shard` of ``--shard I/N``; without it, of a SLURM job array (``SLURM_ARRAY_TASK_ID``,
+    ``SLURM_ARRAY_TASK_MIN``, ``SLURM_ARRAY_TASK_COUNT``, ``SLURM_ARRAY_TASK_STEP``); else the whole list.
+
+    Raises:
+        ValueError: a malformed ``--shard`` (or array variables), naming it and what is expected.
+    """
+    environ = os.environ if environ is None else environ
+    if text is None:
+        if "SLURM_ARRAY_TASK_ID" not in environ or "SLURM_ARRAY_TASK_COUNT" not in environ:
+            return Shard()
+        try:
+            task, count = int(environ["SLURM_ARRAY_TASK_ID"]), int(environ["SLURM_ARRAY_TASK_COUNT"])
+            low, step = int(environ.get("SLURM_ARRAY_TASK_MIN", 0)), int(environ.get("SLURM_ARRAY_TASK_STEP", 1))
+        except ValueError:
+            given = [environ.get(f"SLURM_ARRAY_TASK_{k}") for k in ("ID", "MIN", "STEP", "COUNT")]
+            raise ValueError(f"SLURM_ARRAY_TASK_ID, _MIN, _STEP and _COUNT must be ints, got {given}") from None
+        index = (task - low) // max(step, 1)
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"SLURM_ARRAY_TASK_ID {task} (min {low}, step {step}) is not one of the "
+                             f"SLURM_ARRAY_TASK_COUNT {count} tasks")
+        return Shard(index, count)
+    parts = str(text).split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--shard must be I/N (worker I of N, I from 0 to N-1, e.g. 0/4), got {text!r}")
+    index, count = int(parts[0]), int(parts[1])
+    if count < 1 or index >= count:
+        raise ValueError(f"--shard I/N needs N >= 1 and 0 <= I < N, got {text!r}")
+    return Shard(index, count)
 
 
 def root(out: str, quick: bool) -> str:
@@ -102,7 +156,10 @@ def compilation_cache(folder: str) -> None:
 
 def _main(args) -> int:
     started = time.perf_counter()
+    shard = None
     if args.experiment != "report":
+        with usage_errors():  # --shard's (or SLURM's) own checks
+            shard = shard_from(args.shard)
         compilation_cache(os.path.join(root(args.out, args.quick), ".jax-cache"))
     if args.experiment == "alignment":
         from .alignment import run
@@ -112,14 +169,15 @@ def _main(args) -> int:
             import jax
 
             jax.config.update("jax_enable_x64", True)
-        run(config, root(args.out, args.quick), progress=not args.no_progress)
+        run(config, root(args.out, args.quick), progress=not args.no_progress, shard=shard)
     elif args.experiment == "learning":
         from .learning import run
 
         config = read_config("learning", args.config, args.quick)
         tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",")]
         chosen = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
-        run(config, root(args.out, args.quick), tasks=tasks, methods=chosen, progress=not args.no_progress)
+        run(config, root(args.out, args.quick), tasks=tasks, methods=chosen, progress=not args.no_progress,
+            shard=shard)
     else:
         from .report import build_report
 
@@ -128,5 +186,9 @@ def _main(args) -> int:
                                  else os.path.join("docs", "results.md"))
         path = build_report(folder, report, figures=args.figures, quick=args.quick)
         print(f"wrote {path}")
-    print(f"experiment {args.experiment}: {time.perf_counter() - started:.1f} s")
+        from .report import missing_text
+
+        print(missing_text(folder))
+    where = "" if shard is None or shard.count == 1 else f" (shard {shard})"
+    print(f"experiment {args.experiment}{where}: {time.perf_counter() - started:.1f} s")
     return 0

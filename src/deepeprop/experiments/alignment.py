@@ -137,14 +137,18 @@ def run_point(entry: dict, config: dict, specs: dict) -> dict:
     return result
 
 
-def run(config: dict, out: str, *, progress: bool = True) -> list[dict]:
-    """Every point of the sweep (finished ones read back, not recomputed); returns their results."""
+def run(config: dict, out: str, *, progress: bool = True, shard=None) -> list[dict]:
+    """Every point of the sweep (finished ones read back, not recomputed), or this ``shard``'s share of them (a
+    :class:`deepeprop.experiments.Shard`: every ``count``-th point); returns their results."""
     specs = methods()
     unknown = [m for m in config["methods"] if m not in specs]
     if unknown:
         raise UsageError(f"alignment config: unknown methods {unknown}; known: {sorted(specs)}")
     folder = os.path.join(out, "alignment")
-    entries = points(config)
+    every = points(config)
+    entries = every if shard is None else shard.take(every)
+    if shard is not None and shard.count > 1:
+        print(f"alignment: shard {shard} takes {len(entries)} of the {len(every)} points", flush=True)
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     results = []
     from tqdm import tqdm

@@ -157,8 +157,13 @@ def run_method(config: dict, task_name: str, method_name: str, spec: dict, folde
     return choice
 
 
-def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = True) -> list[dict]:
-    """Every (task, method) of the config, or the ``tasks`` and ``methods`` given; returns their choices."""
+def units(config: dict, tasks=None, methods=None) -> list[tuple[str, str]]:
+    """The independent units of the experiment, in order: every (task, method) pair of the config (or of the
+    ``tasks`` and ``methods`` given). A unit is a sweep and the final seeds at its chosen rate.
+
+    Raises:
+        ValueError: an unknown task or method, naming the flag.
+    """
     specs = method_specs()
     chosen_methods = methods or config["methods"]
     unknown = [m for m in chosen_methods if m not in specs]
@@ -169,20 +174,31 @@ def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = Tr
     unknown = [t for t in chosen_tasks if t not in config["tasks"]]
     if unknown:
         raise UsageError(f"--tasks: unknown {unknown}; the config has {sorted(config['tasks'])}")
+    return [(task, method) for task in chosen_tasks for method in chosen_methods]
+
+
+def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = True, shard=None) -> list[dict]:
+    """Every (task, method) of the config, or the ``tasks`` and ``methods`` given, or this ``shard``'s share of
+    them (a :class:`deepeprop.experiments.Shard`: every ``count``-th unit of :func:`units`); returns their
+    choices."""
+    specs = method_specs()
+    todo = every = units(config, tasks, methods)
+    if shard is not None and shard.count > 1:
+        todo = shard.take(every)
+        print(f"learning: shard {shard} takes {len(todo)} of the {len(every)} (task, method) units", flush=True)
     folder = os.path.join(out, "learning")
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     from tqdm import tqdm
 
-    bar = tqdm(total=len(chosen_tasks) * len(chosen_methods), desc="learning (task, method)", unit="method",
-               dynamic_ncols=True, disable=not progress)
+    bar = tqdm(total=len(todo), desc="learning (task, method)", unit="method", dynamic_ncols=True,
+               disable=not progress)
     log = bar.write if progress else (lambda text: None)
     choices = []
-    for task_name in chosen_tasks:
-        for method_name in chosen_methods:
-            choice = run_method(config, task_name, method_name, specs[method_name],
-                                os.path.join(folder, task_name, method_name), log)
-            choices.append(choice)
-            bar.update(1)
+    for task_name, method_name in todo:
+        choice = run_method(config, task_name, method_name, specs[method_name],
+                            os.path.join(folder, task_name, method_name), log)
+        choices.append(choice)
+        bar.update(1)
     bar.close()
     return choices
 

@@ -394,6 +394,58 @@ def _learning_findings(task: str, finals: dict, per_iteration: dict, metric_name
     return out
 
 
+# ---------------------------------------------------------------------------------------------- completeness
+def missing(folder: str) -> dict:
+    """What the experiments' configs ask for and ``folder`` does not hold yet (the work of shards that have not
+    run or not finished): ``{"alignment": [(key, point label), ...] or None, "learning": [(task, method), ...] or
+    None, "alignment_total": n, "learning_total": m}`` (``None``: that experiment has not started)."""
+    from .alignment import points
+    from .learning import units
+
+    out = {"alignment": None, "learning": None, "alignment_total": 0, "learning_total": 0}
+    align_config, align_results = load_alignment(folder)
+    if align_config is not None:
+        expected = points(align_config["config"])
+        done = {r["key"] for r in align_results}
+        out["alignment_total"] = len(expected)
+        out["alignment"] = [(e["key"], _point_label(e)) for e in expected if e["key"] not in done]
+    learn_config, choices = load_learning(folder)
+    if learn_config is not None:
+        expected = units(learn_config["config"])
+        done = {(c["task"], c["method"]) for c in choices}
+        out["learning_total"] = len(expected)
+        out["learning"] = [unit for unit in expected if unit not in done]
+    return out
+
+
+def _point_label(entry: dict) -> str:
+    base_axes = [axis for axis in entry["sweeps"]]
+    if len(base_axes) > 1:
+        return "the base point"
+    axis = base_axes[0]
+    return f"{axis}={entry['point'][axis]}"
+
+
+def missing_text(folder: str, found: dict | None = None, sep: str = " ") -> str:
+    """One paragraph: every experiment complete, or what is missing and how to finish it."""
+    found = missing(folder) if found is None else found
+    parts = []
+    for name, noun in (("alignment", "points"), ("learning", "(task, method) units")):
+        todo, total = found[name], found[f"{name}_total"]
+        if todo is None:
+            continue
+        if not todo:
+            parts.append(f"{name}: all {total} {noun} finished.")
+            continue
+        shown = ", ".join(label if name == "alignment" else "/".join(label) for label in
+                          ([t[1] for t in todo] if name == "alignment" else todo)[:12])
+        more = f" and {len(todo) - 12} more" if len(todo) > 12 else ""
+        parts.append(f"{name}: {len(todo)} of {total} {noun} missing ({shown}{more}): run `deepeprop experiment "
+                     f"{name}` again with the same --out (or the shards that did not finish); finished ones are "
+                     "not redone.")
+    return sep.join(parts) if parts else "no experiment has started."
+
+
 # ---------------------------------------------------------------------------------------------- the report
 def build_report(folder: str, report: str, *, figures: str | None = None, quick: bool = False) -> str:
     """Write the Markdown report ``report`` (and its PNG figures) from the JSON under ``folder``."""
@@ -429,7 +481,7 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
             + "; ".join(f"`{name}`: {label}" for name, label in labels.items()) + ".", "",
             "## Findings", ""]
     head += [f"- {line}" for line in findings] or ["- (no finished runs yet)"]
-    head.append("")
+    head += ["", "## Completeness", "", missing_text(folder, sep="\n\n"), ""]
     os.makedirs(report_dir, exist_ok=True)
     with open(report, "w") as handle:
         handle.write("\n".join(head + sections) + "\n")

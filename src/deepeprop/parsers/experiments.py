@@ -19,6 +19,9 @@ def register(subparsers) -> None:
         if name != "report":
             sub.add_argument("--config", default=None, help=f"TOML file replacing the built-in {name}.toml")
             sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+            sub.add_argument("--shard", default=None, metavar="I/N", help="run only worker I's share (I from 0 to "
+                             "N-1) of the independent runs, writing its own results into --out; default: from "
+                             "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a SLURM job array, else all of them")
         if name == "learning":
             sub.add_argument("--tasks", default=None, help="comma-separated task names of the config (default all)")
             sub.add_argument("--methods", default=None, help="comma-separated methods (default the config's)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import distributed
 from ..config import DEFAULTS, OPTIMIZERS, RESUMABLE
 from ..engines import ENGINES, EVALUATIONS, Chunked
 from ..engines.eprop import FEEDBACKS
@@ -150,4 +151,5 @@ def register(subparsers) -> None:
     parser.add_argument("--tensorboard", action="store_true", help="also log the metrics for TensorBoard to "
                         "OUT/tensorboard (needs tensorboardX: pip install 'deepeprop[tensorboard]')")
     add_run_flags(parser)
+    distributed.add_flags(parser)
     parser.set_defaults(func=command("deepeprop.training"))
