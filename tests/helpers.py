@@ -13,13 +13,21 @@ N_IN, N_OUT, WIDTH, T, BATCH = 3, 3, 4, 8, 2
 
 
 SPIKING = ("lif", "alif")
+# the neuron features, as variants of the engine grids: name -> (model, its extra neuron options). "alif_mixed": one
+# node of LIF and ALIF neurons (the first LIF, beta = 0) with Bellec et al.'s heuristic beta per neuron (from the
+# per-neuron time constants); "lif_ref", "alif_ref": a refractory period of 2 steps (a counter in the state, the
+# surrogate zero while it runs), the latter on the mixed node
+FEATURES = {"alif_mixed": ("alif", {"beta": "bellec", "n_lif": 1}),
+            "lif_ref": ("lif", {"n_ref": 2}),
+            "alif_ref": ("alif", {"beta": "bellec", "n_lif": 1, "n_ref": 2})}
 
 
 def make_model(neuron="lif", recurrence="dense", depth=2, readout="leaky", *, per_neuron_tau=True, seed=0,
                width=WIDTH, detach_reset=False, self_connections=True):
     """The engines' hardest case by default, pinned (not the library defaults): the exact-reset model (the
     reset path in the own Jacobian of LIF/ALIF, dense ``W`` with its diagonal inside each neuron) and
-    per-neuron time constants, so that nothing factorises."""
+    per-neuron time constants, so that nothing factorises. ``neuron`` is a name of :data:`deepeprop.NEURONS` or
+    of :data:`FEATURES`."""
     key = jax.random.PRNGKey(seed)
     k_model, k_tau, k_tau_a = jax.random.split(key, 3)
     hidden = [width + i for i in range(depth)]  # distinct sizes catch transposed shapes
@@ -31,7 +39,8 @@ def make_model(neuron="lif", recurrence="dense", depth=2, readout="leaky", *, pe
     else:
         tau_m, tau_a = 5.0, 10.0
     gain = 1.0 if neuron == "leaky" else 1.5  # drives every spiking layer of up to 4 to spike
-    options = {"detach_reset": detach_reset} if neuron in SPIKING else None
+    neuron, extra = FEATURES.get(neuron, (neuron, {}))
+    options = {"detach_reset": detach_reset, **extra} if neuron in SPIKING else None
     return dp.DeepRNN(N_IN, hidden, N_OUT, neuron=neuron, recurrence=recurrence, readout=readout, key=k_model,
                       input_gain=gain, dtype=jnp.float64, tau_m=tau_m, tau_a=tau_a, tau_out=4.0,
                       neuron_options=options, self_connections=self_connections)

@@ -37,7 +37,11 @@ MODELS = {
     "lru": [("none", True, None)],
     "mingru": [("none", True, None)],
 }
-CASES = [(neuron, *case) for neuron, cases in MODELS.items() for case in cases]
+# the neuron features, appended (the indices above stay): a refractory LIF that would factorise without its counter
+# (d = 2, contracted with own blocks), and ALIF with per-neuron beta, LIF neurons in the node and a refractory period
+FEATURE_CASES = [("lif", "dense", False, {"detach_reset": True, "n_ref": 2}),
+                 ("alif", "dense", False, {"beta": "bellec", "n_lif": 2, "n_ref": 2})]
+CASES = [(neuron, *case) for neuron, cases in MODELS.items() for case in cases] + FEATURE_CASES
 
 
 def make(neuron, recurrence, self_connections, options, readout, seed=0):
@@ -152,7 +156,8 @@ def test_chunks_cover_the_cases_they_claim():
     layouts = [engine.layouts(make(*case, "leaky"))[0] for case in CASES]
     assert layouts[2] == "factorised"  # LIF, reset detached, no self-connection
     assert layouts[3] == layouts[4] == "scalar"  # LIF with the reset path, dense or none
-    assert set(layouts[5:]) == {"components"}  # diagonal LIF, ALIF, LRU, minGRU
+    assert set(layouts[5:]) == {"components"}  # diagonal LIF, ALIF, LRU, minGRU, the feature cases
+    assert layouts[2] != layouts[-2]  # a refractory period takes LIF off the factorised trace (d = 2)
     assert all(engine.chunked_layers(make(*case, "leaky")) == (True,) * 3 for case in CASES[:6])
     step = dp.EProp(chunk_size=1)
     assert step.layouts(make(*CASES[5], "leaky")) == ("neuron_major",) * 3  # diagonal LIF, step by step

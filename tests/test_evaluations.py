@@ -27,6 +27,9 @@ CELLS = {
     "leaky_diagonal": ("leaky", "diagonal", True, None),
     "lru": ("lru", "none", True, None),
     "mingru": ("mingru", "none", True, None),
+    # the neuron features: a refractory counter in the state (d = 2, 3), per-neuron beta with LIF neurons in the node
+    "lif_ref": ("lif", "diagonal", True, {"n_ref": 2, "detach_reset": False}),
+    "alif_ref": ("alif", "dense", False, {"beta": "bellec", "n_lif": 2, "n_ref": 2}),
 }
 GRAPHS = {"chain": (), "skip": ((1, 3), (0, 2))}
 CHUNK_SIZES = (4, 5, 16)  # a shorter last chunk (4, 4, 4, 3), a divisor of T, K > T
@@ -51,7 +54,8 @@ def test_every_engine_declares_its_evaluations():
 # the default run: every cell once, every graph, readout, loss and chunk size in turn; the full grid under -m slow
 COVERING = [("lif_standard", "skip", "leaky", "mse", 4), ("lif_exact_reset", "chain", "linear", "cross_entropy", 5),
             ("alif", "skip", "linear", "mse", 16), ("leaky_diagonal", "chain", "leaky", "cross_entropy", 4),
-            ("lru", "skip", "leaky", "cross_entropy", 5), ("mingru", "chain", "linear", "mse", 16)]
+            ("lru", "skip", "leaky", "cross_entropy", 5), ("mingru", "chain", "linear", "mse", 16),
+            ("lif_ref", "skip", "linear", "cross_entropy", 4), ("alif_ref", "chain", "leaky", "mse", 5)]
 FULL = [(c, g, r, lo, k) for c in CELLS for g in GRAPHS for r in ("leaky", "linear")
         for lo in ("mse", "cross_entropy") for k in CHUNK_SIZES]
 
@@ -69,7 +73,7 @@ def test_deep_eprop_evaluations_equal_the_step_form(cell, graph, readout, loss, 
         assert max(errors) < EXACT, (evaluation, errors)
 
 
-@pytest.mark.parametrize("cell", ["leaky_diagonal", "lif_exact_reset"])
+@pytest.mark.parametrize("cell", ["leaky_diagonal", "lif_exact_reset", "lif_ref"])
 def test_deep_eprop_reverse_is_bptt_where_exact_and_not_with_dense_recurrence(cell):
     """The surrogate is the network itself without dense recurrence; with it, the surrogate is not the network."""
     model = make(cell)

@@ -10,8 +10,8 @@ import deepeprop as dp
 from helpers import make_batch, relative_errors
 
 
-def _model(neuron="lif", recurrence="dense", depth=2, readout="leaky", detach=True, tau_m=5.0):
-    options = {"detach_reset": detach} if neuron == "lif" else None  # explicit either way, not the default
+def _model(neuron="lif", recurrence="dense", depth=2, readout="leaky", detach=True, tau_m=5.0, n_ref=0):
+    options = {"detach_reset": detach, "n_ref": n_ref} if neuron == "lif" else None  # explicit, not the default
     return dp.DeepRNN(3, [4, 5, 6][:depth], 3, neuron=neuron, recurrence=recurrence, readout=readout,
                       key=jax.random.PRNGKey(0), dtype=jnp.float64, tau_m=tau_m, tau_out=4.0, input_gain=1.5,
                       neuron_options=options, self_connections=False)
@@ -93,6 +93,19 @@ def test_factored_deep_trace_is_exact_with_one_leaky_layer_above(neuron, recurre
         assert max(relative_errors(grads, reference, model)) < 1e-9
 
 
+def test_factored_deep_trace_with_a_refractory_mixed_alif_node_below():
+    """The neuron features at the bottom node (not factorised: its own trace is the full one): the factored deep
+    trace is still exact with one leaky layer above, equal to deep e-prop and to BPTT (no recurrence)."""
+    model = dp.DeepRNN(3, [4, 5], 3, neuron=["alif", "lif"], recurrence="none", readout="linear",
+                       key=jax.random.PRNGKey(0), dtype=jnp.float64, tau_m=5.0, tau_a=10.0, input_gain=1.5,
+                       neuron_options=[{"detach_reset": True, "n_ref": 2, "beta": "bellec", "n_lif": 1},
+                                       {"detach_reset": True}])
+    inputs, targets = make_batch("mse")
+    grads = dp.gradients(model, inputs, targets, method="deep_eprop_factored")
+    for method in ("deep_eprop", "bptt"):
+        assert max(relative_errors(grads, dp.gradients(model, inputs, targets, method=method), model)) < 1e-9
+
+
 def test_factored_deep_trace_is_an_approximation_above_two_layers():
     model = _model("lif", "none", 3, "linear")
     inputs, targets = make_batch("mse")
@@ -102,7 +115,8 @@ def test_factored_deep_trace_is_an_approximation_above_two_layers():
     assert errors[0] > 1e-3 and max(errors[1:]) < 1e-9
 
 
-@pytest.mark.parametrize("kwargs", [dict(detach=False), dict(recurrence="diagonal"), dict(neuron="alif")])
+@pytest.mark.parametrize("kwargs", [dict(detach=False), dict(recurrence="diagonal"), dict(neuron="alif"),
+                                    dict(n_ref=2)])
 def test_factored_deep_trace_rejects_unsupported_models(kwargs):
     model = _model(**kwargs)
     inputs, targets = make_batch("mse")

@@ -37,7 +37,8 @@ def same_step_gradient(model, inputs, targets, loss_name):
 
 
 @pytest.mark.parametrize("neuron,recurrence,loss", [("leaky", "dense", "mse"), ("lif", "diagonal", "cross_entropy"),
-                                                    ("alif", "dense", "mse"), ("mingru", "none", "cross_entropy")])
+                                                    ("alif", "dense", "mse"), ("mingru", "none", "cross_entropy"),
+                                                    ("alif_ref", "diagonal", "cross_entropy")])
 def test_immediate_equals_its_definition(neuron, recurrence, loss):
     model = make_model(neuron, recurrence, depth=3, readout="linear")
     inputs, targets = make_batch(loss)

@@ -140,6 +140,12 @@ def test_what_nir_cannot_express_is_refused():
         model = dp.DeepRNN(3, [4], 2, neuron=neuron, recurrence="none", key=KEY, dtype=jnp.float64)
         with pytest.raises(ValueError, match=message):
             dp.to_nir(model, dt=DT)
+    for options, message in (({"n_ref": 2}, "'layer1': LIF with a refractory period .n_ref=2. cannot be written"),
+                             ({"beta": 0.0}, "ALIF cannot be written as NIR")):
+        neuron = "lif" if "n_ref" in options else "alif"
+        model = dp.DeepRNN(3, [4], 2, neuron=neuron, key=KEY, dtype=jnp.float64, neuron_options=options)
+        with pytest.raises(ValueError, match=message):
+            dp.to_nir(model, dt=DT)
     model = dp.DeepRNN(3, [4], 2, neuron="lif", key=KEY, dtype=jnp.float64)
     with pytest.raises(ValueError, match="dt must be a finite number > 0"):
         dp.to_nir(model, dt=0.0)

@@ -7,7 +7,7 @@ from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
 from .nir_io import from_nir, to_nir
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
-                      LeakyRate, MinGRU, ReLU, Tanh, check_neuron, spike_fn)
+                      LeakyRate, MinGRU, ReLU, Tanh, bellec_beta, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
 from .regularization import REGULARIZATIONS, RateRegularization, RunningRateRegularization
 from . import parallel  # noqa: F401  (dp.parallel: data-parallel helpers)
@@ -27,7 +27,7 @@ __all__ = [
     "with_evaluation",
     "LOSSES", "MSE", "CrossEntropy", "make_loss",
     "ALIF", "LIF", "LeakyRate", "Integrator", "LRU", "MinGRU", "GELU", "ReLU", "Tanh", "Identity", "AbstractNeuron",
-    "AbstractInstantaneous", "NEURONS", "check_neuron", "spike_fn",
+    "AbstractInstantaneous", "NEURONS", "bellec_beta", "check_neuron", "spike_fn",
     "OnlineLearner", "LearnerState", "RateRegularization", "RunningRateRegularization", "REGULARIZATIONS",
     "TASKS", "Task", "Batch", "get_task", "to_nir", "from_nir",
 ]

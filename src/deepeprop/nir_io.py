@@ -51,7 +51,8 @@ when a spike is seen downstream: Spyx emits a layer's spike one step after ours 
 ``l`` steps; the test shows the rest is identical).
 
 **What does not map, and is refused** (``ValueError`` naming the node): :class:`~deepeprop.ALIF` (NIR has no
-threshold adaptation), :class:`~deepeprop.LeakyRate` (NIR has no ``tanh``), the LRU and minGRU cells and the
+threshold adaptation, whatever its ``beta``), a LIF with a refractory period (``n_ref > 0``: NIR's LIF has none),
+:class:`~deepeprop.LeakyRate` (NIR has no ``tanh``), the LRU and minGRU cells and the
 memoryless ``gelu``/``relu``/``tanh``/``identity`` layers, per-neuron thresholds, per-neuron leaks of an ``LI``
 (our :class:`~deepeprop.Integrator` shares one), recurrence between two different nodes, and NIR nodes other
 than Input, Output, Affine, Linear, Scale, LIF, CubaLIF (instantaneous synapse), LI, 1-D Flatten and subgraphs
@@ -160,6 +161,10 @@ def _neuron_to_nir(nir, neuron: AbstractNeuron, name: str, dt: float, discretisa
         a = np.full((n,), neuron.decay)
         return nir.LI(tau=tau_to_nir(a, dt, discretisation), r=1.0 / (1.0 - a), v_leak=np.zeros(n),
                       metadata={"deepeprop_neuron": "Integrator"})
+    if type(neuron) is LIF and neuron.n_ref:
+        raise ValueError(f"node {name!r}: LIF with a refractory period (n_ref={neuron.n_ref}) cannot be written as "
+                         "NIR (NIR's LIF has no refractory period: a graph without it would run another network); "
+                         "export a LIF built with n_ref=0")
     if type(neuron) is LIF:
         a = np.broadcast_to(np.asarray(neuron.decay, dtype=np.float64), (n,))
         return nir.LIF(tau=tau_to_nir(a, dt, discretisation), r=1.0 / (1.0 - a), v_leak=np.zeros(n),

@@ -103,8 +103,9 @@ class FactoredDeepEProp(ChunkedEngine):
                 raise ValueError(
                     f"deep_eprop_factored needs every hidden node fed by another hidden node to have a shared, "
                     f"state-independent own Jacobian (Jb = a); node {index + 1} does not. Use neuron 'leaky', or "
-                    "'lif' with neuron_options={'detach_reset': True}; recurrence 'none', or 'dense' with "
-                    "self_connections=False; one scalar tau_m per layer. Otherwise use method='deep_eprop'")
+                    "'lif' with neuron_options={'detach_reset': True} (and no refractory period, n_ref=0); recurrence "
+                    "'none', or 'dense' with self_connections=False; one scalar tau_m per layer. Otherwise use "
+                    "method='deep_eprop'")
 
     def _make_plan(self, model) -> FactoredPlan:
         """The filtered path prefixes of every hidden node, their groups, and the layout of each node's ``F``

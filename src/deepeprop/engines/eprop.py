@@ -220,7 +220,7 @@ class EProp(ChunkedEngine):
         if self.factorize is True and not all(self.plan(model).factorised):
             raise ValueError("eprop with factorize=True needs every hidden layer to have a shared, "
                              "state-independent own Jacobian: neuron 'leaky', or 'lif' with "
-                             "neuron_options={'detach_reset': True}; recurrence 'none', or 'dense' with "
+                             "neuron_options={'detach_reset': True} (n_ref=0); recurrence 'none', or 'dense' with "
                              "self_connections=False; one time constant per layer (scalar tau_m)")
 
     def init(self, model, batch):

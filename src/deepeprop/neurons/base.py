@@ -4,7 +4,8 @@ A neuron model is a small Equinox module holding *fixed* per-neuron constants (t
 threshold; they are not trained: every use goes through ``lax.stop_gradient``). It declares
 
 * ``state_size`` -- ``d``, the number of state variables per neuron (1 for leaky rate and LIF,
-  2 for ALIF: potential and threshold adaptation);
+  2 for ALIF: potential and threshold adaptation; one more for LIF and ALIF with a refractory period, whose
+  ``state_size`` is a property of the instance);
 * ``init_state(batch, dtype)`` -> ``(B, n, d)`` zeros;
 * ``step(state, current)`` -> next state: ``s[t] = M(s[t-1], z[t-1], I[t])`` with
   ``z[t-1] = output(s[t-1])`` recomputed inside, shapes ``(B, n, d), (B, n) -> (B, n, d)``;
@@ -115,7 +116,8 @@ class AbstractNeuron(eqx.Module):
     they are. :func:`check_neuron` verifies a model against its declarations numerically.
 
     Attributes:
-        state_size: ``d``, state variables per neuron (a class variable every model sets).
+        state_size: ``d``, state variables per neuron (a class variable every model sets, or a property where it
+            depends on the model's options, as LIF's and ALIF's counter with ``n_ref > 0``).
         spiking: whether the output is spikes (a class variable every model sets).
         n_currents: ``c``, input currents per neuron (default 1).
         n_outputs: ``o``, outputs per neuron (default 1).
