@@ -110,7 +110,10 @@ class ALIF(AbstractNeuron):
     n: int = eqx.field(static=True)
     decay: Array  # () or (n,): a = exp(-1/tau_m), fixed
     adaptation_decay: Array  # () or (n,): r = exp(-1/tau_a), fixed
-    beta: Array  # () or (n,): the adaptation strength, fixed (0: a LIF neuron)
+    # the adaptation strength, fixed (0: a LIF neuron): one number for the node is a static field (no array leaf,
+    # so checkpoints of networks with one beta per node keep the layout they had), per-neuron values an (n,) array
+    beta_value: float | None = eqx.field(static=True)  # one beta for the node, else None
+    beta_array: Array | None  # (n,) per-neuron beta, else None
     threshold: float = eqx.field(static=True)
     gamma: float = eqx.field(static=True)
     surrogate_id: int = eqx.field(static=True)
@@ -126,8 +129,19 @@ class ALIF(AbstractNeuron):
         self.adaptation_decay = decay_from_tau(tau_a, self.n, dtype, "tau_a")
         self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
             threshold, gamma, surrogate, detach_reset)
-        self.beta = adaptation_strength(beta, n_lif, self.n, tau_m, tau_a, dtype)
+        strength = adaptation_strength(beta, n_lif, self.n, tau_m, tau_a, dtype)
+        if strength.ndim == 0:
+            self.beta_value, self.beta_array = float(strength), None
+        else:
+            self.beta_value, self.beta_array = None, strength
         self.n_ref = check_refractory(n_ref)
+
+    @property
+    def beta(self) -> Array:
+        """The adaptation strength: shape ``()`` (one for the node) or ``(n,)`` (per neuron)."""
+        if self.beta_array is not None:
+            return self.beta_array
+        return jnp.asarray(self.beta_value, self.decay.dtype)
 
     @property
     def state_size(self) -> int:
