@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepeprop import training
+from deepeprop import runfolder, training
 from deepeprop.experiments.learning import peak_memory_bytes
 from deepeprop.gradcheck import compare
 
@@ -75,7 +75,7 @@ def run(name: str, methods, seeds, root: str, log=print) -> list[dict]:
                     summary = json.load(handle)
             else:
                 summary = training.train(config, overwrite=True, progress=False, plots=False)  # unfinished: afresh
-            metrics = training._read_metrics(os.path.join(config["out"], "metrics.jsonl"))
+            metrics = runfolder.read_metrics(os.path.join(config["out"], "metrics.jsonl"))
             first, last = metrics[0], metrics[-1]
             if len(metrics) > 1:  # between the first and the last evaluation: compilation excluded
                 per_iteration = (last["wall_time"] - first["wall_time"]) / (last["iteration"] - first["iteration"])

@@ -78,7 +78,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import deepeprop as dp  # noqa: E402
 from deepeprop.bench import check_engines, compile_engine  # noqa: E402
-from deepeprop.cli import UsageError  # noqa: E402
+from deepeprop.errors import UsageError  # noqa: E402
 from deepeprop.gradcheck import compare  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

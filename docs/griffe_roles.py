@@ -14,10 +14,6 @@ import griffe
 
 ROLE = re.compile(r":(?:class|func|meth|data|mod|attr|obj|exc):`(~?)([^`]+)`")
 REGISTRIES = ("ENGINES", "TASKS", "NEURONS", "LOSSES", "EVALUATIONS")
-_NAME = r'``"[A-Za-z_][\w:]*"``'
-_LIST = rf'(?P<list>{_NAME}(?:(?:,\s+or\s+|,\s+|\s+or\s+){_NAME})*(?P<more>,\s*\.\.\.)?)'
-_REF = rf':data:`~?(?:deepeprop\.)?(?P<registry>{"|".join(REGISTRIES)})`'
-LISTS = (re.compile(rf'{_LIST}\s*\({_REF}\)'), re.compile(rf'{_REF}\s*\({_LIST}\)'))
 
 
 def _code(match: re.Match) -> str:
@@ -36,21 +32,13 @@ def registries() -> dict:
 
 
 def complete_lists(text: str, names: dict) -> str:
-    """``text`` with every list of names beside a registry reference replaced by all of the registry's names
-    (a list that names something outside the registry is kept)."""
-    def replace(match: re.Match) -> str:
-        listed = re.findall(r'``"([^"]+)"``', match.group("list"))
-        known = names[match.group("registry")]
-        if not set(listed) <= set(known):
-            return match.group(0)
-        full = ", ".join(f'``"{name}"``' for name in known)
-        start, end = match.span("list")
-        whole = match.group(0)
-        return whole[:start - match.start()] + full + whole[end - match.start():]
-
-    for pattern in LISTS:
-        text = pattern.sub(replace, text)
-    return text
+    """:func:`deepeprop.registry.complete_lists` (one implementation for the site and the docstrings)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
+    try:
+        from deepeprop.registry import complete_lists as complete
+    finally:
+        sys.path.pop(0)
+    return complete(text, names)
 
 
 class SphinxRoles(griffe.Extension):

@@ -1,7 +1,7 @@
 """MkDocs hooks of the documentation site (mkdocs.yml ``hooks:``).
 
 The command-line reference (``docs/cli.md``) is generated here from the parsers themselves: the ``--help`` text of
-``deepeprop`` and of every subcommand that a module in ``deepeprop.cli.SUBCOMMAND_MODULES`` registers, so a new
+``deepeprop`` and of every subcommand that a module in ``deepeprop.parsers.PARSER_MODULES`` registers, so a new
 subcommand appears without editing the page.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import deepeprop as dp
-from deepeprop import cli, training
+from deepeprop import cli, trainer, training
 from deepeprop.online import OnlineLearner, trainable_spec
 from deepeprop.tasks import get_task
 
@@ -404,7 +404,7 @@ def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(t
     explicit = training.resolve_config({"neuron": "alif", "neuron_options": {"detach_reset": False}}, None)
     assert explicit["neuron_options"] == {"detach_reset": False}
 
-    old = training.resolve_config({"neuron": "lif", "out": str(tmp_path)}, None)
+    old = dict(training.resolve_config({"neuron": "lif", "out": str(tmp_path)}, None))
     old["neuron_options"] = {}  # as a run saved before the change wrote it
     (tmp_path / "config.json").write_text(json.dumps(old))
     resumed = training._resume_config({"out": str(tmp_path)}, None)
@@ -465,12 +465,12 @@ def test_a_task_whose_batches_have_no_label_is_refused_naming_targets(tmp_path, 
         batch = task_batch(task, config, iteration, dtype)
         return batch._replace(targets=jnp.full_like(batch.targets, -1))
 
-    monkeypatch.setattr(training, "train_batch", unlabelled)
+    monkeypatch.setattr(trainer, "train_batch", unlabelled)
     with pytest.raises(ValueError, match=r"targets: its first training batch of task 'delayed_copy' has no step where "
                                          r"the loss counts \(every label is -1"):
         training.train(config, progress=False, plots=False)
     assert os.listdir(tmp_path / "run") == []  # nothing written
-    monkeypatch.setattr(training, "train_batch", task_batch)
-    monkeypatch.setattr(training, "eval_batch", lambda task, config, dtype: unlabelled(task, config, 0, dtype))
+    monkeypatch.setattr(trainer, "train_batch", task_batch)
+    monkeypatch.setattr(trainer, "eval_batch", lambda task, config, dtype: unlabelled(task, config, 0, dtype))
     with pytest.raises(cli.UsageError, match="targets: its evaluation batch"):  # deepeprop train: exit code 2
         training.train(config, progress=False, plots=False)

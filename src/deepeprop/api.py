@@ -9,11 +9,13 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 
-from .engines import make_engine, with_evaluation
+from .engines import ENGINES, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
+from .registry import document
+from .batch_checks import check_batch
 from .regularization import add_trees, check_regularization, make_regularization, rate_gradients
-from .validation import check_batch, checked
+from .validation import checked
 
 
 @eqx.filter_jit
@@ -78,3 +80,6 @@ def gradients(model: Network, inputs, targets, *, method, loss="mse", mask=None,
     """
     return loss_and_gradients(model, inputs, targets, method=method, loss=loss, mask=mask, evaluation=evaluation,
                               regularization=regularization, **options)[1]
+
+
+document(gradients, ENGINES=ENGINES)

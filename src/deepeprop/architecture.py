@@ -16,6 +16,21 @@ from __future__ import annotations
 
 from .network import RECURRENCES, chain_edges
 from .neurons import NEURONS
+from .validation import check_number
+
+
+def layer_sizes(value, name: str = "--hidden") -> list[int]:
+    """``"16,16,16"`` or ``[16, 16, 16]`` -> ``[16, 16, 16]``: positive ints, with a clear error for anything else."""
+    expected = f"{name} must be a comma-separated list of positive ints like 64,64 (TOML: [64, 64]), got {value!r}"
+    if isinstance(value, str):
+        try:
+            value = [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(expected) from None
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError(expected)
+    return list(value)
 
 
 def per_layer_choice(value, name: str, choices, depth: int):
@@ -52,8 +67,6 @@ def recurrences(value, depth: int, name: str = "--recurrence"):
 
 def per_layer_number(value, depth: int, name: str):
     """A time constant or gain: ``20`` / ``"2,50"`` / ``[2, 50]`` -> ``20.0`` or a list of ``depth`` floats > 0."""
-    from .validation import check_number
-
     if isinstance(value, str):
         try:
             items = [float(part) for part in value.split(",")]

@@ -19,9 +19,10 @@ Theory: each row carries the engine's cost formula (its docstring) evaluated for
 ``jnp.dot`` of two square matrices measured on the same machine. With ``--alignment``, the cosine per
 layer (hidden layers, then readout) between each engine's gradient and BPTT's.
 """
+# Over 400 lines: the suites, their cases and the measurement of one case (compile, time, memory, cost) are one
+# program; its parser is deepeprop.parsers.bench.
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import os
@@ -33,7 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .cli import RawDescriptionHelpFormatter, UsageError
+from .errors import UsageError
 
 DEFAULT_ENGINES = ("bptt", "eprop", "deep_eprop", "deep_eprop_factored", "rtrl")
 ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", "model", "readout", "status",
@@ -119,7 +120,7 @@ def _cases(args):
         out += [(f"L{d}", dict(base, T=100, width=64, depth=d, batch=8, engines=engines)) for d in (1, 2, 3, 4)]
         out += [(f"B{b}", dict(base, T=100, width=64, depth=2, batch=b, engines=engines)) for b in (1, 32, 128)]
         return out
-    raise ValueError(f"unknown suite {args.suite!r}")
+    raise UsageError(f"--suite must be one of the suites, got {args.suite!r}")
 
 
 def build_model(config, dtype):
@@ -320,10 +321,8 @@ def format_row(row) -> str:
 
 
 def run(args) -> dict:
-
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-
+    """Run the suite of ``args`` (``deepeprop bench``'s options); ``--dtype float64`` needs float64 switched on by
+    the caller (``_main`` does it; the library does not change a global setting)."""
     peak = measure_peak_gflops(jnp.float32 if args.dtype == "float32" else jnp.float64)
     print(f"deepeprop bench: suite={args.suite} dtype={args.dtype} backend={jax.default_backend()} "
           f"devices={jax.devices()} jnp.dot peak {peak:.1f} GFLOP/s")
@@ -430,64 +429,6 @@ def ratios(rows) -> dict:
     return out
 
 
-def _positive_ints(text):
-    """``"100,1000"`` -> ``[100, 1000]``; anything but positive ints is refused (argparse names the flag)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"must be a comma-separated list of positive ints, got {text!r}")
-    return values
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
-    return value
-
-
-def register(subparsers):
-    from .cli import names
-    from .engines import ENGINES
-
-    parser = subparsers.add_parser("bench", help="time and memory of every engine (table + JSON)",
-                                   description=__doc__, formatter_class=RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=("quick", "targets", "scaling"), default="quick",
-                        help="quick (default, < 2 min), targets (the issue's ratios), scaling (T, n, depth, batch)")
-    parser.add_argument("--engines", type=lambda s: [v for v in s.split(",") if v], default=None,
-                        help=f"comma-separated engines among {names(ENGINES)} (default: "
-                             f"{','.join(DEFAULT_ENGINES)}); options in brackets, "
-                             "separated by ';', e.g. 'eprop[readout_filter=False]'; an evaluation after '@', "
-                             "e.g. 'deep_eprop@reverse', 'eprop[chunk_size=1]'")
-    parser.add_argument("--cases", type=lambda s: [v for v in s.split(",") if v], default=None,
-                        help="comma-separated case names: run only these cases of the suite")
-    parser.add_argument("--T", type=_positive_ints, default=None, help="sequence lengths (quick suite), e.g. 100,1000")
-    parser.add_argument("--width", type=_positive_ints, default=None, help="hidden widths (quick suite)")
-    parser.add_argument("--depth", type=_positive_ints, default=None, help="numbers of hidden layers (quick suite)")
-    parser.add_argument("--batch", type=_positive_int, default=None, help="batch size (quick suite; default 4)")
-    parser.add_argument("--model", choices=tuple(MODELS), default="factorisable",
-                        help="exact: LIF with the reset path kept, dense W with its diagonal; factorisable "
-                             "(default): the standard e-prop model (LIF with detach_reset, no self-connections, "
-                             "the library defaults), recurrent gain 0.1")
-    parser.add_argument("--readout", choices=("linear", "leaky"), default="leaky", help="readout of the network")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
-    parser.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (median)")
-    parser.add_argument("--alignment", action="store_true", help="cosine per layer of each gradient vs BPTT's")
-    parser.add_argument("--json", default=None, help="write the rows to this JSON file")
-    parser.add_argument("--markdown", default=None, help="write the rows as Markdown tables to this file")
-    parser.add_argument("--max-trace-gb", type=float, default=2.0,
-                        help="skip an engine whose traces (its cost formula) would exceed this many GB (default 2)")
-    parser.add_argument("--max-call-s", type=float, default=60.0,
-                        help="skip an engine whose formula's FLOPs for one call would take longer than this at the "
-                             "measured jnp.dot peak (a lower bound; default 60 s)")
-    parser.set_defaults(func=_main)
-
-
 def check_engines(methods) -> None:
     """Every ``--engines`` entry names an engine and options it takes (checked before anything runs)."""
     from .engines import ENGINES, make_engine, with_evaluation
@@ -523,5 +464,7 @@ def _main(args) -> int:
         raise UsageError(f"--max-trace-gb must be a positive number of GB, got {args.max_trace_gb}")
     if not args.max_call_s > 0:
         raise UsageError(f"--max-call-s must be a positive number of seconds, got {args.max_call_s}")
+    if args.dtype == "float64":  # the command's choice (--dtype); the library never switches it
+        jax.config.update("jax_enable_x64", True)
     run(args)
     return 0

@@ -21,29 +21,19 @@ DEMO = {
 }
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="train a small spiking network with deep e-prop "
-                                   "(under a minute on 2 CPU cores)",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="deepeprop-demo", help="folder for the results and plots "
-                        "(default ./deepeprop-demo)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the line of each evaluation "
-                        "is still printed)")
-    parser.set_defaults(func=_main)
-
-
 def _main(args) -> int:
     from .training import resolve_config, train
 
     config = resolve_config(dict(DEMO, out=args.out))
-    print(f"deepeprop demo: {config['method']} trains a {len(config['hidden'])}-layer {config['neuron'].upper()} "
-          f"spiking network (hidden {config['hidden']}) on '{config['task']}' (8x8 digits, one row per time step), "
-          f"{config['iterations']} batches of {config['batch_size']}")
+    run, model = config.run, config.model
+    print(f"deepeprop demo: {config.engine.method} trains a {model.depth}-layer {model.neuron[0].upper()} "
+          f"spiking network (hidden {list(model.hidden)}) on '{run.task}' (8x8 digits, one row per time step), "
+          f"{run.iterations} batches of {run.batch_size}")
     start = time.perf_counter()
     summary = train(config, overwrite=True, progress=not args.no_progress, log=True)  # the demo's folder is its own
     seconds = time.perf_counter() - start
     print(f"test {summary['metric_name']}: {summary['final_metric']:.3f}   (chance level: {summary['chance']:.3f})"
           f"   in {seconds:.0f} s")
-    print(f"plots and results written to {config['out']}/: " + ", ".join(
+    print(f"plots and results written to {run.out}/: " + ", ".join(
         p.rsplit('/', 1)[-1] for p in summary.get("plots", [])) + ", metrics.jsonl, summary.json, checkpoint.eqx")
     return 0

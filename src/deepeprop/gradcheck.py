@@ -14,23 +14,9 @@ import numpy as np
 
 from .api import gradients
 from .engines import ENGINES, make_engine
-from .network import DTYPES, READOUTS, RECURRENCES, DeepRNN
-from .neurons import NEURONS
-from .architecture import is_rate_model, neuron_names, recurrences, residual_edges, skip_edges
-
-
-def parse_sizes(text: str, name: str = "--hidden") -> list[int]:
-    """``"16,16,16"`` -> ``[16, 16, 16]``, with a clear error for anything else."""
-    from .cli import UsageError
-
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, "
-                         f"got {text!r}") from None
-    if not sizes or any(s <= 0 for s in sizes):
-        raise UsageError(f"{name} must be a comma-separated list of positive ints like 64,64,64, got {text!r}")
-    return sizes
+from .network import DTYPES, DeepRNN
+from .architecture import is_rate_model, layer_sizes, neuron_names, recurrences, residual_edges, skip_edges
+from .errors import UsageError, usage_errors
 
 
 def layer_vectors(grads) -> list:
@@ -77,9 +63,18 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
 
     ``neuron`` and ``recurrence``: one name or a list with one per hidden layer; ``skip`` and ``residual``:
     extra (trained or identity) edges ``(i, j)`` as in :func:`deepeprop.DeepRNN`.
+
+    ``dtype="float64"`` needs float64 switched on by the caller (``jax.config.update("jax_enable_x64", True)``;
+    ``deepeprop gradcheck --dtype float64`` does it): the library does not change a global setting.
     """
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    return compare_engines(make_case(neuron=neuron, recurrence=recurrence, hidden=hidden, readout=readout,
+                                     steps=steps, batch=batch, seed=seed, dtype=dtype, n_in=n_in, n_out=n_out,
+                                     loss=loss, skip=skip, residual=residual), methods)
+
+
+def make_case(*, neuron, recurrence, hidden, readout, steps, batch, seed, dtype, n_in, n_out, loss, skip,
+              residual) -> dict:
+    """The model, batch and config of :func:`run_gradcheck` (every argument checked here, nothing computed)."""
     if steps <= 0 or batch <= 0:
         raise ValueError(f"--steps and --batch must be positive, got {steps} and {batch}")
     depth = len(hidden)
@@ -87,7 +82,6 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
     recurrence = recurrences(recurrence, depth)
     residual = residual_edges(list(residual), depth)
     skip = skip_edges(list(skip), depth, residual=residual)
-    methods = [m for m in ENGINES if m != "bptt"] if methods is None else list(methods)
     key = jax.random.PRNGKey(seed)
     k_model, k_x, k_y = jax.random.split(key, 3)
     all_rate = all(is_rate_model(neuron, i) for i in range(depth))
@@ -99,6 +93,16 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
         targets = jax.random.normal(k_y, (steps, batch, n_out), model.dtype)
     else:
         targets = jax.random.randint(k_y, (steps, batch), 0, n_out)
+    config = {"neuron": neuron, "recurrence": recurrence, "hidden": list(hidden), "readout": readout, "skip": skip,
+              "residual": residual, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype, "n_in": n_in,
+              "n_out": n_out, "loss": loss}
+    return {"model": model, "inputs": inputs, "targets": targets, "config": config}
+
+
+def compare_engines(case: dict, methods=None) -> dict:
+    """Every engine of ``methods`` (default all but BPTT) on the case of :func:`make_case`, against BPTT."""
+    model, inputs, targets, loss = case["model"], case["inputs"], case["targets"], case["config"]["loss"]
+    methods = [m for m in ENGINES if m != "bptt"] if methods is None else list(methods)
     _, _, zs = model.run(inputs, record=True)
     references = {}  # BPTT per resolved model (per reset choice)
 
@@ -110,10 +114,7 @@ def run_gradcheck(*, neuron="lif", recurrence="dense", hidden=(16, 16, 16), read
         return references[key]
 
     result = {
-        "config": {"neuron": neuron, "recurrence": recurrence, "hidden": list(hidden), "readout": readout,
-                   "skip": skip, "residual": residual, "steps": steps, "batch": batch, "seed": seed, "dtype": dtype,
-                   "n_in": n_in,
-                   "n_out": n_out, "loss": loss},
+        "config": case["config"],
         "activity": [float(jnp.mean(z)) for z in zs],
         "engines": {},
     }
@@ -153,50 +154,9 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _choice_list(choices):
-    """An argparse type: one choice or a comma-separated list of them (argparse's wording for a bad one)."""
-    import argparse
-
-    def parse(text: str) -> str:
-        for part in text.split(","):
-            if part.strip() not in choices:
-                raise argparse.ArgumentTypeError(f"invalid choice: {part.strip()!r} (choose from "
-                                                 f"{', '.join(choices)}, or a comma-separated list of them)")
-        return text
-
-    return parse
-
-
-def register(subparsers) -> None:
-    from .cli import names
-    from .losses import LOSSES
-
-    parser = subparsers.add_parser("gradcheck", help="compare every gradient engine with BPTT, per layer",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--neuron", type=_choice_list(NEURONS), default="lif",
-                        help=f"neuron model: {names(NEURONS)}, or one per layer comma-separated (e.g. lif,alif,leaky)")
-    parser.add_argument("--recurrence", type=_choice_list(RECURRENCES), default="dense",
-                        help=f"{names(RECURRENCES)}, or one per layer comma-separated")
-    parser.add_argument("--skip", default="", help="extra same-time edges I:J, comma-separated (0 = input, "
-                        "L+1 = readout), e.g. 1:3,0:2")
-    parser.add_argument("--residual", default="", help="fixed identity edges I:J (equal widths), e.g. 2:3,0:3")
-    parser.add_argument("--hidden", default="16,16,16", help="hidden layer sizes, comma-separated")
-    parser.add_argument("--readout", choices=READOUTS, default="leaky", help="readout of the network")
-    parser.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="per-step loss")
-    parser.add_argument("--steps", type=int, default=50, help="sequence length T")
-    parser.add_argument("--batch", type=int, default=4, help="sequences in the batch")
-    parser.add_argument("--seed", type=int, default=0, help="model, input and target seed")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64", help="floating-point type")
-    parser.add_argument("--methods", default=None, help="engines to check against bptt, comma-separated, among "
-                        f"{names([m for m in ENGINES if m != 'bptt'])} (default: all)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    parser.set_defaults(func=_main)
-
-
 def _main(args) -> int:
-    from .cli import UsageError
-
-    hidden = parse_sizes(args.hidden)
+    with usage_errors():
+        hidden = layer_sizes(args.hidden)
     if args.steps <= 0:
         raise UsageError(f"--steps must be a positive int, got {args.steps}")
     if args.batch <= 0:
@@ -207,16 +167,18 @@ def _main(args) -> int:
         unknown = [m for m in methods if m not in ENGINES or m == "bptt"]
         if unknown:
             raise UsageError(f"--methods must name engines among {[m for m in ENGINES if m != 'bptt']}, got {unknown}")
-    try:
+    with usage_errors():
         neuron = neuron_names(args.neuron, len(hidden))
         recurrence = recurrences(args.recurrence, len(hidden))
         residual = residual_edges(args.residual, len(hidden))
         skip = skip_edges(args.skip, len(hidden), residual=residual)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    result = run_gradcheck(neuron=neuron, recurrence=recurrence, hidden=hidden, readout=args.readout,
-                           steps=args.steps, batch=args.batch, seed=args.seed, dtype=args.dtype, loss=args.loss,
-                           methods=methods, skip=skip, residual=residual)
+    if args.dtype == "float64":  # the command's choice; the library never switches it
+        jax.config.update("jax_enable_x64", True)
+    with usage_errors():  # the network's own checks of the given options (e.g. a residual edge's widths)
+        case = make_case(neuron=neuron, recurrence=recurrence, hidden=hidden, readout=args.readout, steps=args.steps,
+                         batch=args.batch, seed=args.seed, dtype=args.dtype, n_in=8, n_out=3, loss=args.loss,
+                         skip=skip, residual=residual)
+    result = compare_engines(case, methods)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from .registry import Registry, document
+
 
 class MSE(eqx.Module):
     """``E_t = mean_b mask_b * mean_k (y[t,b,k] - target[t,b,k])**2``; targets (T, B, n_out) floats."""
@@ -36,7 +38,7 @@ class CrossEntropy(eqx.Module):
         return jnp.sum(jnp.where(valid, nll * mask, 0.0)) / y.shape[0]
 
 
-LOSSES = {"mse": MSE, "cross_entropy": CrossEntropy}
+LOSSES = Registry("loss", {"mse": MSE, "cross_entropy": CrossEntropy})
 
 
 def make_loss(loss):
@@ -57,3 +59,6 @@ def make_loss(loss):
         raise ValueError(f"loss must be one of {tuple(LOSSES)} or a loss object (deepeprop.MSE(), "
                          f"deepeprop.CrossEntropy()), got {loss!r}")
     return LOSSES[loss]()
+
+
+document(make_loss, LOSSES=LOSSES)

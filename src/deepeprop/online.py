@@ -41,8 +41,9 @@ import optax
 from .engines import Engine, Reversed, make_engine, with_evaluation
 from .losses import make_loss
 from .network import Network
+from .batch_checks import check_batch, check_model
 from .regularization import add_trees, check_regularization, make_regularization, rate_gradients
-from .validation import check_batch, check_int, check_model, check_number, checked, fail
+from .validation import check_int, check_number, checked, fail
 
 
 class LearnerState(eqx.Module):

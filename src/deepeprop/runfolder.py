@@ -1,4 +1,7 @@
-"""Run folders of ``deepeprop train``: one writer at a time, no mixed results, checked resumes.
+"""Run folders of ``deepeprop train`` and their files: one writer at a time, no mixed results, checked resumes.
+
+All the reading and writing of a run folder is here: the lock, ``config.json`` and ``summary.json``
+(:func:`write_json`), ``metrics.jsonl`` (:func:`read_metrics`, :func:`repair_metrics`) and the checkpoint.
 
 * **Lock.** A run holds ``fcntl.flock`` on ``OUT/.deepeprop.lock`` (its pid written inside) from start to
   end; a second run into the same folder is refused with an error naming the holder's pid. The OS
@@ -17,7 +20,14 @@
 * **Metrics.** On resume, ``metrics.jsonl`` is cut back to the rows at or below the checkpoint's iteration;
   a torn last line (a run killed while appending) is dropped; any other unreadable line is named with a fix.
 
-Errors are :class:`RunFolderError` (a ``ValueError``: the command line prints ``deepeprop train: error: ...`` and
+* **Checkpoints** (``checkpoint.eqx``): one JSON header line (format, version, iteration, seed, elapsed seconds,
+  payload size and SHA-256) followed by ``equinox.tree_serialise_leaves`` of ``(model, optimizer state,
+  feedback matrices)``. They are written to a temporary file in the same folder and moved into place with
+  ``os.replace``; loading checks the header, size and checksum before anything is deserialised, so a truncated or
+  corrupted file raises :class:`~deepeprop.errors.CheckpointError` and leaves no partial state.
+
+Errors are :class:`~deepeprop.errors.RunFolderError` (a ``DeepEPropError``: the command line prints
+``deepeprop train: error: ...`` and
 exits with code 2).
 """
 from __future__ import annotations
@@ -25,20 +35,25 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 from typing import Any
+
+import equinox as eqx
+
+from .errors import CheckpointError, RunFolderError
+
+CHECKPOINT = "checkpoint.eqx"
+CHECKPOINT_FORMAT = "deepeprop-checkpoint"
+CHECKPOINT_VERSION = 1
 
 LOCK = ".deepeprop.lock"
 # every file a run writes (removed by overwrite); temporary files are ".NAME.PID.tmp"
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.eqx", "learning_curves.png",
              "raster.png", "readout.png")
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
-
-
-class RunFolderError(ValueError):
-    """An output folder that cannot be used: unusable path, in use by another run, or not empty."""
 
 
 def temp_path(path: str) -> str:
@@ -194,6 +209,54 @@ def _same_file(fd: int, path: str) -> bool:
     return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
+# ---------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str, state, meta: dict) -> None:
+    """Write ``state`` (a LearnerState) and ``meta`` atomically (temp file in the same folder + os.replace)."""
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, state)
+    payload = buffer.getvalue()
+    header = dict(meta, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, payload_bytes=len(payload),
+                  sha256=hashlib.sha256(payload).hexdigest())
+    write_atomic(path, json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
+
+
+def read_checkpoint_header(path: str) -> tuple[dict, bytes]:
+    """``(header, payload)`` after checking the format, the size and the checksum."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    newline = data.find(b"\n")
+    try:
+        header = json.loads(data[:newline].decode()) if newline > 0 else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a deepeprop checkpoint (bad or missing header): corrupted?")
+    if header.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {header.get('version')}, "
+                              f"this deepeprop reads version {CHECKPOINT_VERSION}")
+    payload = data[newline + 1:]
+    if len(payload) != header.get("payload_bytes"):
+        raise CheckpointError(f"{path} is truncated or corrupted: payload has {len(payload)} bytes, "
+                              f"the header says {header.get('payload_bytes')}")
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CheckpointError(f"{path} is corrupted: its SHA-256 checksum does not match the header")
+    return header, payload
+
+
+def load_checkpoint(path: str, like) -> tuple[Any, dict]:
+    """``(state, header)``: the checkpoint's LearnerState with the structure of ``like``. Nothing is
+    returned (or changed) unless the whole file is valid."""
+    header, payload = read_checkpoint_header(path)
+    try:
+        state = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except Exception as err:  # shapes/dtypes that do not fit this run's model
+        raise CheckpointError(f"{path} does not match this run's model or optimizer: {err}") from None
+    return state, header
+
+
 # ---------------------------------------------------------------------------- configuration fingerprint
 def canonical(config: dict) -> dict:
     """``config`` as JSON would give it back (tuples become lists, keys strings)."""
@@ -220,6 +283,20 @@ def differences(saved: dict, current: dict, defaults: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- metrics.jsonl
+def write_json(path: str, data: dict) -> None:
+    """``data`` (a mapping: a dict, a :class:`~deepeprop.config.TrainConfig`) as indented, sorted JSON at ``path``,
+    atomically."""
+    write_atomic(path, (json.dumps(dict(data), indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` (``[]`` when there is none)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
 def repair_metrics(path: str, upto: int) -> list[dict]:
     """Cut ``metrics.jsonl`` back to its rows with ``iteration <= upto`` and return them.
 

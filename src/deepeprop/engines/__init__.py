@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..registry import Registry, document
 from .base import Engine, EngineState
 from .bptt import BPTT
 from .deep_eprop import DeepEProp
@@ -13,7 +14,9 @@ from .immediate import Immediate
 from .reverse import Reversed, with_evaluation
 from .rtrl import RTRL
 
-ENGINES = {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp, Immediate)}
+# the engines by name; ENGINES.register(MyEngine) adds one (deepeprop.registry)
+ENGINES = Registry("engine", {cls.name: cls for cls in (BPTT, RTRL, EProp, DeepEProp, FactoredDeepEProp,
+                                                          Immediate)})
 
 
 def make_engine(method, **options) -> Engine:
@@ -44,6 +47,9 @@ def make_engine(method, **options) -> Engine:
         valid = ", ".join(accepted) if accepted else "none"
         raise ValueError(f"method {method!r} does not take option(s) {unknown}; its options: {valid}")
     return cls(**options)
+
+
+document(make_engine, ENGINES=ENGINES)
 
 
 __all__ = ["Evaluation", "Step", "Chunked", "Reverse", "EVALUATIONS", "make_evaluation", "with_evaluation",

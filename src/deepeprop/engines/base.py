@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .. import validation
+from .. import batch_checks, validation
 from ..jacobians import LayerStep, linearize
 from ..losses import make_loss
 from ..network import Layer, Network
@@ -150,7 +150,7 @@ def _state_batch(state) -> int | None:
 def _check_entry(name: str, arguments: dict) -> None:
     """The checks of entry point ``name`` on its bound ``arguments`` (converted in place)."""
     model = arguments["model"]
-    validation.check_model(model)
+    batch_checks.check_model(model)
     if name == "init":
         arguments["batch"] = validation.check_int("batch", arguments["batch"], minimum=1)
         return
@@ -158,12 +158,12 @@ def _check_entry(name: str, arguments: dict) -> None:
         raise validation.fail("state", "an EngineState (from engine.init(model, batch))", arguments["state"])
     batch = _state_batch(arguments.get("state"))
     if name == "step":
-        arguments["x"], arguments["target"], arguments["mask"] = validation.check_step(
+        arguments["x"], arguments["target"], arguments["mask"] = batch_checks.check_step(
             model, batch, arguments["x"], arguments["target"], arguments["loss"], arguments["mask"])
     elif name in ("sequence", "reverse"):
         # the value checks of a traced sequence go on the state's network part, not on a copy of the sequence
         with validation.deferred_value_checks() as pending:
-            inputs, targets, mask = validation.check_batch(model, arguments["inputs"], arguments["targets"],
+            inputs, targets, mask = batch_checks.check_batch(model, arguments["inputs"], arguments["targets"],
                                                            arguments["loss"], arguments["mask"])
         if batch is not None and inputs.shape[1] != batch:
             raise ValueError(f"inputs must have shape (T, B, n_in) with B = {batch} (the state's batch, from "

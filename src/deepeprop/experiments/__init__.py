@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
+from ..errors import UsageError, usage_errors
+
 SUBCOMMANDS = ("alignment", "learning", "bellec2020", "report")
 DEFAULT_OUT = "results"
 
@@ -43,7 +45,7 @@ def load_toml(path_or_name: str) -> dict:
         with open(path_or_name, "rb") as handle:
             return tomllib.load(handle)
     if os.sep in path_or_name or path_or_name.endswith(".toml"):
-        raise ValueError(f"--config: no such file {path_or_name!r}")
+        raise UsageError(f"--config: no such file {path_or_name!r}")
     text = resources.files(__name__).joinpath(f"{path_or_name}.toml").read_text()
     return tomllib.loads(text)
 
@@ -145,39 +147,6 @@ def read_json(path: str):
         return json.load(handle)
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "experiment", help="run the alignment and learning experiments and build the results report",
-        description=__doc__.split("\n\n")[0] + " See docs/results.md.")
-    inner = parser.add_subparsers(dest="experiment", required=True)
-    for name, help_text in (("alignment", "per-layer cosine and norm ratio of every engine's gradient to BPTT's"),
-                            ("learning", "budget-matched online training of every method on every task"),
-                            ("bellec2020", "Bellec et al. 2020, Fig. 3 (evidence accumulation, 100 ALIF neurons, "
-                             "T = 2250) with BPTT and e-prop (random and symmetric feedback)"),
-                            ("report", "build the results report (Markdown + PNG) from the experiments' JSON")):
-        sub = inner.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--quick", action="store_true", help="the tiny [quick] variant (CI), under OUT/quick")
-        sub.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
-        if name != "report":
-            sub.add_argument("--config", default=None, help=f"TOML file replacing the built-in {name}.toml")
-            sub.add_argument("--no-progress", action="store_true", help="no progress bar")
-            sub.add_argument("--shard", default=None, metavar="I/N", help="run only worker I's share (I from 0 to "
-                             "N-1) of the independent runs, writing its own results into --out; default: from "
-                             "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a SLURM job array, else all of them")
-        if name == "learning":
-            sub.add_argument("--tasks", default=None, help="comma-separated task names of the config (default all)")
-        if name in ("learning", "bellec2020"):
-            sub.add_argument("--methods", default=None, help="comma-separated methods (default the config's)")
-        if name == "bellec2020":
-            sub.add_argument("--seeds", default=None, help="comma-separated seeds (default the config's)")
-        if name == "report":
-            sub.add_argument("--report", default=None, help="Markdown file to write (default docs/results.md; "
-                             "with --quick OUT/quick/results.md)")
-            sub.add_argument("--figures", default=None, help="folder of the PNG figures (default beside the report, "
-                             "in figures/)")
-        sub.set_defaults(func=_main)
-
-
 def compilation_cache(folder: str) -> None:
     """Keep compiled programs on disk under ``folder``: runs that differ only in seed compile once."""
     import jax
@@ -191,13 +160,18 @@ def _main(args) -> int:
     started = time.perf_counter()
     shard = None
     if args.experiment != "report":
-        shard = shard_from(args.shard)
+        with usage_errors():  # --shard's (or SLURM's) own checks
+            shard = shard_from(args.shard)
         compilation_cache(os.path.join(root(args.out, args.quick), ".jax-cache"))
     if args.experiment == "alignment":
         from .alignment import run
 
-        run(read_config("alignment", args.config, args.quick), root(args.out, args.quick),
-            progress=not args.no_progress, shard=shard)
+        config = read_config("alignment", args.config, args.quick)
+        if config.get("dtype") == "float64":  # the config's choice; the library never switches it
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        run(config, root(args.out, args.quick), progress=not args.no_progress, shard=shard)
     elif args.experiment == "learning":
         from .learning import run
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import UsageError
 from . import machine, methods, read_json, write_json
 
 AXES = ("depth", "recurrence", "neuron", "profile", "loss_timing", "T")
@@ -30,7 +31,7 @@ def points(config: dict) -> list[dict]:
     found: dict[str, dict] = {}
     for axis, values in config["sweeps"].items():
         if axis not in base:
-            raise ValueError(f"alignment config: sweep {axis!r} is not a field of [base] ({sorted(base)})")
+            raise UsageError(f"alignment config: sweep {axis!r} is not a field of [base] ({sorted(base)})")
         for value in values:
             point = dict(base, **{axis: value})
             key = point_key(point)
@@ -55,7 +56,7 @@ def time_constants(point: dict) -> list[float]:
         return ramp
     if profile == "slow_below":
         return ramp[::-1]
-    raise ValueError(f"alignment config: profile must be uniform, fast_below or slow_below, got {profile!r}")
+    raise UsageError(f"alignment config: profile must be uniform, fast_below or slow_below, got {profile!r}")
 
 
 # This experiment's model keeps the reset path of LIF/ALIF and dense W's diagonal (the library defaults when the
@@ -90,7 +91,7 @@ def make_batch(point: dict, seed: int, dtype):
     if point["loss_timing"] == "end":
         labels = jnp.full(shape, -1).at[-1].set(labels[-1])
     elif point["loss_timing"] != "every":
-        raise ValueError(f"alignment config: loss_timing must be every or end, got {point['loss_timing']!r}")
+        raise UsageError(f"alignment config: loss_timing must be every or end, got {point['loss_timing']!r}")
     return inputs, labels
 
 
@@ -142,7 +143,7 @@ def run(config: dict, out: str, *, progress: bool = True, shard=None) -> list[di
     specs = methods()
     unknown = [m for m in config["methods"] if m not in specs]
     if unknown:
-        raise ValueError(f"alignment config: unknown methods {unknown}; known: {sorted(specs)}")
+        raise UsageError(f"alignment config: unknown methods {unknown}; known: {sorted(specs)}")
     folder = os.path.join(out, "alignment")
     every = points(config)
     entries = every if shard is None else shard.take(every)

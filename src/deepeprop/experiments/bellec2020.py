@@ -66,7 +66,7 @@ def alignment_at_init(config: dict, model, batch) -> dict:
 
     from .. import api, training
 
-    rule = training.make_engine_from_config(config)
+    rule = training.as_config(config).make_engine()
     reference_config = training.resolve_config(
         {**{k: config[k] for k in training.DEFAULTS if k not in ("method_options", "feedback", "evaluation",
                                                                   "neuron_options")},

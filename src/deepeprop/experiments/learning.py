@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import UsageError
 from . import machine, methods as method_specs, read_json, write_json
 
 DATASET_TASKS = ("digits", "mnist1d")
@@ -65,9 +66,9 @@ def train_run(config: dict) -> dict:
 
 def seconds_per_iteration(out: str) -> float | None:
     """From a run's own log: between its first and last evaluation (compilation excluded)."""
-    from .. import training
+    from .. import runfolder
 
-    rows = training._read_metrics(os.path.join(out, "metrics.jsonl"))
+    rows = runfolder.read_metrics(os.path.join(out, "metrics.jsonl"))
     if len(rows) < 2:
         return None
     first, last = rows[0], rows[-1]
@@ -167,12 +168,12 @@ def units(config: dict, tasks=None, methods=None) -> list[tuple[str, str]]:
     chosen_methods = methods or config["methods"]
     unknown = [m for m in chosen_methods if m not in specs]
     if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; known: {sorted(specs)}")
+        raise UsageError(f"--methods: unknown {unknown}; known: {sorted(specs)}")
     all_tasks = list(config["tasks"]) if config.get("only_tasks") is None else list(config["only_tasks"])
     chosen_tasks = tasks or all_tasks
     unknown = [t for t in chosen_tasks if t not in config["tasks"]]
     if unknown:
-        raise ValueError(f"--tasks: unknown {unknown}; the config has {sorted(config['tasks'])}")
+        raise UsageError(f"--tasks: unknown {unknown}; the config has {sorted(config['tasks'])}")
     return [(task, method) for task in chosen_tasks for method in chosen_methods]
 
 

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from ..errors import UsageError
+from ..runfolder import read_metrics
 from . import methods as method_specs
 from . import read_json
 from .alignment import AXES, summarize
@@ -242,13 +244,12 @@ def _welch(a, b):
 
 def _curves(folder: str, choice: dict):
     """Per finished seed: (iterations, test metric) from its metrics.jsonl."""
-    from ..training import _read_metrics
 
     out = []
     for entry in choice.get("seeds", {}).values():
         if entry["status"] != "finished":
             continue
-        rows = _read_metrics(os.path.join(folder, entry["out"], "metrics.jsonl"))
+        rows = read_metrics(os.path.join(folder, entry["out"], "metrics.jsonl"))
         out.append(([r["iteration"] for r in rows], [r["test_metric"] for r in rows]))
     return out
 
@@ -460,7 +461,7 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
 
     bellec_lines, bellec_found, bellec_seconds = bellec_section(folder, figures, report_dir, labels)
     if align_config is None and learn_config is None and not bellec_lines:
-        raise ValueError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
+        raise UsageError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
                          f"`deepeprop experiment learning` first")
     quick_flag = " --quick" if quick else ""
     sections, findings, compute = list(bellec_lines), list(bellec_found), {}

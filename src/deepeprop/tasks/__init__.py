@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..registry import Registry, document
 from .adding import Adding
 from .base import Batch, Task
 from .copy import Copy
@@ -19,9 +20,10 @@ from .mnist1d import MNIST1D
 from .pattern_generation import PatternGeneration
 from .shd import SHD
 
-TASKS: dict[str, type[Task]] = {
+# the tasks by name; TASKS.register(MyTask) adds one (deepeprop.registry)
+TASKS: Registry = Registry("task", {
     cls.name: cls for cls in (CueAccumulation, PatternGeneration, DelayedCopy, Copy, Adding, Digits, MNIST1D, SHD)
-}
+})
 
 
 def get_task(name: str, **options: Any) -> Task:
@@ -45,6 +47,9 @@ def get_task(name: str, **options: Any) -> Task:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for task {name!r}; valid options: {valid}")
     return cls(**options)
+
+
+document(get_task, TASKS=TASKS)
 
 
 __all__ = [
