@@ -41,14 +41,17 @@ def autodiff_penalty(model, inputs, regularization):
     return grad(model)
 
 
+# the default run: one engine of each kind of paths (exact, deep, local, instant) and one reverse form; the rest
+# (every engine with every evaluation: the penalty's gradient is one pass whatever the evaluation) under -m slow
+DEFAULT_RUN = {("bptt", None), ("deep_eprop", None), ("eprop", None), ("immediate", None), ("eprop", "reverse")}
+
+
 def engines_and_evaluations():
-    """Every engine with every evaluation; the default run keeps each engine's default (None) and its reverse form
-    (the penalty's gradient is one pass whatever the evaluation; the others are marked slow)."""
+    """Every engine with its default evaluation (None) and with each evaluation it has."""
     for name, cls in dp.ENGINES.items():
-        yield pytest.param(name, None, id=f"{name}-default")
-        for evaluation in cls.evaluations:
-            marks = () if evaluation is Reverse and len(cls.evaluations) > 1 else (pytest.mark.slow,)
-            yield pytest.param(name, evaluation.name, id=f"{name}-{evaluation.name}", marks=marks)
+        for evaluation in (None,) + tuple(e.name for e in cls.evaluations):
+            marks = () if (name, evaluation) in DEFAULT_RUN else (pytest.mark.slow,)
+            yield pytest.param(name, evaluation, id=f"{name}-{evaluation or 'default'}", marks=marks)
 
 
 def reg_gradients(model, inputs, method, evaluation, regularization):
@@ -109,7 +112,8 @@ def test_every_rule_is_exact_where_its_paths_are_the_network(method, evaluation)
             assert error > 1e-3, (depth, error)
 
 
-@pytest.mark.parametrize("method", list(dp.ENGINES))
+@pytest.mark.parametrize("method", [pytest.param(name, marks=() if name in ("bptt", "eprop", "deep_eprop") else
+                                                 (pytest.mark.slow,)) for name in dp.ENGINES])
 def test_dense_recurrence_separates_the_rules(method):
     """Dense recurrence: only the exact rules keep the recurrent paths of the penalty's gradient."""
     inputs, _ = make_batch(steps=STEPS)

@@ -42,7 +42,8 @@ def test_resume_refuses_another_configuration(tmp_path):
     config = tiny_config(tmp_path / "run")
     run(config)
     with pytest.raises(training.CheckpointError, match=r"other options \(lr: 0.01 in the checkpoint, 0.5 now.*only "
-                                                       r"iterations, eval_every, out, devices, evaluation may change"):
+                                                       r"iterations, eval_every, out, devices, early_stopping, "
+                                                       r"early_stopping_batches, evaluation may change"):
         run(dict(config, lr=0.5, iterations=3), resume=True)
     with pytest.raises(training.CheckpointError, match=r"batch_size: 2 in the checkpoint, 3 now; feedback_decay"):
         run(dict(config, batch_size=3, feedback_decay=0.5, iterations=3), resume=True)
