@@ -63,6 +63,8 @@ def test_a_run_stops_where_the_criterion_is_met_and_records_it(tmp_path):
     assert summary["iterations"] == 2
     assert summary["early_stopping"]["met_at"] == 2 and summary["early_stopping"]["threshold"] == 1.0
     assert summary["early_stopping"]["batches"] == 3 and summary["early_stopping"]["checks"][0]["met"]
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())  # the file holds it too (plots or not)
+    assert written["early_stopping"] == summary["early_stopping"] and written["iterations"] == 2
     rows = rows_of(tmp_path / "run")
     assert [r["iteration"] for r in rows] == [2] and rows[0]["early_stopping"]["met"]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())

@@ -357,9 +357,8 @@ class Trainer:
             "package_version": __version__,
         }
         summary_path = os.path.join(out, "summary.json")
-        runfolder.write_json(summary_path, summary)
+        runfolder.write_json(summary_path, summary)  # written before the callbacks' ends (plots may fail) ...
         for callback in callbacks:
             callback.on_end(self, rows, summary)
-        if "plots" in summary:
-            runfolder.write_json(summary_path, summary)
+        runfolder.write_json(summary_path, summary)  # ... and again with what they added (early stopping, plots)
         return summary
