@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import deepeprop as dp
-from helpers import N_IN, N_OUT, flat_layers, make_batch, relative_errors
+from helpers import N_IN, N_OUT, covering_grid, flat_layers, make_batch, relative_errors
 
 EXACT = 1e-9
 EXACT_ENGINES = [name for name, cls in dp.ENGINES.items() if (cls.exact or cls.exact_elementwise) and name != "bptt"]
@@ -49,10 +49,9 @@ def _neuron_parameter_gradients(grads, model):
             for name in node.trained_neuron_parameters]
 
 
-@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-@pytest.mark.parametrize("readout", ["linear", "leaky"])
-@pytest.mark.parametrize("stack", list(STACKS))
-@pytest.mark.parametrize("method", EXACT_ENGINES)
+# every engine on every stack in the default run, readouts and losses in turn; the full grid under -m slow
+@pytest.mark.parametrize("method,stack,readout,loss",
+                         covering_grid([EXACT_ENGINES, list(STACKS)], [["linear", "leaky"], ["mse", "cross_entropy"]]))
 def test_exact_engines_equal_bptt_on_cell_stacks(method, stack, readout, loss):
     model = STACKS[stack](readout)
     inputs, targets = make_batch(loss)

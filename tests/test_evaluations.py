@@ -73,6 +73,29 @@ def test_deep_eprop_evaluations_equal_the_step_form(cell, graph, readout, loss, 
         assert max(errors) < EXACT, (evaluation, errors)
 
 
+def test_direct_nodes_follow_the_graph_and_give_the_general_hybrids_gradient():
+    """The plan marks a node direct when every ancestor is a parent and none is below another; the direct formula
+    (no cotangent per neuron) gives the general hybrid's gradient, with state-dependent own Jacobians (ALIF, the
+    exact-reset LIF), several currents and outputs (LRU) and a shorter last chunk."""
+    assert dp.DeepEProp().plan(make("alif")).direct_nodes == (False, True, False, False)
+    # skip 0 -> 2 keeps node 2 direct; 1 -> 3 gives node 3 a parent below another parent
+    assert dp.DeepEProp().plan(make("alif", "skip")).direct_nodes == (False, True, False, False)
+    assert not any(dp.DeepEProp(direct=False).plan(make("alif")).direct_nodes)
+    assert not any(dp.DeepEProp(chunk_size=1).plan(make("alif")).direct_nodes)
+    two = dp.DeepRNN(N_IN, [4, 5], N_OUT, neuron=["lif", "alif"], recurrence="dense", readout="leaky",
+                     key=jax.random.PRNGKey(3), dtype=jnp.float64, tau_m=5.0, tau_out=4.0, input_gain=1.5)
+    one = dp.DeepRNN(N_IN, [4], N_OUT, neuron="lru", recurrence="none", readout="leaky", key=jax.random.PRNGKey(4),
+                     dtype=jnp.float64)
+    assert dp.DeepEProp().plan(one).direct_nodes == (False, True)  # one hidden node: the readout is direct
+    inputs, targets = make_batch("mse", steps=STEPS)
+    for model in (two, one, make("lif_exact_reset", "skip")):
+        general = dp.gradients(model, inputs, targets, method=dp.DeepEProp(chunk_size=4, direct=False), loss="mse")
+        direct = dp.gradients(model, inputs, targets, method=dp.DeepEProp(chunk_size=4), loss="mse")
+        step = dp.gradients(model, inputs, targets, method=dp.DeepEProp(chunk_size=1), loss="mse")
+        assert max(relative_errors(direct, general, model)) < EXACT
+        assert max(relative_errors(direct, step, model)) < EXACT
+
+
 @pytest.mark.parametrize("cell", ["leaky_diagonal", "lif_exact_reset", "lif_ref"])
 def test_deep_eprop_reverse_is_bptt_where_exact_and_not_with_dense_recurrence(cell):
     """The surrogate is the network itself without dense recurrence; with it, the surrogate is not the network."""

@@ -111,9 +111,8 @@ GRAPHS = {
 _reference = checked_reference
 
 
-@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-@pytest.mark.parametrize("graph", list(GRAPHS))
-@pytest.mark.parametrize("method", EXACT_ENGINES)
+# every engine on every graph in the default run, the losses in turn; the full grid under -m slow
+@pytest.mark.parametrize("method,graph,loss", covering_grid([EXACT_ENGINES, list(GRAPHS)], [["mse", "cross_entropy"]]))
 def test_exact_engines_equal_bptt_on_graphs_with_dense_recurrence(method, graph, loss):
     model = GRAPHS[graph]("dense", "leaky")
     inputs, targets = make_batch(loss)

@@ -65,13 +65,6 @@ def source_outputs(steps: Sequence[LayerStep], x: Array, node: Layer) -> list[Ar
     return [x if source == 0 else steps[source - 1].z for source in node.sources]
 
 
-def edge_matrix(model: Network, k: int, slot: int) -> Array:
-    """The matrix of incoming edge ``slot`` of node position ``k``: its weight, or the identity (a residual edge)."""
-    projection = model.nodes[k].inputs[slot]
-    width = model.nodes[k].size * model.nodes[k].currents
-    return projection.matrix(width, model.dtype)
-
-
 def forward_linearized(model: Network, net_state: tuple, x: Array) -> list[LayerStep]:
     """One network step with every node's local derivatives, in topological order (readout last)."""
     steps: list[LayerStep] = []

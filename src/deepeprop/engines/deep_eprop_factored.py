@@ -59,11 +59,12 @@ import jax.numpy as jnp
 
 from ..validation import check_int
 from . import paths
-from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
+from .base import EngineState, forward_linearized, source_outputs, zero_theta_grads
 from .chunks import ChunkedEngine, contract_batch_major, filter_backwards
 from .eprop import check_readout_leak
 from .plan import FactoredPlan
-from .traces import apply_block, collapse, has_constant_own_jacobian, immediate, shared_leak, signal_to_current
+from .traces import (apply_block, collapse, edge_matrix, has_constant_own_jacobian, immediate, shared_leak,
+                     signal_to_current)
 
 
 class FactoredRecord(NamedTuple):

@@ -92,12 +92,12 @@ import jax.numpy as jnp
 
 from ..validation import check_bool, check_choice, check_int
 from . import paths
-from .base import EngineState, edge_matrix, forward_linearized, source_outputs, zero_theta_grads
+from .base import EngineState, forward_linearized, source_outputs, zero_theta_grads
 from .chunks import ChunkedEngine, contract_batch_major, filter_backwards, run_in_chunks
 from .evaluation import Chunked, Reverse, Step
 from .plan import EPropPlan
-from .traces import (apply_block, collapse, contract_rows, has_constant_own_jacobian, immediate, shared_leak,
-                     signal_to_current)
+from .traces import (apply_block, collapse, contract_rows, edge_matrix, has_constant_own_jacobian, immediate,
+                     shared_leak, signal_to_current)
 
 FEEDBACKS = ("symmetric", "random", "adaptive")
 _FEEDBACK_STREAM = 0xFEEDBAC  # folded into feedback_seed's key

@@ -126,10 +126,14 @@ class DeepEPropPlan(Plan):
             ``U_{k<-l} (x) F`` with ``F = a_k F + e`` (the step form only: ``k`` a child of ``l`` with a shared,
             state-independent own Jacobian and ``l``'s only edge into ``k``).
         chunk_size: ``1``: the step form; ``K > 1``: the chunk hybrid over chunks of ``K`` steps.
+        direct_nodes: per node ``k``, whether the hybrid updates its deep traces by the direct-node formula
+            (:mod:`deepeprop.engines.surrogate`: every ancestor of ``k`` a parent, none below another), with no
+            cotangent per neuron of ``k``.
     """
 
     factorised_hops: tuple[tuple[int, ...], ...]
     chunk_size: int
+    direct_nodes: tuple[bool, ...] = ()
 
     def cost(self, model, batch, T=1, *, reverse=False):
         if reverse:
@@ -139,13 +143,18 @@ class DeepEPropPlan(Plan):
         if self.chunk_size > 1:  # the chunk hybrid
             K = min(self.chunk_size, T)
             elements, flops = 0, 3 * forward
+            direct = self.direct_nodes or (False,) * len(model.nodes)
+            run_through = {l for k in range(len(model.nodes)) if direct[k] for l in graph.parents[k] if l >= 0}
             for l in range(len(model.nodes)):
                 elements += B * n[l] * d[l] * P[l]
                 flops += 2 * d[l] * B * n[l] * d[l] * P[l]  # Psi_ll from d cotangents
+                if l in run_through:  # eps_l run forward through the chunk for a direct child
+                    flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
                 for k in graph.descendants[l]:
                     elements += B * n[k] * d[k] * n[l] * P[l]
                     flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Psi_kl: (r n_l, K) @ (K, P_l) per example
-                    flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))  # the adjoints
+                    if not direct[k]:  # the adjoints of a cotangent per row of k
+                        flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))
                     for j in graph.descendants[l]:
                         if k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
                             flops += 2 * B * n[k] * d[k] * n[j] * d[j] * n[l] * P[l] // K

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 
 from ..validation import check_int
 from . import paths
-from .base import Engine, EngineState, edge_matrix, forward_linearized, zero_theta_grads
+from .base import Engine, EngineState, forward_linearized, zero_theta_grads
 from .plan import RTRLPlan
-from .traces import apply_block, error_contract, immediate, project_state
+from .traces import apply_block, edge_matrix, error_contract, immediate, project_state
 
 
 def _off_diagonal(W):

@@ -28,6 +28,19 @@ vectors of each node that has ancestors (``Phi_kj`` and ``Psi_kl``: rows of the 
 with respect to each step's state are contracted with that step's immediate derivative
 ``ds_dI (x) presynaptic + ds_dparams`` over the chunk's ``K`` rows: matrix products, per example for the traces.
 
+**Direct nodes** (``direct``, decided by the plan): when every ancestor of ``k`` is a parent of ``k`` and no parent
+descends from another, the only path from ``s_l`` to ``s_k`` is the edge ``l -> k``, and unrolling the step form's
+``S[k,l,t] = Jb[k,t] S[k,l,t-1] + D[k<-l,t] eps[l,t]`` over the chunk gives, per example,
+
+    S[k,l](t0+K) = Phi_kk S[k,l](t0) + sum_t sum_c delta_k[t][m,a,c] U_{k<-l}[(m,c),(j,q)] e_l[t][(j,q),:]
+
+with ``delta_k[t] = (ds_k(t0+K)/ds_k[t]) ds_dI[k,t]`` (from the ``d_k`` own cotangents, every neuron at once) and
+``e_l[t] = dz[l,t] eps[l,t]`` the eligibility run forward through the chunk from the carried ``eps_l(t0)`` (which
+covers ``Phi_kl eps_l``). No cotangent per neuron of ``k`` is pulled back through the network: that pullback
+multiplies a one-hot adjoint by ``U_{k<-l}^T`` (``n_k``-fold wasted work). The product over the chunk is the same
+``(n_k d_k c, K) @ (K, n_l o_l R_l)`` per example as ``Psi_kl``; the eligibility run costs ``K B n_l o_l R_l``
+numbers of memory.
+
 Cost per step, per pair (``k`` a descendant of ``l``): ``~2 B n_k d_k n_l P_l`` in matrix products for
 ``Psi_kl``, ``~B n_k d_k (sum_j n_j d_j)`` for the adjoints, plus, once per chunk, the hops ``Phi_kj S[j,l]``
 (``~B n_k d_k n_j d_j n_l P_l``, the ``n^4`` of the step form, divided by ``K``). Memory: the traces of the step
@@ -42,7 +55,7 @@ import jax
 import jax.numpy as jnp
 
 from ..jacobians import linearize
-from .traces import apply_block
+from .traces import apply_block, collapse, edge_matrix, immediate
 
 
 # ---------------------------------------------------------------------------- the surrogate network
@@ -160,11 +173,44 @@ def contract_rows_per_example(record: ChunkRecord, adjoint):
     return jnp.concatenate([synaptic.reshape(batch, r, n, -1), params], axis=-1)
 
 
-def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
+def chunk_eligibility(model, l, eps0, s0, states, inputs):
+    """Node ``l``'s output eligibility ``e_l[t] = dz[l,t] eps[l,t]`` at every step of the chunk, ``eps`` run forward
+    from ``eps0`` (B, n_l, d_l, R_l) as the step form runs it: -> (K, B, n_l o_l, R_l)."""
+    node = model.nodes[l]
+    outputs = [inputs] + [jax.vmap(n.output)(s) for n, s in zip(model.nodes, states)]  # per node (K, B, n o)
+    sources = [outputs[source] for source in node.sources]
+    previous = jnp.concatenate([s0[l][None], states[l][:-1]])  # (K, B, n_l, d_l)
+
+    def body(eps, xs):
+        s_prev, inputs_t = xs
+        step = linearize(node, s_prev, list(inputs_t))
+        eps = apply_block(step.block, eps) + immediate(step)  # (B, n_l, d_l, R_l)
+        return eps, collapse(step.dz, eps)
+
+    _, e = jax.lax.scan(body, eps0, (previous, tuple(sources)))
+    return e
+
+
+def direct_rows(delta, weight, e, outputs: int):
+    """``sum_t sum_c delta[b,m,a,c,t] U[(m,c),(j,q)] e[t,b,(j,q),r]`` -> (B, n_k, d_k, n_l, R): ``delta`` (B, n_k,
+    d_k, c_k, K), ``weight`` ``U_{k<-l}`` (n_k c_k, n_l o_l), ``e`` (K, B, n_l o_l, R)."""
+    batch, m, d_k, c_k, _ = delta.shape
+    size, _, width, R = e.shape
+    n_l = width // outputs
+    if c_k == 1 and outputs == 1:
+        mixed = jnp.einsum("bmak,kbjr->bmajr", delta[:, :, :, 0], e)  # (B, n_k, d_k, n_l, R)
+        return mixed * weight[None, :, None, :, None]
+    mixed = jnp.einsum("bmack,kbwr->bmacwr", delta, e).reshape(batch, m, d_k, c_k, n_l, outputs, R)
+    return jnp.einsum("bmacjqr,mcjq->bmajr", mixed, weight.reshape(m, c_k, n_l, outputs))
+
+
+def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool, ...] | None = None):
     """One chunk of the hybrid evaluation (module docstring): ``state`` an :class:`EngineState` whose traces are
     per node ``(eps (B, n_l, d_l, R_l), per descendant k of l S[k,l] (B, n_k, d_k, n_l, R_l))`` (the step form's
     layout without factorised hops), ``xs`` the
-    chunk's ``(inputs (K, B, n_in), targets, mask)`` -> ``(state, (ys (K, B, n_out), losses (K,)))``."""
+    chunk's ``(inputs (K, B, n_in), targets, mask)`` -> ``(state, (ys (K, B, n_out), losses (K,)))``.
+    ``direct[k]``: node ``k``'s deep traces are updated by the direct-node formula (module docstring; the plan's
+    ``direct_nodes``); ``None``: by a cotangent per neuron for every node."""
     inputs, targets, mask = xs
     graph = model.graph
     descendants = graph.descendants
@@ -196,7 +242,7 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         # traces' lambda_k . S[k,l] are added below, while each row batch of S[k,l] is read anyway
 
     # the own propagators Phi_ll (per neuron, d x d) and Psi_ll: d cotangents per node, every neuron at once
-    own_propagator, eligibility = [], []
+    own_propagator, eligibility, own_steps = [], [], []
     for l, (eps, _) in enumerate(state.traces):
         d = s0[l].shape[2]
 
@@ -207,12 +253,13 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         phi, steps = jax.vmap(own)(jnp.arange(d))  # (d, B, n, d), (d, K, B, n, d)
         phi = jnp.moveaxis(phi, 0, 2)  # (B, n, a, a'): d s_l(t0+K)[j, a] / d s_l(t0)[j, a']
         own_propagator.append(phi)
+        own_steps.append(steps)
         psi = contract_rows_per_example(records[l], steps)  # (B, a, n, R): neuron j's rows from its own cotangent
         eligibility.append(apply_block(phi, eps) + jnp.swapaxes(psi, 1, 2))
 
     # the deep traces: one cotangent per state component of each node that has ancestors, in batches of whole
     # neurons; each batch reads its rows of S[k,l] once (the new rows are joined at the end)
-    deep_new = {}
+    deep_new, chunk_e = {}, {}
     for k in range(len(model.nodes)):
         ancestors = [l for l in range(len(model.nodes)) if k in descendants[l]]
         if not ancestors:
@@ -222,6 +269,18 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
         neurons = max(size for size in range(1, max(1, min(basis_batch // d_k, n_k)) + 1) if n_k % size == 0)
         rows = neurons * d_k  # cotangents per batch
         phi_k = own_propagator[k]  # (B, n_k, d_k, d_k)
+        if direct is not None and direct[k]:  # every ancestor a parent, none below another: no cotangent per row
+            # delta_k[t] = (ds_k(t0+K)/ds_k[t]) ds_dI[k,t], every neuron at once: (B, n_k, d_k, c_k, K)
+            delta = jnp.einsum("akbjd,kbjdc->bjack", own_steps[k], records[k].ds_dI)
+            for l in ancestors:  # one pass over S[k,l]: its share of the gradient, then its new value
+                if l not in chunk_e:
+                    chunk_e[l] = chunk_eligibility(model, l, state.traces[l][0], s0, states, inputs)
+                mine = old[(k, l)]  # (B, n_k, d_k, n_l, R_l)
+                grads[l] = grads[l] + jnp.tensordot(start_adjoint[k], mine, axes=3)  # lambda_k . S[k,l]
+                weight = edge_matrix(model, k, graph.parents[k].index(l))  # U_{k<-l} (n_k c_k, n_l o_l)
+                deep_new[(k, l)] = apply_block(phi_k, mine) + direct_rows(delta, weight, chunk_e[l],
+                                                                          model.nodes[l].outputs)
+            continue
 
         def write_rows(g, k=k, ancestors=ancestors, old=old, n_k=n_k, d_k=d_k, neurons=neurons, rows=rows,
                        phi_k=phi_k, batch=batch):

@@ -14,6 +14,13 @@ from jaxtyping import Array
 from ..jacobians import LayerStep
 
 
+def edge_matrix(model, k: int, slot: int) -> Array:
+    """The matrix of incoming edge ``slot`` of node position ``k``: its weight, or the identity (a residual edge)."""
+    projection = model.nodes[k].inputs[slot]
+    width = model.nodes[k].size * model.nodes[k].currents
+    return projection.matrix(width, model.dtype)
+
+
 def apply_block(block: Array, trace: Array) -> Array:
     """``Jb @ trace`` with the block diagonal ``Jb`` (B, n, d, d): acts on axis 2 of ``trace`` (B, n, d, ...)."""
     batch, n, d = trace.shape[:3]
