@@ -46,8 +46,8 @@ def test_config_is_the_paper_size():
 
 
 def _flat(grads):
-    return [np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(eqx.filter(node, eqx.is_inexact_array))])
-            for node in grads.nodes]
+    leaves = [jax.tree_util.tree_leaves(eqx.filter(node, eqx.is_inexact_array)) for node in grads.nodes]
+    return [np.concatenate([np.ravel(leaf) for leaf in node]) for node in leaves]
 
 
 def test_deep_eprop_is_bptt_on_the_paper_graph_and_eprop_is_not():
