@@ -285,7 +285,7 @@ def section(folder: str, figures: str, report_dir: str) -> tuple[list[str], list
                             f"(Zucchet et al.'s rule) {b['mean']:.3f} [{b['low']:.3f}, {b['high']:.3f}] test accuracy "
                             f"after {bptt['iterations']} iterations (Welch p = {p:.2g}): "
                             + ("the intervals are apart" if apart else "the intervals overlap"))
-    speed_lines, speed_found = _loss_and_speed(folder, conf, by_method)
+    speed_lines, speed_found = _loss_and_speed(folder, conf, by_method, figures, report_dir)
     lines += speed_lines
     findings += speed_found
     check_path = os.path.join(folder, FOLDER, "online_check.json")
@@ -309,7 +309,8 @@ def section(folder: str, figures: str, report_dir: str) -> tuple[list[str], list
     return lines, [f for f in findings if f], compute
 
 
-def _loss_and_speed(folder: str, conf: dict, by_method: dict, level: float = 0.99) -> tuple[list[str], list[str]]:
+def _loss_and_speed(folder: str, conf: dict, by_method: dict, figures: str, report_dir: str,
+                    level: float = 0.99) -> tuple[list[str], list[str]]:
     """Where the accuracy saturates, what still tells the rules apart: the final test loss (cross-entropy) and the
     first evaluation at which the test accuracy reached ``level``, per seed, with 95% intervals and Welch's test
     against BPTT."""
@@ -360,7 +361,43 @@ def _loss_and_speed(folder: str, conf: dict, by_method: dict, level: float = 0.9
                          f"(Welch p = {_fmt(p_loss, 2)}): " + ("outside each other's 95% intervals" if apart
                                                                else "the intervals overlap"))
     lines.append("")
+    path = _loss_figure(folder, conf, by_method, os.path.join(figures, f"{FOLDER}_loss.png"))
+    if path is not None:
+        lines += [f"![test loss of the final runs]({os.path.relpath(path, report_dir)})", ""]
     return lines, found
+
+
+def _loss_figure(folder: str, conf: dict, by_method: dict, path: str) -> str | None:
+    """The final runs' test loss against the iteration (log scale), mean over seeds, band min to max."""
+    from ..runfolder import read_metrics
+    from .report import _figure, _save
+
+    figure, (ax,) = _figure(6.0, 3.2)
+    drawn = False
+    for method in conf["methods"]:
+        choice = by_method.get(method)
+        if not choice or not choice.get("seeds"):
+            continue
+        curves = [read_metrics(os.path.join(folder, FOLDER, TASK, method, e["out"], "metrics.jsonl"))
+                  for e in choice["seeds"].values() if e["status"] == "finished"]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        xs = [r["iteration"] for r in curves[0][:length]]
+        ys = np.array([[r["test_loss"] for r in c[:length]] for c in curves])
+        line, = ax.plot(xs, ys.mean(0), label=f"{method} (lr {choice['lr']:g})",
+                        linestyle="--" if method == "deep_eprop" else "-")
+        ax.fill_between(xs, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.15)
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("test loss")
+    ax.set_title("copy task: test loss, mean over seeds (band: min to max)", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(figure, os.path.dirname(path), os.path.basename(path))
 
 
 def _interval(summary, digits=3):
