@@ -3,6 +3,7 @@
     deepeprop experiment alignment [--quick]    # per-layer cosine and norm ratio to BPTT, swept one factor at a time
     deepeprop experiment learning  [--quick]    # budget-matched online training, learning rate swept per method
     deepeprop experiment bellec2020 [--quick]   # Bellec et al. 2020, Fig. 3 at the paper's size (bellec2020.py)
+    deepeprop experiment zucchet2023 [--quick]  # Zucchet et al. 2023's copy task at their size (zucchet2023.py)
     deepeprop experiment report    [--quick]    # docs/results.md (tables, figures) from the JSON they wrote
 
 The configurations are TOML files kept beside this module (``alignment.toml``, ``learning.toml``,
@@ -31,7 +32,7 @@ from importlib import resources
 
 from ..errors import UsageError, usage_errors
 
-SUBCOMMANDS = ("alignment", "learning", "bellec2020", "report")
+SUBCOMMANDS = ("alignment", "learning", "bellec2020", "zucchet2023", "report")
 DEFAULT_OUT = "results"
 
 
@@ -187,6 +188,12 @@ def _main(args) -> int:
         seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
         run(read_config("bellec2020", args.config, args.quick), root(args.out, args.quick), methods=chosen,
             seeds=seeds, progress=not args.no_progress)
+    elif args.experiment == "zucchet2023":
+        from .zucchet2023 import run
+
+        chosen = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
+        run(read_config("zucchet2023", args.config, args.quick), root(args.out, args.quick), methods=chosen,
+            progress=not args.no_progress, shard=shard)
     else:
         from .report import build_report
 

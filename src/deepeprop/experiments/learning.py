@@ -29,6 +29,8 @@ def task_config(config: dict, task_name: str, method_name: str, spec: dict, *, l
     options = dict(config["tasks"][task_name])
     options.pop("description", None)
     options.update(config.get("overrides", {}))
+    if validation:  # the sweep's own budget (e.g. fewer iterations), where the config gives one
+        options.update(config.get("sweep_overrides", {}))
     task_options = dict(options.pop("task_options", {}))
     if validation and options["task"] in DATASET_TASKS:
         task_options["holdout"] = "validation"
@@ -149,10 +151,13 @@ def run_method(config: dict, task_name: str, method_name: str, spec: dict, folde
         peak = peak_memory_bytes(task_config(config, task_name, method_name, spec, lr=float(best), seed=0,
                                              out=os.path.join(folder, "final", _rate_name(float(best)), "seed-0"),
                                              validation=False))
+    final = task_config(config, task_name, method_name, spec, lr=rates[0], seed=config["seeds"][0],
+                        out=os.path.join(folder, "final"), validation=False)
     choice = {"task": task_name, "method": method_name, "label": spec["label"], "engine": spec["method"],
               "engine_options": spec["options"], "sweep": sweep, "lr": None if best is None else float(best),
-              "seeds": seeds, "peak_bytes": peak, "iterations": probe["iterations"],
-              "batch_size": probe["batch_size"]}
+              "seeds": seeds, "peak_bytes": peak, "iterations": final["iterations"],
+              "sweep_iterations": probe["iterations"], "batch_size": final["batch_size"],
+              "evaluation": final["evaluation"]}
     write_json(choice_path, choice)
     return choice
 
@@ -177,20 +182,22 @@ def units(config: dict, tasks=None, methods=None) -> list[tuple[str, str]]:
     return [(task, method) for task in chosen_tasks for method in chosen_methods]
 
 
-def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = True, shard=None) -> list[dict]:
+def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = True, shard=None,
+        name: str = "learning") -> list[dict]:
     """Every (task, method) of the config, or the ``tasks`` and ``methods`` given, or this ``shard``'s share of
     them (a :class:`deepeprop.experiments.Shard`: every ``count``-th unit of :func:`units`); returns their
-    choices."""
+    choices. ``name``: the experiment's folder under ``out`` (another experiment with this runner, e.g.
+    ``zucchet2023``, writes its own)."""
     specs = method_specs()
     todo = every = units(config, tasks, methods)
     if shard is not None and shard.count > 1:
         todo = shard.take(every)
-        print(f"learning: shard {shard} takes {len(todo)} of the {len(every)} (task, method) units", flush=True)
-    folder = os.path.join(out, "learning")
+        print(f"{name}: shard {shard} takes {len(todo)} of the {len(every)} (task, method) units", flush=True)
+    folder = os.path.join(out, name)
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc="learning (task, method)", unit="method", dynamic_ncols=True,
+    bar = tqdm(total=len(todo), desc=f"{name} (task, method)", unit="method", dynamic_ncols=True,
                disable=not progress)
     log = bar.write if progress else (lambda text: None)
     choices = []

@@ -224,11 +224,13 @@ def _alignment_findings(config: dict, results: list[dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- learning
-def load_learning(folder: str) -> tuple[dict | None, list[dict]]:
-    config_path = os.path.join(folder, "learning", "config.json")
+def load_learning(folder: str, name: str = "learning") -> tuple[dict | None, list[dict]]:
+    """The config and the (task, method) choices of the learning experiment (or of another experiment that uses
+    its runner, by its folder ``name``)."""
+    config_path = os.path.join(folder, name, "config.json")
     if not os.path.exists(config_path):
         return None, []
-    choices = [read_json(p) for p in sorted(glob.glob(os.path.join(folder, "learning", "*", "*", "choice.json")))]
+    choices = [read_json(p) for p in sorted(glob.glob(os.path.join(folder, name, "*", "*", "choice.json")))]
     return read_json(config_path), choices
 
 
@@ -254,13 +256,16 @@ def _curves(folder: str, choice: dict):
     return out
 
 
-def learning_section(config: dict, choices: list[dict], folder: str, figures: str, report_dir: str) -> tuple:
+def learning_section(config: dict, choices: list[dict], folder: str, figures: str, report_dir: str,
+                     name: str = "learning", level: str = "###") -> tuple:
+    """The tables, sweeps and curves of every task (``level`` their heading) of the experiment in ``name``;
+    ``name="learning"`` adds the section's heading and introduction."""
     lines, findings = [], []
     conf = config["config"]
     tasks = [t for t in conf["tasks"] if any(c["task"] == t for c in choices)]
     order = [m for m in conf["methods"]]
     compute = 0.0
-    lines += ["## Learning", "",
+    intro = ["## Learning", "",
               "Online training (weights updated once per sequence with Adam) at the same budget for every method: "
               "the same iterations, batch size and model. Each method's learning rate is the best of a sweep on a "
               "validation split (digits: 20% of the train split held out; generated tasks: the sweep seed's own "
@@ -274,10 +279,13 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
               "- Command: `deepeprop experiment learning` (config: `src/deepeprop/experiments/learning.toml`, methods: "
               "`src/deepeprop/experiments/methods.toml`)",
               f"- Machine: {_machine_text(config.get('machine', {}))}", ""]
+    if name == "learning":
+        lines += intro
     for task in tasks:
         spec = dict(conf["tasks"][task], **conf.get("overrides", {}))
         description = spec.pop("description", "")
-        lines += [f"### {task}", "", SHRUNKEN.get(task, "") + description, "",
+        heading = f"{level} {task}"
+        lines += [heading, "", SHRUNKEN.get(task, "") + description, "",
                   f"Config: `{_point_text({k: v for k, v in spec.items()})}`", ""]
         by_method = {c["method"]: c for c in choices if c["task"] == task}
         metric_name, finals, per_iteration = "metric", {}, {}
@@ -302,13 +310,13 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
             values = [e["metric"] for e in seeds.values() if e["status"] == "finished" and e["metric"] is not None]
             diverged = sum(e["status"] == "diverged" for e in seeds.values())
             finals[method] = values
-            for run_dir in [os.path.join(folder, "learning", task, method, e["out"]) for e in seeds.values()]:
+            for run_dir in [os.path.join(folder, name, task, method, e["out"]) for e in seeds.values()]:
                 summary_path = os.path.join(run_dir, "summary.json")
                 if os.path.exists(summary_path):
                     summary = read_json(summary_path)
                     compute += summary.get("seconds", 0.0)
                     metric_name = summary.get("metric_name", metric_name)
-            for lr_dir in glob.glob(os.path.join(folder, "learning", task, method, "lr-*", "summary.json")):
+            for lr_dir in glob.glob(os.path.join(folder, name, task, method, "sweep", "lr-*", "summary.json")):
                 compute += read_json(lr_dir).get("seconds", 0.0)
             times = [e["seconds_per_iteration"] for e in seeds.values() if e.get("seconds_per_iteration")]
             per_iteration[method] = float(np.median(times)) if times else None
@@ -325,8 +333,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
                 f"{_fmt(per_iteration[method], 4)} | {_fmt(ratio, 1)} | "
                 f"{'n/a' if peak is None else f'{peak / 2**20:.2f}'} | {len(values)}"
                 f"{f' ({diverged} diverged)' if diverged else ''} |")
-        lines[lines.index(f"### {task}") + 6] = lines[lines.index(f"### {task}") + 6].replace("test metric",
-                                                                                              f"test {metric_name}")
+        lines[lines.index(heading) + 6] = lines[lines.index(heading) + 6].replace("test metric", f"test {metric_name}")
         lines.append("")
         rates = sorted({lr for c in by_method.values() for lr in c.get("sweep", {})}, key=float)
         if rates:
@@ -349,7 +356,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
             choice = by_method.get(method)
             if choice is None or "seeds" not in choice:
                 continue
-            curves = _curves(os.path.join(folder, "learning", task, method), choice)
+            curves = _curves(os.path.join(folder, name, task, method), choice)
             if not curves:
                 continue
             length = min(len(c[0]) for c in curves)
@@ -362,7 +369,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
         ax.set_ylabel(f"test {metric_name}")
         ax.set_title(f"{task}: mean over seeds (band: min to max)", fontsize=9)
         ax.legend(fontsize=6)
-        path = _save(figure, figures, f"learning_{task}.png")
+        path = _save(figure, figures, f"{name}_{task}.png")
         lines += [f"![learning curves on {task}]({os.path.relpath(path, report_dir)})", ""]
         findings += _learning_findings(task, finals, per_iteration, metric_name)
     return lines, findings, compute
@@ -460,13 +467,20 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
     from .bellec2020 import section as bellec_section
 
     bellec_lines, bellec_found, bellec_seconds = bellec_section(folder, figures, report_dir, labels)
-    if align_config is None and learn_config is None and not bellec_lines:
+    from .zucchet2023 import section as zucchet_section
+
+    zucchet_lines, zucchet_found, zucchet_seconds = zucchet_section(folder, figures, report_dir)
+    if align_config is None and learn_config is None and not bellec_lines and not zucchet_lines:
         raise UsageError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
                          f"`deepeprop experiment learning` first")
     quick_flag = " --quick" if quick else ""
     sections, findings, compute = list(bellec_lines), list(bellec_found), {}
     if bellec_lines:
         compute["bellec2020"] = bellec_seconds
+    sections += zucchet_lines
+    findings += zucchet_found
+    if zucchet_lines:
+        compute["zucchet2023"] = zucchet_seconds
     if learn_config is not None:
         lines, found, seconds = learning_section(learn_config, choices, folder, figures, report_dir)
         sections += lines
@@ -483,6 +497,7 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
             f"deepeprop experiment alignment{quick_flag}    # finished points are not recomputed",
             f"deepeprop experiment learning{quick_flag}     # finished runs are not redone",
             f"deepeprop experiment bellec2020{quick_flag}   # finished runs are not redone",
+            f"deepeprop experiment zucchet2023{quick_flag}  # finished runs are not redone",
             f"deepeprop experiment report{quick_flag}", "```", "",
             "Compute behind these numbers: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in compute.items())
             + " (sum of the runs' own wall-clock times).", "",

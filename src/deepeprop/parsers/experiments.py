@@ -14,6 +14,8 @@ def register(subparsers) -> None:
                             ("learning", "budget-matched online training of every method on every task"),
                             ("bellec2020", "Bellec et al. 2020, Fig. 3 (evidence accumulation, 100 ALIF neurons, "
                              "T = 2250) with BPTT and e-prop (random and symmetric feedback)"),
+                            ("zucchet2023", "Zucchet et al. 2023's copy task at their size (4 LRU blocks, d_model "
+                             "128, d_hidden 64, pattern 20) with BPTT, deep e-prop and e-prop"),
                             ("report", "build the results report (Markdown + PNG) from the experiments' JSON")):
         sub = inner.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--quick", action="store_true", help="the tiny [quick] variant (CI), under OUT/quick")
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
                              "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a SLURM job array, else all of them")
         if name == "learning":
             sub.add_argument("--tasks", default=None, help="comma-separated task names of the config (default all)")
-        if name in ("learning", "bellec2020"):
+        if name in ("learning", "bellec2020", "zucchet2023"):
             sub.add_argument("--methods", default=None, help="comma-separated methods (default the config's)")
         if name == "bellec2020":
             sub.add_argument("--seeds", default=None, help="comma-separated seeds (default the config's)")
