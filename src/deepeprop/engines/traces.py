@@ -26,6 +26,10 @@ def apply_block(block: Array, trace: Array) -> Array:
     batch, n, d = trace.shape[:3]
     if d == 1:
         return block[..., 0, 0].reshape((batch, n, 1) + (1,) * (trace.ndim - 3)) * trace
+    if d <= 3:  # element-wise products, which XLA fuses with what reads the result (one pass over a big trace)
+        coefficient = lambda a, c: block[:, :, a, c].reshape((batch, n) + (1,) * (trace.ndim - 3))  # noqa: E731
+        rows = [sum(coefficient(a, c) * trace[:, :, c] for c in range(d)) for a in range(d)]
+        return jnp.stack(rows, axis=2)
     flat = trace.reshape(batch, n, d, -1)
     return jnp.einsum("bnac,bncr->bnar", block, flat).reshape(trace.shape)
 
