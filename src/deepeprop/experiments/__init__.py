@@ -7,12 +7,11 @@
     deepeprop experiment report    [--quick]    # docs/results.md (tables, figures) from the JSON they wrote
 
 The configurations are TOML files kept beside this module (``alignment.toml``, ``learning.toml``,
-``bellec2020.toml``, ``deep_cue.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own). Results go under
-``--out`` (default
-``results``): one JSON file per alignment point and one ``deepeprop train`` run folder per learning run
-(``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and runs are not redone, so an
-interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]`` variant of a config (tiny,
-deterministic, a minute or two) under ``OUT/quick``.
+``bellec2020.toml``, ``deep_cue.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own).
+Results go under ``--out`` (default ``results``): one JSON file per alignment point and one ``deepeprop train``
+run folder per learning run (``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and
+runs are not redone, so an interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]``
+variant of a config (tiny, deterministic, a minute or two) under ``OUT/quick``.
 
 Across machines: the runs of ``alignment`` (its points) and of ``learning`` (its (task, method) pairs: a sweep and
 the final seeds at the chosen rate) are independent, and ``--shard I/N`` runs only every ``N``-th of them,
