@@ -266,6 +266,8 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
     order = [m for m in conf["methods"]]
     compute = 0.0
     root = os.path.join(folder, name)
+    if intro is not None:  # the saved config's tasks are in alphabetical order: shallowest first instead
+        tasks.sort(key=lambda t: len(conf["tasks"][t]["hidden"]))
     lines += intro if intro is not None else ["## Learning", "",
               "Online training (weights updated once per sequence with Adam) at the same budget for every method: "
               "the same iterations, batch size and model. Each method's learning rate is the best of a sweep on a "
