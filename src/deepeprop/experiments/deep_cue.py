@@ -222,6 +222,9 @@ def online_comparison(root: str, online: dict) -> str | None:
     if not shared:
         return None
     gaps = [abs(a["test_loss"] - b["test_loss"]) / abs(b["test_loss"]) for a, b in shared]
+    train_gap = None
+    if all("train_loss" in a and "train_loss" in b for a, b in shared):
+        train_gap = max(abs(a["train_loss"] - b["train_loss"]) / abs(b["train_loss"]) for a, b in shared)
     same = sum(a["test_metric"] == b["test_metric"] for a, b in shared)
     slower = None
     times = [(rows[-1]["wall_time"] - rows[0]["wall_time"]) / max(rows[-1]["iteration"] - rows[0]["iteration"], 1)
@@ -233,4 +236,6 @@ def online_comparison(root: str, online: dict) -> str | None:
             + ", ".join(f"{g:.1e}" for g in gaps) + " at iterations "
             + ", ".join(str(a["iteration"]) for a, _ in shared)
             + f"; the same validation accuracy at {same} of {len(shared)} evaluations"
+            + ("" if train_gap is None else f"; the training loss of the same batches (computed by each evaluation's "
+               f"own forward pass) differs by up to {train_gap:.1e} (relative)")
             + (f"; the online evaluation took {slower:.1f}x the reverse one's time per iteration" if slower else ""))
