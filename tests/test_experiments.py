@@ -254,3 +254,19 @@ def test_quick_deep_cue_and_its_report(tmp_path):
         assert json.load(open(os.path.join(run, "config.json")))["evaluation"] == config["evaluation"].get(method)
         assert ("alignment_at_init" in json.load(open(os.path.join(run, "diagnostics.json")))) == (method != "bptt")
     assert "Online check: deep_eprop, seed 0, evaluation chunked:4 against reverse" in report
+    assert "Exact BPTT through the network with the reset path detached" in report
+    assert set(json.load(open(os.path.join(folder, "reference.json")))) == {str(s) for s in config["seeds"]}
+
+
+def test_deep_cue_reference_check_compares_bptt_detached_with_kept(tmp_path):
+    """BPTT on the quick model with the reset path detached against kept: one entry per seed and parameter; the two
+    differ (the reset path carries gradient), and a second call reads the file instead of recomputing."""
+    from deepeprop.experiments.deep_cue import reference_check
+
+    config = read_config("deep_cue", None, quick=True)
+    result = reference_check(config, str(tmp_path), "cue_two_layers", print)
+    assert set(result) == {str(s) for s in config["seeds"]}
+    entry = result["0"][".nodes[0].inputs[0].weight"]
+    assert np.isfinite(entry["norm_ratio"]) and entry["norm_ratio"] > 0 and -1 <= entry["cosine"] <= 1
+    assert any(abs(e["norm_ratio"] - 1) > 1e-6 or e["cosine"] < 1 - 1e-9 for e in result["0"].values())
+    assert reference_check(config, str(tmp_path), "cue_two_layers", print) == result

@@ -54,6 +54,62 @@ def diagnose_finals(config: dict, folder: str, todo, log) -> None:
             log(f"{task} {method} seed {seed}: diagnostics")
 
 
+def _leaf_gradients(config: dict, detach_reset=None) -> dict:
+    """``{parameter path: flat float64 gradient}`` of the run's rule (or of BPTT on the network with the reset
+    path detached when ``detach_reset`` is given) at the initial weights, on the first training batch."""
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    from .. import api, training
+
+    bptt = detach_reset is not None
+    if bptt:
+        options = config["neuron_options"]
+        options = ([dict(o, detach_reset=detach_reset) for o in options] if isinstance(options, list)
+                   else dict(options, detach_reset=detach_reset))
+        config = training.resolve_config(dict(config, method="bptt", method_options={}, evaluation=None,
+                                              neuron_options=options))
+    task, model, learner = training.build(config)
+    batch = training.train_batch(task, config, 1, model.dtype)
+    grads = api.gradients(model, batch.inputs, batch.targets, mask=batch.mask,
+                          method="bptt" if bptt else learner.engine, loss="cross_entropy",
+                          evaluation=None if bptt else config["evaluation"])
+    return {jax.tree_util.keystr(path): np.asarray(leaf, np.float64).ravel()
+            for path, leaf in jax.tree_util.tree_flatten_with_path(eqx.filter(grads, eqx.is_inexact_array))[0]}
+
+
+def reference_check(config: dict, folder: str, task: str, log) -> dict | None:
+    """``OUT/NAME/TASK/reference.json``: per final seed, at initialisation, exact BPTT on the network with the reset
+    path detached (the network the rules differentiate before they drop the off-diagonal recurrence) against BPTT
+    with it kept (the diagnostics' reference): the norm ratio and cosine per parameter. Where the detached network's
+    exact gradient explodes, the recurrent path both e-prop and deep e-prop drop is the one that carries it."""
+    import numpy as np
+
+    path = os.path.join(folder, task, "reference.json")
+    if os.path.exists(path):
+        return read_json(path)
+    specs = method_specs()
+    result = {}
+    for seed in config["seeds"]:
+        base = task_config(config, task, "bptt", specs["bptt"], lr=1e-3, seed=int(seed), out=folder,
+                           validation=False)
+        kept, detached = _leaf_gradients(base, detach_reset=False), _leaf_gradients(base, detach_reset=True)
+        entry = {}
+        for key, b in kept.items():
+            a, nb = detached[key], float(np.linalg.norm(kept[key]))
+            if nb == 0 or a.size < 2:
+                continue
+            na = float(np.linalg.norm(a))
+            entry[key] = {"norm_ratio": na / nb, "cosine": float(a @ b / max(na * nb, 1e-300))}
+        result[str(seed)] = entry
+        log(f"{task} seed {seed}: BPTT with the reset detached against kept")
+    from . import write_json
+
+    write_json(path, result)
+    return result
+
+
 def online_folder(folder: str, online: dict, evaluation: str) -> str:
     return os.path.join(folder, online["task"], online["method"], "online", evaluation.replace(":", "-"))
 
@@ -94,6 +150,9 @@ def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = Tr
         todo = shard.take(todo)
     log = (lambda text: print(text, flush=True)) if progress else (lambda text: None)
     diagnose_finals(config, folder, todo, log)
+    for task, method in todo:  # the shard that holds a task's BPTT unit computes its reference check
+        if method == "bptt":
+            reference_check(config, folder, task, log)
     check = config.get("online") or {}
     if online and (check.get("task"), check.get("method")) in todo:  # the shard that holds the unit runs it
         online_check(config, folder, log)
@@ -159,7 +218,7 @@ def diagnostics_lines(config: dict, root: str, task: str, choices: list[dict]) -
     spec = dict(config["tasks"][task], **config.get("overrides", {}))
     depth = len(spec["hidden"])
     lines, findings = [], []
-    rows, cosines = [], {}
+    rows, cosines, bottom = [], {}, {}
     for choice in choices:
         if "seeds" not in choice:
             continue
@@ -182,6 +241,8 @@ def diagnostics_lines(config: dict, root: str, task: str, choices: list[dict]) -
                 continue
             cosine = [v["cosine"] for v in values]
             cosines.setdefault(choice["method"], {})[layer] = _mean_text(cosine)
+            if layer == 0:
+                bottom[choice["method"]] = cosine
             cells.append(_mean_text(cosine) + f" ({_mean_text([v['norm_ratio'] for v in values], 2)})")
         rows.append(f"| {choice['method']} | {len(found)} | " + " | ".join(cells) + " |")
     if rows:
@@ -197,6 +258,35 @@ def diagnostics_lines(config: dict, root: str, task: str, choices: list[dict]) -
                             + ", ".join(f"{m} {c.get(0, 'n/a')}" for m, c in cosines.items())
                             + f"; top (memory) layer L{depth}: "
                             + ", ".join(f"{m} {c.get(depth - 1, 'n/a')}" for m, c in cosines.items()))
+    reference_path = os.path.join(root, task, "reference.json")
+    if os.path.exists(reference_path):
+        reference = read_json(reference_path)
+        cells = []
+        for layer in range(depth):
+            key = f".nodes[{layer}].inputs[0].weight"
+            ratios = [entry[key]["norm_ratio"] for entry in reference.values() if key in entry]
+            cos = [entry[key]["cosine"] for entry in reference.values() if key in entry]
+            if ratios:
+                cells.append(f"L{layer + 1} input weights: norm ratio {min(ratios):.1e} to {max(ratios):.1e}, "
+                             f"cosine {_mean_text(cos)}")
+        text = ("Exact BPTT through the network with the reset path detached (what the rules differentiate before "
+                "they drop the off-diagonal part of the recurrent Jacobian) against BPTT with it kept, at "
+                f"initialisation, seeds {sorted(int(k) for k in reference)}: " + "; ".join(cells) + ".")
+        largest = max((e["norm_ratio"] for entry in reference.values() for e in entry.values()), default=0.0)
+        if largest > 1e3:
+            text += (" That gradient explodes over the sequence: without the reset path the full recurrent Jacobian "
+                     "of the memory layer grows, so the long-range credit of the exact gradient rests on the "
+                     "off-diagonal recurrence and the reset, both of which e-prop and deep e-prop drop.")
+        if bottom.get("deep_eprop") and bottom.get("eprop"):
+            from scipy import stats
+
+            pair = stats.ttest_rel(bottom["deep_eprop"], bottom["eprop"]) if len(bottom["eprop"]) > 1 else None
+            text += (f" Bottom-layer cosine to BPTT at initialisation, the same seeds: deep e-prop "
+                     f"{_mean_text(bottom['deep_eprop'])}, e-prop {_mean_text(bottom['eprop'])}"
+                     + (f" (paired t-test p = {pair.pvalue:.2g})" if pair is not None and len(bottom["deep_eprop"]) ==
+                        len(bottom["eprop"]) else "") + ".")
+        lines += [f"- {text}", ""]
+        findings.append(f"{task}: " + "; ".join(cells) + " (BPTT with the reset path detached against kept)")
     online = config.get("online") or {}
     if online.get("task") == task:
         compared = online_comparison(root, online)
