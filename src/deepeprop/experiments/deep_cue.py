@@ -274,9 +274,10 @@ def diagnostics_lines(config: dict, root: str, task: str, choices: list[dict]) -
                 f"initialisation, seeds {sorted(int(k) for k in reference)}: " + "; ".join(cells) + ".")
         largest = max((e["norm_ratio"] for entry in reference.values() for e in entry.values()), default=0.0)
         if largest > 1e3:
-            text += (" That gradient explodes over the sequence: without the reset path the full recurrent Jacobian "
-                     "of the memory layer grows, so the long-range credit of the exact gradient rests on the "
-                     "off-diagonal recurrence and the reset, both of which e-prop and deep e-prop drop.")
+            text += (" That gradient explodes over the sequence: BPTT's bounded gradient rests on the reset path, "
+                     "which e-prop and deep e-prop drop (their default), and they stay bounded only because they "
+                     "also drop the memory layer's off-diagonal recurrence; what they keep of the long-range credit "
+                     "runs through each neuron's own membrane and adaptation.")
         if bottom.get("deep_eprop") and bottom.get("eprop"):
             from scipy import stats
 
