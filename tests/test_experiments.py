@@ -183,3 +183,90 @@ def test_quick_bellec2020_and_its_report(tmp_path):
                f"{1 - rows[-1]['test_metric']:.3f} | {rows[-1]['iteration']} |" in report
     figures = os.path.join(out, "quick", "figures-quick")
     assert {"bellec2020_curves.png", "bellec2020_raster.png"} <= set(os.listdir(figures))
+
+
+def test_deep_cue_config_evaluations_and_refusal(tmp_path):
+    """deep_cue.toml through the learning runner's config: each method gets the config's evaluation, the sweep its
+    shorter budget, the factored trace's refusal of the ALIF memory layer is recorded with its reason, and the
+    diagnostics' layer groups follow the widths."""
+    from deepeprop.experiments import methods
+    from deepeprop.experiments.deep_cue import layer_groups
+    from deepeprop.experiments.learning import run_method, task_config
+
+    config = read_config("deep_cue", None, quick=True)
+    specs = methods()
+    for method in config["methods"]:
+        resolved = task_config(config, "cue_two_layers", method, specs[method], lr=1e-2, seed=0,
+                               out=str(tmp_path / method), validation=True)
+        assert resolved["evaluation"] == config["evaluation"].get(method)
+        assert resolved["iterations"] == config["sweep_iterations"]
+        final = task_config(config, "cue_two_layers", method, specs[method], lr=1e-2, seed=0,
+                            out=str(tmp_path / method), validation=False)
+        assert final["iterations"] == config["overrides"]["iterations"]
+    choice = run_method(config, "cue_two_layers", "deep_eprop_factored", specs["deep_eprop_factored"],
+                        str(tmp_path / "factored"), print)
+    assert "own Jacobian" in choice["refused"] and "node 2" in choice["refused"]
+    assert json.load(open(tmp_path / "factored" / "choice.json")) == choice
+    # a reverse evaluation the factored trace does not have is a refusal too, not a crash
+    forced = dict(config, evaluation={"deep_eprop_factored": "reverse"})
+    choice = run_method(forced, "cue_two_layers", "deep_eprop_factored", specs["deep_eprop_factored"],
+                        str(tmp_path / "forced"), print)
+    assert "no 'reverse' evaluation" in choice["refused"]
+    assert layer_groups({"hidden": [5, 6, 7]}) == {"L1": (0, 5), "L2": (5, 11), "L3": (11, 18)}
+
+
+def test_deep_cue_online_comparison_reads_both_curves(tmp_path):
+    from deepeprop.experiments.deep_cue import online_comparison, online_folder
+
+    online = {"task": "t", "method": "deep_eprop", "seed": 0, "evaluation": "chunked:4"}
+    curves = {"reverse": [(2, 10.0, 0.5), (4, 8.0, 0.75)], "chunked:4": [(2, 10.0, 0.5), (4, 8.8, 0.5)]}
+    for evaluation, rows in curves.items():
+        folder = online_folder(str(tmp_path), online, evaluation)
+        os.makedirs(folder)
+        with open(os.path.join(folder, "metrics.jsonl"), "w") as handle:
+            for iteration, loss, metric in rows:
+                handle.write(json.dumps({"iteration": iteration, "test_loss": loss, "test_metric": metric,
+                                         "wall_time": float(iteration)}) + "\n")
+    text = online_comparison(str(tmp_path), online)
+    assert "0.0e+00, 1.0e-01 at iterations 2, 4" in text
+    assert "the same validation accuracy at 1 of 2 evaluations" in text
+
+
+@pytest.mark.slow
+def test_quick_deep_cue_and_its_report(tmp_path):
+    """The deep cue experiment's quick variant end to end: sweep, seeds, the refusal, diagnostics, the online check,
+    and the report's table row holds the runs' own numbers."""
+    out = str(tmp_path / "results")
+    _cli("deep_cue", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    report = open(os.path.join(out, "quick", "results.md")).read()
+    folder = os.path.join(out, "quick", "deep_cue", "cue_two_layers")
+    config = read_config("deep_cue", None, quick=True)
+    assert "## Deep versions of Bellec et al.'s evidence accumulation" in report
+    assert "| deep_eprop_factored | | refused: " in report
+    for method in ("bptt", "deep_eprop"):
+        choice = json.load(open(os.path.join(folder, method, "choice.json")))
+        values = [e["metric"] for e in choice["seeds"].values()]
+        assert len(values) == len(config["seeds"])
+        summary = summarize(values)
+        assert f"| {method} | {choice['lr']:g}" in report and f"[{summary['low']:.3f}, {summary['high']:.3f}]" in report
+        run = os.path.join(folder, method, choice["seeds"]["0"]["out"])
+        assert json.load(open(os.path.join(run, "config.json")))["evaluation"] == config["evaluation"].get(method)
+        assert ("alignment_at_init" in json.load(open(os.path.join(run, "diagnostics.json")))) == (method != "bptt")
+    assert "Online check: deep_eprop, seed 0, evaluation chunked:4 against reverse" in report
+    assert "Exact BPTT through the network with the reset path detached" in report
+    assert set(json.load(open(os.path.join(folder, "reference.json")))) == {str(s) for s in config["seeds"]}
+
+
+def test_deep_cue_reference_check_compares_bptt_detached_with_kept(tmp_path):
+    """BPTT on the quick model with the reset path detached against kept: one entry per seed and parameter; the two
+    differ (the reset path carries gradient), and a second call reads the file instead of recomputing."""
+    from deepeprop.experiments.deep_cue import reference_check
+
+    config = read_config("deep_cue", None, quick=True)
+    result = reference_check(config, str(tmp_path), "cue_two_layers", print)
+    assert set(result) == {str(s) for s in config["seeds"]}
+    entry = result["0"][".nodes[0].inputs[0].weight"]
+    assert np.isfinite(entry["norm_ratio"]) and entry["norm_ratio"] > 0 and -1 <= entry["cosine"] <= 1
+    assert any(abs(e["norm_ratio"] - 1) > 1e-6 or e["cosine"] < 1 - 1e-9 for e in result["0"].values())
+    assert reference_check(config, str(tmp_path), "cue_two_layers", print) == result

@@ -3,16 +3,16 @@
     deepeprop experiment alignment [--quick]    # per-layer cosine and norm ratio to BPTT, swept one factor at a time
     deepeprop experiment learning  [--quick]    # budget-matched online training, learning rate swept per method
     deepeprop experiment bellec2020 [--quick]   # Bellec et al. 2020, Fig. 3 at the paper's size (bellec2020.py)
+    deepeprop experiment deep_cue  [--quick]    # the same task, memory above the layer that learns (deep_cue.py)
     deepeprop experiment zucchet2023 [--quick]  # Zucchet et al. 2023's copy task at their size (zucchet2023.py)
     deepeprop experiment report    [--quick]    # docs/results.md (tables, figures) from the JSON they wrote
 
 The configurations are TOML files kept beside this module (``alignment.toml``, ``learning.toml``,
-``bellec2020.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own). Results go under
-``--out`` (default
-``results``): one JSON file per alignment point and one ``deepeprop train`` run folder per learning run
-(``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and runs are not redone, so an
-interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]`` variant of a config (tiny,
-deterministic, a minute or two) under ``OUT/quick``.
+``bellec2020.toml``, ``deep_cue.toml``, ``methods.toml``; ``--config FILE`` replaces the experiment's own).
+Results go under ``--out`` (default ``results``): one JSON file per alignment point and one ``deepeprop train``
+run folder per learning run (``config.json`` beside ``summary.json`` and ``metrics.jsonl``). Finished points and
+runs are not redone, so an interrupted experiment resumes where it stopped. ``--quick`` runs the ``[quick]``
+variant of a config (tiny, deterministic, a minute or two) under ``OUT/quick``.
 
 Across machines: the runs of ``alignment`` (its points) and of ``learning`` (its (task, method) pairs: a sweep and
 the final seeds at the chosen rate) are independent, and ``--shard I/N`` runs only every ``N``-th of them,
@@ -32,7 +32,7 @@ from importlib import resources
 
 from ..errors import UsageError, usage_errors
 
-SUBCOMMANDS = ("alignment", "learning", "bellec2020", "zucchet2023", "report")
+SUBCOMMANDS = ("alignment", "learning", "bellec2020", "deep_cue", "zucchet2023", "report")
 DEFAULT_OUT = "results"
 
 
@@ -177,6 +177,14 @@ def _main(args) -> int:
         from .learning import run
 
         config = read_config("learning", args.config, args.quick)
+        tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",")]
+        chosen = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
+        run(config, root(args.out, args.quick), tasks=tasks, methods=chosen, progress=not args.no_progress,
+            shard=shard)
+    elif args.experiment == "deep_cue":
+        from .deep_cue import run
+
+        config = read_config("deep_cue", args.config, args.quick)
         tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",")]
         chosen = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
         run(config, root(args.out, args.quick), tasks=tasks, methods=chosen, progress=not args.no_progress,

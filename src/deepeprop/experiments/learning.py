@@ -20,6 +20,7 @@ from ..errors import UsageError
 from . import machine, methods as method_specs, read_json, write_json
 
 DATASET_TASKS = ("digits", "mnist1d")
+FOLDER = "learning"  # results under OUT/FOLDER unless the config names its own (``name``: deep_cue.toml)
 
 
 def task_config(config: dict, task_name: str, method_name: str, spec: dict, *, lr: float, seed: int, out: str,
@@ -34,8 +35,12 @@ def task_config(config: dict, task_name: str, method_name: str, spec: dict, *, l
     task_options = dict(options.pop("task_options", {}))
     if validation and options["task"] in DATASET_TASKS:
         task_options["holdout"] = "validation"
+    if validation and config.get("sweep_iterations") is not None:  # a sweep shorter than the final runs
+        options["iterations"] = int(config["sweep_iterations"])
     explicit = dict(options, task_options=task_options, method=spec["method"], method_options=dict(spec["options"]),
                     lr=float(lr), seed=int(seed), out=out)
+    if method_name in config.get("evaluation", {}):  # the config's evaluation for this method, else the task's own
+        explicit["evaluation"] = config["evaluation"][method_name]  # (neither: the engine's own)
     return training.resolve_config(explicit)
 
 
@@ -103,13 +108,24 @@ def refusal(config: dict) -> str | None:
     return None
 
 
+def _evaluation_name(config: dict) -> str:
+    """Which evaluation computed a run's gradients, in words."""
+    if config["method"] == "bptt":
+        return "bptt (reverse)"
+    return config["evaluation"] or "the engine's own"
+
+
 def run_method(config: dict, task_name: str, method_name: str, spec: dict, folder: str, log) -> dict:
     """The sweep, the choice and the final seeds of one method on one task."""
     choice_path = os.path.join(folder, "choice.json")
     rates = [float(lr) for lr in config["learning_rates"]]
-    probe = task_config(config, task_name, method_name, spec, lr=rates[0], seed=config["sweep_seed"],
-                        out=os.path.join(folder, "sweep", _rate_name(rates[0])), validation=True)
-    refused = refusal(probe)
+    try:
+        probe = task_config(config, task_name, method_name, spec, lr=rates[0], seed=config["sweep_seed"],
+                            out=os.path.join(folder, "sweep", _rate_name(rates[0])), validation=True)
+    except UsageError as err:  # the method's options (e.g. its evaluation) do not fit it: a refusal
+        probe, refused = None, str(err)
+    else:
+        refused = refusal(probe)
     if refused is not None:
         choice = {"task": task_name, "method": method_name, "refused": refused}
         write_json(choice_path, choice)
@@ -133,6 +149,11 @@ def run_method(config: dict, task_name: str, method_name: str, spec: dict, folde
     else:
         sign = 1 if next(iter(finished.values()))["higher_is_better"] else -1
         best = max(finished, key=lambda lr: (sign * finished[lr]["metric"], -float(lr)))
+    final_config = task_config(config, task_name, method_name, spec, lr=rates[0], seed=0, out=folder, validation=False)
+    base = {"task": task_name, "method": method_name, "label": spec["label"], "engine": spec["method"],
+            "engine_options": spec["options"], "sweep": sweep, "lr": None if best is None else float(best),
+            "iterations": final_config["iterations"], "sweep_iterations": probe["iterations"],
+            "batch_size": probe["batch_size"], "evaluation": _evaluation_name(probe)}
     seeds = {}
     if best is not None:
         for seed in config["seeds"]:
@@ -145,19 +166,15 @@ def run_method(config: dict, task_name: str, method_name: str, spec: dict, folde
                                 "seconds_per_iteration": seconds_per_iteration(result["out"])
                                 if result["status"] == "finished" else None}
             log(f"{task_name} {method_name} seed {seed} (lr {best}): {result['status']} {result.get('final_metric')}")
+            # the seeds so far, so that a report made while the unit runs shows them (``complete`` false)
+            write_json(choice_path, dict(base, seeds=seeds, peak_bytes=None, complete=False))
     previous = read_json(choice_path) if os.path.exists(choice_path) else {}
     peak = previous.get("peak_bytes") if previous.get("lr") == (None if best is None else float(best)) else None
     if peak is None and best is not None:
         peak = peak_memory_bytes(task_config(config, task_name, method_name, spec, lr=float(best), seed=0,
                                              out=os.path.join(folder, "final", _rate_name(float(best)), "seed-0"),
                                              validation=False))
-    final = task_config(config, task_name, method_name, spec, lr=rates[0], seed=config["seeds"][0],
-                        out=os.path.join(folder, "final"), validation=False)
-    choice = {"task": task_name, "method": method_name, "label": spec["label"], "engine": spec["method"],
-              "engine_options": spec["options"], "sweep": sweep, "lr": None if best is None else float(best),
-              "seeds": seeds, "peak_bytes": peak, "iterations": final["iterations"],
-              "sweep_iterations": probe["iterations"], "batch_size": final["batch_size"],
-              "evaluation": final["evaluation"]}
+    choice = dict(base, seeds=seeds, peak_bytes=peak)
     write_json(choice_path, choice)
     return choice
 
@@ -183,21 +200,22 @@ def units(config: dict, tasks=None, methods=None) -> list[tuple[str, str]]:
 
 
 def run(config: dict, out: str, *, tasks=None, methods=None, progress: bool = True, shard=None,
-        name: str = "learning") -> list[dict]:
+        name: str | None = None) -> list[dict]:
     """Every (task, method) of the config, or the ``tasks`` and ``methods`` given, or this ``shard``'s share of
     them (a :class:`deepeprop.experiments.Shard`: every ``count``-th unit of :func:`units`); returns their
-    choices. ``name``: the experiment's folder under ``out`` (another experiment with this runner, e.g.
-    ``zucchet2023``, writes its own)."""
+    choices. ``name``: the experiment's folder under ``out`` (another experiment with this runner writes its own:
+    ``zucchet2023`` passes it, ``deep_cue.toml`` names it in the config), else ``learning``."""
+    folder_name = name or config.get("name", FOLDER)
     specs = method_specs()
     todo = every = units(config, tasks, methods)
     if shard is not None and shard.count > 1:
         todo = shard.take(every)
-        print(f"{name}: shard {shard} takes {len(todo)} of the {len(every)} (task, method) units", flush=True)
-    folder = os.path.join(out, name)
+        print(f"{folder_name}: shard {shard} takes {len(todo)} of the {len(every)} (task, method) units", flush=True)
+    folder = os.path.join(out, folder_name)
     write_json(os.path.join(folder, "config.json"), {"config": config, "machine": machine()})
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc=f"{name} (task, method)", unit="method", dynamic_ncols=True,
+    bar = tqdm(total=len(todo), desc=f"{folder_name} (task, method)", unit="method", dynamic_ncols=True,
                disable=not progress)
     log = bar.write if progress else (lambda text: None)
     choices = []

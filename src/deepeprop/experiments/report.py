@@ -225,8 +225,7 @@ def _alignment_findings(config: dict, results: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- learning
 def load_learning(folder: str, name: str = "learning") -> tuple[dict | None, list[dict]]:
-    """The config and the (task, method) choices of the learning experiment (or of another experiment that uses
-    its runner, by its folder ``name``)."""
+    """The saved config and every ``choice.json`` of a learning-style experiment under ``folder/name``."""
     config_path = os.path.join(folder, name, "config.json")
     if not os.path.exists(config_path):
         return None, []
@@ -257,15 +256,20 @@ def _curves(folder: str, choice: dict):
 
 
 def learning_section(config: dict, choices: list[dict], folder: str, figures: str, report_dir: str,
-                     name: str = "learning", level: str = "###") -> tuple:
-    """The tables, sweeps and curves of every task (``level`` their heading) of the experiment in ``name``;
-    ``name="learning"`` adds the section's heading and introduction."""
+                     name: str = "learning", level: str = "###", intro: list[str] | None = None) -> tuple:
+    """The report's lines of a learning-style experiment under ``folder/name``, its findings and its compute
+    (seconds): ``learning`` with its heading and introduction; another experiment on the same runner either with its
+    own ``intro`` lines (``deep_cue``: the tasks shallowest first, the machine named) or with none (``zucchet2023``
+    writes its own); ``level``: the tasks' heading."""
     lines, findings = [], []
     conf = config["config"]
     tasks = [t for t in conf["tasks"] if any(c["task"] == t for c in choices)]
     order = [m for m in conf["methods"]]
     compute = 0.0
-    intro = ["## Learning", "",
+    root = os.path.join(folder, name)
+    if intro is not None:  # the saved config's tasks are in alphabetical order: shallowest first instead
+        tasks.sort(key=lambda t: len(conf["tasks"][t]["hidden"]))
+    learning_intro = ["## Learning", "",
               "Online training (weights updated once per sequence with Adam) at the same budget for every method: "
               "the same iterations, batch size and model. Each method's learning rate is the best of a sweep on a "
               "validation split (digits: 20% of the train split held out; generated tasks: the sweep seed's own "
@@ -279,8 +283,10 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
               "- Command: `deepeprop experiment learning` (config: `src/deepeprop/experiments/learning.toml`, methods: "
               "`src/deepeprop/experiments/methods.toml`)",
               f"- Machine: {_machine_text(config.get('machine', {}))}", ""]
-    if name == "learning":
-        lines += intro
+    if intro is not None:
+        lines += intro + [f"- Machine: {_machine_text(config.get('machine', {}))}", ""]
+    elif name == "learning":
+        lines += learning_intro
     for task in tasks:
         spec = dict(conf["tasks"][task], **conf.get("overrides", {}))
         description = spec.pop("description", "")
@@ -290,7 +296,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
         by_method = {c["method"]: c for c in choices if c["task"] == task}
         metric_name, finals, per_iteration = "metric", {}, {}
         lines += ["| method | lr | test " + "metric | 95% interval | p vs deep e-prop | s / iteration | x BPTT time | "
-                  "peak MiB | seeds |", "|---|---|---|---|---|---|---|---|---|"]
+                  "peak MiB | seeds | evaluation |", "|---|---|---|---|---|---|---|---|---|---|"]
         bptt_time = None
         if "bptt" in by_method:
             times = [e["seconds_per_iteration"] for e in by_method["bptt"].get("seeds", {}).values()
@@ -301,22 +307,22 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
             if choice is None:
                 continue
             if "refused" in choice:
-                lines.append(f"| {method} | | refused: {choice['refused'][:90]}… | | | | | | |")
+                lines.append(f"| {method} | | refused: {choice['refused'][:90]}… | | | | | | | |")
                 continue
             if "same_as" in choice:
-                lines.append(f"| {method} | | = {choice['same_as']} ({choice['reason']}) | | | | | | |")
+                lines.append(f"| {method} | | = {choice['same_as']} ({choice['reason']}) | | | | | | | |")
                 continue
             seeds = choice.get("seeds", {})
             values = [e["metric"] for e in seeds.values() if e["status"] == "finished" and e["metric"] is not None]
             diverged = sum(e["status"] == "diverged" for e in seeds.values())
             finals[method] = values
-            for run_dir in [os.path.join(folder, name, task, method, e["out"]) for e in seeds.values()]:
+            for run_dir in [os.path.join(root, task, method, e["out"]) for e in seeds.values()]:
                 summary_path = os.path.join(run_dir, "summary.json")
                 if os.path.exists(summary_path):
                     summary = read_json(summary_path)
                     compute += summary.get("seconds", 0.0)
                     metric_name = summary.get("metric_name", metric_name)
-            for lr_dir in glob.glob(os.path.join(folder, name, task, method, "sweep", "lr-*", "summary.json")):
+            for lr_dir in glob.glob(os.path.join(root, task, method, "sweep", "lr-*", "summary.json")):
                 compute += read_json(lr_dir).get("seconds", 0.0)
             times = [e["seconds_per_iteration"] for e in seeds.values() if e.get("seconds_per_iteration")]
             per_iteration[method] = float(np.median(times)) if times else None
@@ -332,7 +338,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
                 f"[{_fmt(summary['low'])}, {_fmt(summary['high'])}] | {'' if p is None else f'{p:.2g}'} | "
                 f"{_fmt(per_iteration[method], 4)} | {_fmt(ratio, 1)} | "
                 f"{'n/a' if peak is None else f'{peak / 2**20:.2f}'} | {len(values)}"
-                f"{f' ({diverged} diverged)' if diverged else ''} |")
+                f"{f' ({diverged} diverged)' if diverged else ''} | {choice.get('evaluation', 'engine default')} |")
         lines[lines.index(heading) + 6] = lines[lines.index(heading) + 6].replace("test metric", f"test {metric_name}")
         lines.append("")
         rates = sorted({lr for c in by_method.values() for lr in c.get("sweep", {})}, key=float)
@@ -356,7 +362,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
             choice = by_method.get(method)
             if choice is None or "seeds" not in choice:
                 continue
-            curves = _curves(os.path.join(folder, name, task, method), choice)
+            curves = _curves(os.path.join(root, task, method), choice)
             if not curves:
                 continue
             length = min(len(c[0]) for c in curves)
@@ -372,6 +378,12 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
         path = _save(figure, figures, f"{name}_{task}.png")
         lines += [f"![learning curves on {task}]({os.path.relpath(path, report_dir)})", ""]
         findings += _learning_findings(task, finals, per_iteration, metric_name)
+        if intro is not None:  # deep_cue: what explains the outcome (rates, alignment) and the online check
+            from .deep_cue import diagnostics_lines
+
+            more, found = diagnostics_lines(conf, root, task, [by_method[m] for m in order if m in by_method])
+            lines += more
+            findings += found
     return lines, findings, compute
 
 
@@ -412,19 +424,21 @@ def missing(folder: str) -> dict:
     from .alignment import points
     from .learning import units
 
-    out = {"alignment": None, "learning": None, "alignment_total": 0, "learning_total": 0}
+    out = {"alignment": None, "learning": None, "deep_cue": None, "alignment_total": 0, "learning_total": 0,
+           "deep_cue_total": 0}
     align_config, align_results = load_alignment(folder)
     if align_config is not None:
         expected = points(align_config["config"])
         done = {r["key"] for r in align_results}
         out["alignment_total"] = len(expected)
         out["alignment"] = [(e["key"], _point_label(e)) for e in expected if e["key"] not in done]
-    learn_config, choices = load_learning(folder)
-    if learn_config is not None:
-        expected = units(learn_config["config"])
-        done = {(c["task"], c["method"]) for c in choices}
-        out["learning_total"] = len(expected)
-        out["learning"] = [unit for unit in expected if unit not in done]
+    for name in ("learning", "deep_cue"):
+        learn_config, choices = load_learning(folder, name)
+        if learn_config is not None:
+            expected = units(learn_config["config"])
+            done = {(c["task"], c["method"]) for c in choices if c.get("complete", True)}
+            out[f"{name}_total"] = len(expected)
+            out[name] = [unit for unit in expected if unit not in done]
     return out
 
 
@@ -440,7 +454,8 @@ def missing_text(folder: str, found: dict | None = None, sep: str = " ") -> str:
     """One paragraph: every experiment complete, or what is missing and how to finish it."""
     found = missing(folder) if found is None else found
     parts = []
-    for name, noun in (("alignment", "points"), ("learning", "(task, method) units")):
+    for name, noun in (("alignment", "points"), ("learning", "(task, method) units"),
+                       ("deep_cue", "(task, method) units")):
         todo, total = found[name], found[f"{name}_total"]
         if todo is None:
             continue
@@ -464,19 +479,29 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
     labels = {name: spec["label"] for name, spec in method_specs().items()}
     align_config, align_results = load_alignment(folder)
     learn_config, choices = load_learning(folder)
+    deep_config, deep_choices = load_learning(folder, "deep_cue")
     from .bellec2020 import section as bellec_section
 
     bellec_lines, bellec_found, bellec_seconds = bellec_section(folder, figures, report_dir, labels)
     from .zucchet2023 import section as zucchet_section
 
     zucchet_lines, zucchet_found, zucchet_seconds = zucchet_section(folder, figures, report_dir)
-    if align_config is None and learn_config is None and not bellec_lines and not zucchet_lines:
+    if (align_config is None and learn_config is None and deep_config is None and not bellec_lines
+            and not zucchet_lines):
         raise UsageError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
                          f"`deepeprop experiment learning` first")
     quick_flag = " --quick" if quick else ""
     sections, findings, compute = list(bellec_lines), list(bellec_found), {}
     if bellec_lines:
         compute["bellec2020"] = bellec_seconds
+    if deep_config is not None:
+        from .deep_cue import intro_lines
+
+        lines, found, seconds = learning_section(deep_config, deep_choices, folder, figures, report_dir,
+                                                 name="deep_cue", intro=intro_lines(deep_config))
+        sections += lines
+        findings += found
+        compute["deep_cue"] = seconds
     sections += zucchet_lines
     findings += zucchet_found
     if zucchet_lines:
@@ -497,6 +522,7 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
             f"deepeprop experiment alignment{quick_flag}    # finished points are not recomputed",
             f"deepeprop experiment learning{quick_flag}     # finished runs are not redone",
             f"deepeprop experiment bellec2020{quick_flag}   # finished runs are not redone",
+            f"deepeprop experiment deep_cue{quick_flag}     # finished runs are not redone",
             f"deepeprop experiment zucchet2023{quick_flag}  # finished runs are not redone",
             f"deepeprop experiment report{quick_flag}", "```", "",
             "Compute behind these numbers: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in compute.items())

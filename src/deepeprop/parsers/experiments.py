@@ -14,6 +14,8 @@ def register(subparsers) -> None:
                             ("learning", "budget-matched online training of every method on every task"),
                             ("bellec2020", "Bellec et al. 2020, Fig. 3 (evidence accumulation, 100 ALIF neurons, "
                              "T = 2250) with BPTT and e-prop (random and symmetric feedback)"),
+                            ("deep_cue", "Bellec et al.'s evidence accumulation with the memory above the layer that "
+                             "learns (LIF below ALIF; two and three layers), every method at its own learning rate"),
                             ("zucchet2023", "Zucchet et al. 2023's copy task at their size (4 LRU blocks, d_model "
                              "128, d_hidden 64, pattern 20) with BPTT, deep e-prop and e-prop"),
                             ("report", "build the results report (Markdown + PNG) from the experiments' JSON")):
@@ -26,9 +28,9 @@ def register(subparsers) -> None:
             sub.add_argument("--shard", default=None, metavar="I/N", help="run only worker I's share (I from 0 to "
                              "N-1) of the independent runs, writing its own results into --out; default: from "
                              "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a SLURM job array, else all of them")
-        if name == "learning":
+        if name in ("learning", "deep_cue"):
             sub.add_argument("--tasks", default=None, help="comma-separated task names of the config (default all)")
-        if name in ("learning", "bellec2020", "zucchet2023"):
+        if name in ("learning", "bellec2020", "deep_cue", "zucchet2023"):
             sub.add_argument("--methods", default=None, help="comma-separated methods (default the config's)")
         if name == "bellec2020":
             sub.add_argument("--seeds", default=None, help="comma-separated seeds (default the config's)")
