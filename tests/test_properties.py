@@ -112,7 +112,8 @@ def test_deeprnn(broken, data):
                                       **kwargs))
     if broken is None:
         assert isinstance(model, dp.Network)
-        assert model.hidden == tuple(valid["hidden"]) and model.n_in == valid["n_in"] and model.n_out == valid["n_out"]
+        assert model.hidden_sizes == tuple(valid["hidden"])
+        assert model.n_in == valid["n_in"] and model.n_out == valid["n_out"]
         assert model.dtype == jnp.dtype(valid["dtype"])
 
 

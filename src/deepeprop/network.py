@@ -4,16 +4,16 @@
 
 Node ids: ``0`` is the input (``z[0,t] = x[t]``), ``1..N`` the nodes in topological order (every edge
 goes from a lower id to a higher one, so parents are finished before their children within a step), and
-the last node ``N`` is the readout, whose output is ``y[t]``. A node (:class:`Layer`) holds its neuron
+the last node ``N`` is the readout, whose output is ``y[t]``. A node (:class:`Node`) holds its neuron
 model, its within-node recurrence ``W`` (none, diagonal or dense), its bias and its incoming edges
-(:class:`Projection`: a source id and a trainable weight matrix). The readout is usually an
+(:class:`Edge`: a source id and a trainable weight matrix). The readout is usually an
 :class:`~deepeprop.neurons.Integrator` (``y[t] = k*y[t-1] + I[t]``, ``k = 0`` for a linear readout).
 
 Engines see a node's trainable parameters as one matrix ``theta_k`` of shape ``(n_k, R_k)`` whose row
 ``j`` holds everything neuron ``j``'s currents depend on: for each of its ``c`` currents in turn,
 ``[U_{k<-j1}[row, :] | U_{k<-j2}[row, :] | ... | W_k[j, :] (dense) or W_k[j] (diagonal) | b_k[row]]``
 (``P_k`` numbers; trained incoming edges in their stored order), then the ``q`` neuron parameters the model
-declares trained (an LRU's ``nu``, ``theta``): ``R_k = c P_k + q``. :meth:`Layer.presynaptic` gives, per
+declares trained (an LRU's ``nu``, ``theta``): ``R_k = c P_k + q``. :meth:`Node.presynaptic` gives, per
 neuron, the vector each current's ``P_k`` parameters multiply. Neurons with several outputs (``o``) are
 read by edges flattened neuron-major, ``(B, n o)``; residual edges are fixed identities without parameters.
 
@@ -24,9 +24,9 @@ recurrences and skip edges.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import math
+import warnings
 from typing import Any, Sequence
 
 import equinox as eqx
@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from .graph import Graph, check_edges, graph_of
 from .neurons import NEURONS, AbstractNeuron, Integrator, shared_constant_leak, takes_dtype
 from .neurons.base import check_size, check_time_constant
 from .validation import check_array_shape, check_bool, check_choice, check_number, describe
@@ -51,7 +52,7 @@ SELF_CONNECTIONS = False
 NetState = tuple
 
 
-class Projection(eqx.Module):
+class Edge(eqx.Module):
     """A same-time edge into a node: ``U_{k<-source} z[source, t]``.
 
     Args:
@@ -76,11 +77,11 @@ class Projection(eqx.Module):
         return jnp.eye(width, dtype=dtype) if self.weight is None else self.weight
 
 
-class Layer(eqx.Module):
+class Node(eqx.Module):
     """One node: incoming edges, within-node recurrence ``W``, bias ``b``, and a neuron model.
 
     Args:
-        inputs: the incoming edges (:class:`Projection`), in the order of ``theta``'s column blocks.
+        inputs: the incoming edges (:class:`Edge`), in the order of ``theta``'s column blocks.
         W: the recurrence: ``(n, n)`` dense, ``(n,)`` diagonal, or ``None``.
         b: the bias, ``(n c,)``.
         neuron: the neuron model (an :class:`~deepeprop.AbstractNeuron` of ``n`` neurons).
@@ -89,7 +90,7 @@ class Layer(eqx.Module):
             ``True`` uses ``W`` as given (the builders, :func:`DeepRNN` and :class:`LayerSpec`, default to ``False``).
     """
 
-    inputs: tuple[Projection, ...]
+    inputs: tuple[Edge, ...]
     W: Array | None  # (n, n) dense, (n,) diagonal, or None
     b: Array  # (n,)
     neuron: AbstractNeuron
@@ -258,119 +259,6 @@ class Layer(eqx.Module):
         return shared_constant_leak(self.neuron)
 
 
-@dataclasses.dataclass(frozen=True)
-class Graph:
-    """The static structure of a network, by node position ``0..N-1`` (node id minus one; ``-1`` = input).
-    Built by :attr:`Network.graph`.
-
-    Args:
-        parents: ``parents[k]``, the source position of each incoming edge of node ``k``, in ``theta``'s order.
-        children: ``children[j]``, ``(k, slot)`` for each edge ``j -> k`` (``slot`` indexes ``parents[k]``).
-        descendants: ``descendants[l]``, the positions reachable from ``l`` by same-time edges (``l``
-            excluded), sorted.
-    """
-
-    parents: tuple[tuple[int, ...], ...]
-    children: tuple[tuple[tuple[int, int], ...], ...]
-    descendants: tuple[tuple[int, ...], ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.parents)
-
-    @property
-    def readout(self) -> int:
-        return len(self.parents) - 1
-
-    def paths(self, start: int) -> tuple[tuple[int, ...], ...]:
-        """Every path from node ``start`` to the readout, as tuples of positions (``start`` first)."""
-        if start == self.readout:
-            return ((start,),)
-        return tuple((start,) + rest for k, _ in self.children[start] for rest in self.paths(k))
-
-
-@functools.lru_cache(maxsize=256)
-def _graph(sources: tuple[tuple[int, ...], ...]) -> Graph:
-    parents = tuple(tuple(s - 1 for s in node) for node in sources)
-    children = [[] for _ in parents]
-    for k, node in enumerate(parents):
-        for slot, j in enumerate(node):
-            if j >= 0:
-                children[j].append((k, slot))
-    descendants: list[tuple[int, ...]] = [()] * len(parents)
-    for j in reversed(range(len(parents))):
-        reach = set()
-        for k, _ in children[j]:
-            reach |= {k, *descendants[k]}
-        descendants[j] = tuple(sorted(reach))
-    return Graph(parents, tuple(tuple(c) for c in children), tuple(descendants))
-
-
-def check_edges(edges, n_nodes: int, *, what: str = "edges") -> list[tuple[int, int]]:
-    """Validate same-time edges ``(src, dst)`` over ids ``0`` (input) .. ``n_nodes`` (readout).
-
-    Refuses an edge to or from a node that does not exist, an edge into the input, a duplicate edge, and a
-    same-time cycle (named); an acyclic edge against the id order is refused with the order to use.
-    """
-    checked = []
-    for edge in edges:
-        if (not isinstance(edge, (tuple, list)) or len(edge) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in edge)):
-            raise ValueError(f"{what} must be pairs of node ids (src, dst), got {edge!r}")
-        src, dst = int(edge[0]), int(edge[1])
-        for node in (src, dst):
-            if not 0 <= node <= n_nodes:
-                raise ValueError(f"{what}: edge ({src}, {dst}) names node {node}, which does not exist: node ids are "
-                                 f"0 (the input), 1..{n_nodes - 1} (hidden) and {n_nodes} (the readout)")
-        if dst == 0:
-            raise ValueError(f"{what}: edge ({src}, {dst}) goes into the input (node 0); "
-                             f"edges go into nodes 1..{n_nodes}")
-        if src == dst:
-            raise ValueError(f"{what}: edge ({src}, {dst}) is a same-time cycle (a node feeding itself at the same "
-                             "time step); within-node recurrence is the node's `recurrence`, one step late")
-        if src == n_nodes:
-            raise ValueError(f"{what}: edge ({src}, {dst}) leaves the readout (node {n_nodes}); "
-                             "the readout is the output node")
-        if (src, dst) in checked:
-            raise ValueError(f"{what}: edge ({src}, {dst}) is given twice")
-        checked.append((src, dst))
-    cycle = _find_cycle(checked, n_nodes)
-    if cycle:
-        raise ValueError(f"{what} form a same-time cycle " + " -> ".join(map(str, cycle)) + ": a node's current at "
-                         "time t cannot depend on itself at time t; make one of these connections recurrent instead")
-    backwards = [(s, d) for s, d in checked if s > d]
-    if backwards:
-        raise ValueError(f"{what}: edge {backwards[0]} goes from a higher node id to a lower one; number the nodes in "
-                         "topological order (every edge from a lower id to a higher one)")
-    return checked
-
-
-def _find_cycle(edges, n_nodes: int) -> list[int] | None:
-    children = {node: [] for node in range(n_nodes + 1)}
-    for src, dst in edges:
-        children[src].append(dst)
-    state = {}
-
-    def visit(node, path):
-        state[node] = 1
-        for child in children[node]:
-            if state.get(child) == 1:
-                return path[path.index(child):] + [child]
-            if child not in state:
-                found = visit(child, path + [child])
-                if found:
-                    return found
-        state[node] = 2
-        return None
-
-    for start in range(n_nodes + 1):
-        if start not in state:
-            found = visit(start, [start])
-            if found:
-                return found
-    return None
-
-
 def _check_recurrence(k: int, recurrence: str, neuron: AbstractNeuron) -> None:
     """A within-node ``W`` needs one current and one output per neuron (it mixes the outputs into the current)."""
     if recurrence != "none" and (neuron.n_currents != 1 or neuron.n_outputs != 1):
@@ -383,7 +271,7 @@ class Network(eqx.Module):
     """A network as a graph of nodes (see the module docstring); the engines consume this.
 
     Args:
-        nodes: the nodes (:class:`Layer`) with ids ``1..N`` in topological order, the readout last.
+        nodes: the nodes (:class:`Node`) with ids ``1..N`` in topological order, the readout last.
         n_in: input channels (the width of node 0).
 
     Raises ``ValueError`` for an edge from a node that does not exist or goes against the order (a cycle
@@ -391,13 +279,13 @@ class Network(eqx.Module):
     Usually built by :func:`DeepRNN` or :func:`build_network`.
     """
 
-    nodes: tuple[Layer, ...]
+    nodes: tuple[Node, ...]
     n_in: int = eqx.field(static=True)
 
-    def __init__(self, nodes: Sequence[Layer], n_in: int):
+    def __init__(self, nodes: Sequence[Node], n_in: int):
         nodes = tuple(nodes)
-        if not nodes or not all(isinstance(node, Layer) for node in nodes):
-            raise ValueError("nodes must be a non-empty sequence of deepeprop Layer modules (the readout last)")
+        if not nodes or not all(isinstance(node, Node) for node in nodes):
+            raise ValueError("nodes must be a non-empty sequence of deepeprop Node modules (the readout last)")
         if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in <= 0:
             raise ValueError(f"n_in must be a positive int, got {n_in!r}")
         count = len(nodes)
@@ -423,36 +311,44 @@ class Network(eqx.Module):
         self.nodes = nodes
         self.n_in = n_in
         graph = self.graph
-        for k in range(count - 1):
+        for k in graph.hidden:
             if graph.readout not in graph.descendants[k]:
-                raise ValueError(f"node {k + 1} has no path to the readout (node {count}): its parameters would get no "
+                raise ValueError(f"node {k} has no path to the readout (node {count}): its parameters would get no "
                                  "gradient; connect it or remove it")
 
     # ----------------------------------------------------------------- structure
     @property
     def graph(self) -> Graph:
-        """The static structure (parents, children, descendants by position)."""
-        return _graph(tuple(node.sources for node in self.nodes))
+        """The static structure (parents, children, descendants, paths by node id; :class:`~deepeprop.Graph`)."""
+        return graph_of(tuple(node.sources for node in self.nodes))
 
     @property
     def edges(self) -> tuple[tuple[int, int], ...]:
         """Every same-time edge as ``(src id, dst id)``, grouped by destination."""
         return tuple((p.source, k) for k, node in enumerate(self.nodes, start=1) for p in node.inputs)
 
+    def node(self, k: int) -> Node:
+        """The node with id ``k`` (``1..N``; the input, id ``0``, is no node): ``nodes[k - 1]``."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.nodes):
+            raise ValueError(f"k must be a node id in 1..{len(self.nodes)} (0 is the input, not a node), got {k!r}")
+        return self.nodes[k - 1]
+
     @property
-    def layers(self) -> tuple[Layer, ...]:
-        """The hidden nodes (ids ``1..N-1``)."""
+    def hidden(self) -> tuple[Node, ...]:
+        """The hidden nodes (ids ``1..N-1``): every node but the readout."""
         return self.nodes[:-1]
 
     @property
-    def readout(self) -> Layer:
-        """The output node (id ``N``)."""
-        return self.nodes[-1]
+    def layers(self) -> tuple[Node, ...]:
+        """Deprecated name of :attr:`hidden` (the hidden nodes); kept because user code reads ``grads.layers``."""
+        warnings.warn("Network.layers is deprecated: use Network.hidden (the hidden nodes)", DeprecationWarning,
+                      stacklevel=2)
+        return self.nodes[:-1]
 
     @property
-    def all_layers(self) -> tuple[Layer, ...]:
-        """Hidden nodes then the readout, the order every engine iterates in (same as :attr:`nodes`)."""
-        return self.nodes
+    def readout(self) -> Node:
+        """The output node (id ``N``)."""
+        return self.nodes[-1]
 
     @property
     def readout_is_linear(self) -> bool:
@@ -465,8 +361,9 @@ class Network(eqx.Module):
         return self.readout.size
 
     @property
-    def hidden(self) -> tuple[int, ...]:
-        return tuple(node.size for node in self.layers)
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """The sizes of the hidden nodes (``DeepRNN``'s ``hidden`` argument)."""
+        return tuple(node.size for node in self.hidden)
 
     @property
     def dtype(self):
@@ -512,7 +409,7 @@ class Network(eqx.Module):
         def body(carry, x):
             new_state, y = self.step(carry, x)
             if record:
-                zs = tuple(node.output(s) for node, s in zip(self.layers, new_state[:-1]))
+                zs = tuple(node.output(s) for node, s in zip(self.hidden, new_state[:-1]))
                 return new_state, (y, zs)
             return new_state, y
 
@@ -681,8 +578,8 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
     and readout edges from non-spiking nodes by ``1 - k``. Key use: node ``k`` draws from
     ``split(key, L + 1)[k - 1]`` (its first edge and ``W``), further edges from ``fold_in`` of that key.
     """
-    n_in = check_size(n_in, "n_in")
-    n_out = check_size(n_out, "n_out")
+    n_in = check_size("n_in", n_in)
+    n_out = check_size("n_out", n_out)
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not layers:
         raise ValueError(f"layers must be a non-empty list of LayerSpec, got {layers!r}")
     for i, spec in enumerate(layers):
@@ -705,7 +602,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
             raise ValueError(f"residual: edge {edge} is also a trained edge; give it once")
     all_edges = check_edges(list(edges) + list(residual), count)
     fixed = set(all_edges[len(edges):])
-    sizes = [n_in] + [check_size(spec.size, f"layers[{i}].size") for i, spec in enumerate(layers)] + [n_out]
+    sizes = [n_in] + [check_size(f"layers[{i}].size", spec.size) for i, spec in enumerate(layers)] + [n_out]
     incoming = {k: [s for s, d in all_edges if d == k] for k in range(1, count + 1)}
 
     keys = jax.random.split(key, count)
@@ -764,8 +661,8 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
             projections = [None if w is None else w * row_scale[:, None] for w in projections]
             if W is not None:
                 W = W * (row_scale[:, None] if W.ndim == 2 else row_scale)
-        inputs = tuple(Projection(w, source) for w, source in zip(projections, sources))
-        nodes.append(Layer(inputs, W, jnp.zeros((n * c,), dtype), cell, recurrence, self_connections=self_connections))
+        inputs = tuple(Edge(w, source) for w, source in zip(projections, sources))
+        nodes.append(Node(inputs, W, jnp.zeros((n * c,), dtype), cell, recurrence, self_connections=self_connections))
         widths.append(n * cell.n_outputs)
     return Network(nodes, n_in)
 
@@ -821,7 +718,7 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
     """
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)) or len(hidden) == 0:
         raise ValueError(f"hidden must be a non-empty list of positive ints (layer sizes), got {hidden!r}")
-    hidden = [check_size(h, f"hidden[{i}]") for i, h in enumerate(hidden)]
+    hidden = [check_size(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
     depth = len(hidden)
     neurons = _per_layer(neuron, depth, "neuron")
     recurrences = _per_layer(recurrence, depth, "recurrence")
@@ -842,7 +739,7 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
             if value is None:
                 continue
             label = f"{name}[{i}]" if isinstance(tau_m if name == "tau_m" else tau_a, (list, tuple)) else name
-            shape = check_time_constant(value, label).shape
+            shape = check_time_constant(label, value).shape
             if shape not in ((), (hidden[i],)):
                 raise ValueError(f"{label} must be a scalar or an array of shape ({hidden[i]},), got shape {shape}")
     specs = []
@@ -890,3 +787,15 @@ def chain_edges(depth: int, skip=(), residual=(), *, skip_name: str = "skip", re
 def _accepts(cls, name: str) -> bool:
     """Whether the constructor of ``cls`` takes the keyword ``name``."""
     return name in inspect.signature(cls.__init__).parameters
+
+
+# Deprecated names, kept for user code written before the rename (a checkpoint stores leaves only, no names).
+_RENAMED = {"Layer": "Node", "Projection": "Edge"}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        warnings.warn(f"deepeprop.{name} is deprecated: use deepeprop.{_RENAMED[name]}", DeprecationWarning,
+                      stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,7 @@ from .network import DTYPES, DeepRNN
 from .online import OnlineLearner, is_finite_tree
 from .runfolder import CHECKPOINT
 from .tasks import get_task
+from .version import __version__
 
 READ_EVERY = 16  # iterations between the reads of the training values (a blocking device->host transfer)
 
@@ -212,8 +213,6 @@ class Trainer:
                     callback.close()
 
     def _run(self, resume: bool, callbacks: list[Callback]) -> dict:
-        from . import __version__
-
         config, out = self.config, self.config.run.out
         with usage_errors():  # the library's constructors check the config's values (e.g. a neuron option's)
             task, model, learner = self.task, self.model, self.learner = build(config)

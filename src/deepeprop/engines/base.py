@@ -39,7 +39,7 @@ from jaxtyping import Array
 from .. import batch_checks, validation
 from ..jacobians import LayerStep, linearize
 from ..losses import make_loss
-from ..network import Layer, Network
+from ..network import Node, Network
 from ..neurons import has_reset_choice, with_detach_reset
 from .evaluation import Chunked, Evaluation, Reverse, Step
 from .paths import Paths
@@ -60,16 +60,16 @@ class EngineState(eqx.Module):
     grads: Any  # engine-specific accumulator of dE/dtheta
 
 
-def source_outputs(steps: Sequence[LayerStep], x: Array, node: Layer) -> list[Array]:
-    """The outputs ``z[j,t]`` of ``node``'s sources (the input ``x`` for source 0), in its edges' order."""
+def source_outputs(steps: Sequence[LayerStep], x: Array, node: Node) -> list[Array]:
+    """The outputs ``z[j,t]`` of ``node``'s sources (the input ``x`` for source 0), in its edges' order.
+    ``steps`` holds one entry per node, ids ``1..N`` at positions ``0..N-1``."""
     return [x if source == 0 else steps[source - 1].z for source in node.sources]
 
 
 def edge_matrix(model: Network, k: int, slot: int) -> Array:
-    """The matrix of incoming edge ``slot`` of node position ``k``: its weight, or the identity (a residual edge)."""
-    projection = model.nodes[k].inputs[slot]
-    width = model.nodes[k].size * model.nodes[k].currents
-    return projection.matrix(width, model.dtype)
+    """The matrix of incoming edge ``slot`` of node ``k`` (an id): its weight, or the identity (a residual edge)."""
+    node = model.node(k)
+    return node.inputs[slot].matrix(node.size * node.currents, model.dtype)
 
 
 def forward_linearized(model: Network, net_state: tuple, x: Array) -> list[LayerStep]:

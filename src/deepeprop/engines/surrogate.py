@@ -167,7 +167,8 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int):
     chunk's ``(inputs (K, B, n_in), targets, mask)`` -> ``(state, (ys (K, B, n_out), losses (K,)))``."""
     inputs, targets, mask = xs
     graph = model.graph
-    descendants = graph.descendants
+    # every per-node tuple here (states, records, traces, gradients) is by position (id - 1): so are these
+    descendants = tuple(tuple(k - 1 for k in graph.descendants[l]) for l in graph.nodes)
     s0 = tuple(state.net)
     size = inputs.shape[0]
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import UsageError
-from . import machine, methods, read_json, write_json
+from .common import machine, methods, read_json, write_json
 
 AXES = ("depth", "recurrence", "neuron", "profile", "loss_timing", "T")
 

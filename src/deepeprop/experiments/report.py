@@ -14,9 +14,11 @@ import numpy as np
 
 from ..errors import UsageError
 from ..runfolder import read_metrics
-from . import methods as method_specs
-from . import read_json
-from .alignment import AXES, summarize
+from .alignment import AXES, points, summarize
+from .bellec2020 import section as bellec_section
+from .common import machine_text, read_json
+from .common import methods as method_specs
+from .learning import units
 
 PER_LAYER = ("eprop", "eprop_random", "eprop_no_filter", "immediate")  # the per-layer (no depth traces) methods
 DEEP = "deep_eprop"
@@ -94,7 +96,7 @@ def alignment_section(config: dict, results: list[dict], figures: str, report_di
               "- Command: `deepeprop experiment alignment` (config: `src/deepeprop/experiments/alignment.toml`)",
               f"- Base point: `{_point_text(base)}`",
               f"- Seeds: {seeds}; methods: {', '.join(methods)} (BPTT is the reference)",
-              f"- Machine: {_machine_text(config.get('machine', {}))}; compute: {seconds:.0f} s for "
+              f"- Machine: {machine_text(config.get('machine', {}))}; compute: {seconds:.0f} s for "
               f"{len(results)} points", ""]
     heat_rows, heat_cols = [], []
     for axis in AXES:
@@ -189,13 +191,6 @@ def _point_text(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
-def _machine_text(info: dict) -> str:
-    if not info:
-        return "unknown"
-    return (f"{info.get('device', '?')} ({info.get('cpu_count', '?')} cores, {info.get('processor', '?')}), "
-            f"jax {info.get('jax', '?')}, deepeprop {info.get('deepeprop', '?')}")
-
-
 def _alignment_findings(config: dict, results: list[dict]) -> list[str]:
     """Where per-layer e-prop loses the bottom layer's gradient and deep e-prop keeps it."""
     out = []
@@ -273,7 +268,7 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
               "smallest or largest: a rate beyond it might do better.", "",
               "- Command: `deepeprop experiment learning` (config: `src/deepeprop/experiments/learning.toml`, methods: "
               "`src/deepeprop/experiments/methods.toml`)",
-              f"- Machine: {_machine_text(config.get('machine', {}))}", ""]
+              f"- Machine: {machine_text(config.get('machine', {}))}", ""]
     for task in tasks:
         spec = dict(conf["tasks"][task], **conf.get("overrides", {}))
         description = spec.pop("description", "")
@@ -402,9 +397,6 @@ def missing(folder: str) -> dict:
     """What the experiments' configs ask for and ``folder`` does not hold yet (the work of shards that have not
     run or not finished): ``{"alignment": [(key, point label), ...] or None, "learning": [(task, method), ...] or
     None, "alignment_total": n, "learning_total": m}`` (``None``: that experiment has not started)."""
-    from .alignment import points
-    from .learning import units
-
     out = {"alignment": None, "learning": None, "alignment_total": 0, "learning_total": 0}
     align_config, align_results = load_alignment(folder)
     if align_config is not None:
@@ -457,8 +449,6 @@ def build_report(folder: str, report: str, *, figures: str | None = None, quick:
     labels = {name: spec["label"] for name, spec in method_specs().items()}
     align_config, align_results = load_alignment(folder)
     learn_config, choices = load_learning(folder)
-    from .bellec2020 import section as bellec_section
-
     bellec_lines, bellec_found, bellec_seconds = bellec_section(folder, figures, report_dir, labels)
     if align_config is None and learn_config is None and not bellec_lines:
         raise UsageError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
