@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 import deepeprop as dp
 from deepeprop.engines.eprop import FEEDBACKS
-from deepeprop.network import READOUTS, RECURRENCES
+from deepeprop.builders import READOUTS
+from deepeprop.network import RECURRENCES
 from deepeprop.tasks import TASKS, get_task
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,

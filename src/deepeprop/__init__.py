@@ -7,7 +7,8 @@ from .engines import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evalu
 from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp, Immediate  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
 from .graph import Graph
-from .network import DeepRNN, Edge, LayerSpec, Network, Node, build_network
+from .builders import DeepRNN, LayerSpec, build_network
+from .network import Edge, Network, Node
 from .nir_io import from_nir, to_nir
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
                       LeakyRate, MinGRU, ReLU, Tanh, bellec_beta, check_neuron, spike_fn)

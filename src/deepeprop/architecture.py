@@ -14,7 +14,8 @@ the same.
 """
 from __future__ import annotations
 
-from .network import RECURRENCES, chain_edges
+from .builders import chain_edges
+from .network import RECURRENCES
 from .neurons import NEURONS
 from .validation import check_number
 

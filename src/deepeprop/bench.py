@@ -125,7 +125,7 @@ def _cases(args):
 
 def build_model(config, dtype):
 
-    from .network import DeepRNN
+    from .builders import DeepRNN
 
     options = dict(MODELS[config["model"]])
     n_in = options.pop("n_in", N_IN)

@@ -40,7 +40,8 @@ from .config_sources import explicit_options, load_toml
 from .engines import ENGINES, make_engine, make_evaluation
 from .engines.eprop import FEEDBACKS
 from .errors import UsageError, usage_errors
-from .network import DTYPES, READOUTS, SELF_CONNECTIONS, check_neuron_options
+from .builders import READOUTS, SELF_CONNECTIONS, check_neuron_options
+from .network import DTYPES
 from .neurons import NEURONS
 from .online import OnlineLearner
 from .regularization import REGULARIZATIONS, make_regularization

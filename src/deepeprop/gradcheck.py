@@ -14,7 +14,8 @@ import numpy as np
 
 from .api import gradients
 from .engines import ENGINES, make_engine
-from .network import DTYPES, DeepRNN
+from .builders import DeepRNN
+from .network import DTYPES
 from .architecture import is_rate_model, layer_sizes, neuron_names, recurrences, residual_edges, skip_edges
 from .errors import UsageError, usage_errors
 

@@ -34,7 +34,8 @@ from . import distributed, parallel, runfolder
 from .callbacks import Callback, EarlyStop, MetricsLog, Plots, Progress, TensorBoard
 from .config import DATA_STRIDE, RESUMABLE, TrainConfig, upgrade
 from .errors import CheckpointError, TrainingDiverged, UsageError, usage_errors
-from .network import DTYPES, DeepRNN
+from .builders import DeepRNN
+from .network import DTYPES
 from .online import OnlineLearner, is_finite_tree
 from .runfolder import CHECKPOINT
 from .tasks import get_task

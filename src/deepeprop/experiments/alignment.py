@@ -68,7 +68,7 @@ SPIKING = ("lif", "alif")
 
 
 def build_model(point: dict, seed: int, dtype):
-    from ..network import DeepRNN
+    from ..builders import DeepRNN
 
     recurrence, gain = point["recurrence"], 1.0
     if recurrence.startswith("dense:"):

@@ -10,7 +10,8 @@ from ..config import DEFAULTS, OPTIMIZERS, RESUMABLE
 from ..config_sources import parse_value
 from ..engines import ENGINES, EVALUATIONS, Chunked
 from ..engines.eprop import FEEDBACKS
-from ..network import DTYPES, READOUTS, RECURRENCES
+from ..builders import READOUTS
+from ..network import DTYPES, RECURRENCES
 from ..neurons import NEURONS
 from ..registry import names
 from ..regularization import REGULARIZATIONS
