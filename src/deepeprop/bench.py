@@ -18,6 +18,11 @@ Theory: each row carries the engine's cost formula (its docstring) evaluated for
 ``flops_per_step``; ``achieved_gflops`` = flops_per_step / time per step, next to ``peak_gflops``, a
 ``jnp.dot`` of two square matrices measured on the same machine. With ``--alignment``, the cosine per
 layer (hidden layers, then readout) between each engine's gradient and BPTT's.
+
+Why this file is long: ``deepeprop bench`` is one command whose parts share one row layout (``ROW_KEYS``): the
+suites that make the cases, the measurement of one case (compile, time, memory, cost formula, alignment to BPTT),
+and the table, JSON and Markdown that print the rows. The cost formulas themselves are the engines' plans
+(:mod:`deepeprop.engines.plan`), not copied here.
 """
 # Over 400 lines: the suites, their cases and the measurement of one case (compile, time, memory, cost) are one
 # program; its parser is deepeprop.parsers.bench.

@@ -16,6 +16,12 @@ come from it.
 
 A ``TrainConfig`` also reads as a mapping of its flat JSON form (``config["lr"]``, ``dict(config, lr=0.5)``), for
 code written against the dictionaries of earlier versions; the training path reads the typed fields.
+
+Why this file is long: it is the one typed configuration of ``deepeprop train``. The four sections declare their
+fields, checks and resumability together, and :class:`TrainConfig`'s JSON, TOML and flag forms, its fingerprint and
+differences, and ``upgrade`` of older run folders all read the same field metadata; apart, a new option would again
+be edited in several places. Reading TOML and parsing ``KEY=VALUE`` options are :mod:`deepeprop.config_sources`
+already.
 """
 # Over 400 lines: the four sections, their checks and the one flat form they share belong together (the text
 # sources are config_sources.py).
@@ -38,7 +44,6 @@ from .architecture import (layer_sizes, neuron_names, per_layer_flag, per_layer_
 from . import early_stopping as stopping_rule
 from .config_sources import explicit_options, load_toml
 from .engines import ENGINES, make_engine, make_evaluation
-from .engines.eprop import FEEDBACKS
 from .errors import UsageError, usage_errors
 from .builders import READOUTS, SELF_CONNECTIONS, check_neuron_options
 from .network import DTYPES
@@ -207,11 +212,13 @@ class EngineConfig(_Section):
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
             raise UsageError(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
         self._set("feedback_decay", float(decay))
-        if self.feedback is not None:
-            if self.method not in ("eprop", "immediate"):
-                raise UsageError(f"--feedback applies to --method eprop or immediate only, got --method {self.method}")
-            if self.feedback not in FEEDBACKS:
-                raise UsageError(f"--feedback must be one of {list(FEEDBACKS)}, got {self.feedback!r}")
+        if self.feedback is not None:  # the engines that take a feedback declare their choices (Engine.feedbacks)
+            choices = ENGINES[self.method].feedbacks
+            if not choices:
+                takers = " or ".join(name for name, cls in ENGINES.items() if cls.feedbacks)
+                raise UsageError(f"--feedback applies to --method {takers} only, got --method {self.method}")
+            if self.feedback not in choices:
+                raise UsageError(f"--feedback must be one of {list(choices)}, got {self.feedback!r}")
         self._set("options", _check_table(self.options, "--method-option: engine options"))
         if self.regularization is not None and self.regularization not in REGULARIZATIONS:
             raise UsageError(f"--regularization must be one of {sorted(REGULARIZATIONS)} (or left out), "

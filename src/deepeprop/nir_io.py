@@ -59,6 +59,10 @@ than Input, Output, Affine, Linear, Scale, LIF, CubaLIF (instantaneous synapse),
 (Spyx writes recurrent layers as subgraphs; they are inlined). **What is kept only for deepeprop**: training
 choices NIR has no field for (the surrogate, ``gamma``, ``detach_reset``) go in the LIF node's metadata and come
 back on import; other tools ignore them. A ``CubaLIF`` with a real synaptic filter has no model here.
+
+Why this file is long: NIR export and import are one mapping read in two directions. The node types, the time-
+constant discretisations and the gains are defined once here and both directions must stay each other's inverse
+(tests/test_nir.py round-trips every form); split into two files, each conversion would have its two halves apart.
 """
 from __future__ import annotations
 

@@ -58,10 +58,9 @@ def build(config: TrainConfig):
                     neuron_options=[dict(o) for o in m.neuron_options])
     engine = config.make_engine()
     optimizer = optax.adam(config.optimizer.lr) if config.optimizer.name == "adam" else optax.sgd(config.optimizer.lr)
-    adaptive = getattr(engine, "feedback", None) == "adaptive"
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config.engine.update_every,
                             evaluation=config.engine.evaluation, regularization=config.make_regularization(),
-                            feedback_decay=config.engine.feedback_decay if adaptive else 0.0)
+                            feedback_decay=config.engine.feedback_decay if engine.adaptive_feedback else 0.0)
     return task, model, learner
 
 

@@ -236,6 +236,8 @@ class Engine(eqx.Module):
     # The derivative paths through which the rule differentiates a loss on the hidden outputs (firing-rate
     # regularisation; deepeprop.engines.paths): None for a rule that declares none (regularisation refused).
     regularization_paths: ClassVar[Paths | None] = None
+    # The feedback choices of the learning signal the rule takes (its ``feedback`` option): () for none.
+    feedbacks: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -243,6 +245,12 @@ class Engine(eqx.Module):
 
     def __check_init__(self):
         validation.check_bool("detach_reset", getattr(self, "detach_reset", None), optional=True)
+
+    @property
+    def adaptive_feedback(self) -> bool:
+        """Whether the learner carries this rule's feedback matrices and moves them with ``W_out``
+        (``feedback="adaptive"``): the one place the learner and the trainer ask."""
+        return "adaptive" in self.feedbacks and getattr(self, "feedback", None) == "adaptive"
 
     @property
     def reset_choice(self) -> bool:

@@ -80,6 +80,12 @@ Evaluations (:mod:`.evaluation`; ``EProp.evaluations``: step, chunked, reverse).
 Drops (relative to RTRL): the off-diagonal part of each within-layer Jacobian, and every path by which
 a change in layer ``l`` at time ``t`` acts on the layers above at later times through their dynamics
 (only the readout's own leak is kept). With one hidden layer and symmetric feedback it equals deep e-prop.
+
+Why this file is long: it is one rule (:class:`LocalRule`, whose members are ``eprop`` and ``immediate``) with two
+evaluations (step by step, and chunked, whose contraction runs once per chunk) over five trace layouts (factorised,
+scalar, neuron-major, components, general). Each layout's step update and its chunk contraction must agree to
+rounding, and the check a reader makes is the one between them: they are kept side by side, in one class, on
+purpose.
 """
 from __future__ import annotations
 
@@ -142,8 +148,12 @@ class NodeRecord(NamedTuple):
     signal: jax.Array  # (B, n_l o) the learning signal L
 
 
-class EProp(ChunkedEngine):
-    """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces).
+class LocalRule(ChunkedEngine):
+    """The family of per-node rules: the learning signal sent down the same-time edges, each hidden node's own
+    eligibility, and the readout's exact own gradient (module docstring). Not an engine of its own: a member
+    declares ``name``, ``regularization_paths`` and ``carries_eligibility`` (whether a hidden node's eligibility
+    carries on through its own Jacobian, :class:`EProp`, or is this step's derivative only,
+    :class:`~deepeprop.engines.immediate.Immediate`). The options below are every member's.
 
     Args:
         feedback: how the learning signal is sent down: ``"symmetric"`` (the forward weights), ``"random"``
@@ -160,12 +170,10 @@ class EProp(ChunkedEngine):
             ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
-    name = "eprop"
-    regularization_paths = paths.LOCAL  # a loss on hidden outputs: deepeprop.engines.paths
     evaluations = (Step, Chunked, Reverse)
-    # whether a hidden layer's eligibility carries on in time through its own Jacobian (False: the immediate
-    # engine, eligibility = this step's derivative only)
-    carries_eligibility: ClassVar[bool] = True
+    feedbacks = FEEDBACKS
+    # whether a hidden layer's eligibility carries on in time through its own Jacobian: each member declares it
+    carries_eligibility: ClassVar[bool]
     feedback: str = eqx.field(static=True, default="symmetric")
     feedback_seed: int = eqx.field(static=True, default=0)
     factorize: bool | None = eqx.field(static=True, default=None)
@@ -569,6 +577,15 @@ class EProp(ChunkedEngine):
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
         new_state = EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads))
         return new_state, (y, loss_t), (tuple(records) if defer else None)
+
+
+class EProp(LocalRule):
+    """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces): the
+    :class:`LocalRule` whose eligibility carries on in time. Options: :class:`LocalRule`'s."""
+
+    name = "eprop"
+    regularization_paths = paths.LOCAL  # a loss on hidden outputs: deepeprop.engines.paths
+    carries_eligibility = True
 
 
 def _filter_backwards(k, powers, signal):

@@ -16,6 +16,10 @@ initialisation and at the end (Hz, over the evaluation batch), and, for every ru
 and norm ratio of its gradient to BPTT's on the network as it runs, at initialisation, per parameter.
 ``raster.npz`` holds one test example of the final network (input and hidden spikes, the readout's softmax) for
 the Fig. 3 raster of the report.
+
+Why this file is long: it reproduces one figure of one paper end to end (its runs per method and seed, and its
+section of the report: the table, the figure and the comparison with the paper's numbers), so that each claim it
+prints sits beside the code that measures it.
 """
 from __future__ import annotations
 

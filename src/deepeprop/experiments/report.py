@@ -3,6 +3,10 @@
 Every number in the report is read from the files the ``alignment`` and ``learning`` subcommands wrote; the
 report states the commands, configs, seeds, machine and compute time behind each table. Findings are
 derived from the numbers (which method's 95% interval lies above which), not written by hand.
+
+Why this file is long: it writes one document, docs/results.md, from the experiments' JSON; its sections (alignment,
+learning, and the Bellec et al. reproduction from :mod:`~deepeprop.experiments.bellec2020`) and the listing of what
+shards still miss read the same loaded results and share the formatting of intervals, tables and figures.
 """
 from __future__ import annotations
 
