@@ -14,8 +14,9 @@ the checkpoint that would follow it, so the last good checkpoint stays intact.
 
 Reproducibility: the training batch of iteration ``i`` (1-based) is ``task.batch(seed * 1_000_003 + i, B)``, a pure
 function of ``(seed, i)``, and the model is initialised from ``seed``; a resumed run therefore reaches the same
-parameters as an uninterrupted one (bitwise on CPU). Evaluation uses the task's test split: ``task.test_set()`` for
-dataset tasks, else the fixed batch ``task.batch(seed, eval_batch_size, "test")``.
+parameters as an uninterrupted one (bitwise on CPU). Evaluation uses the task's evaluation split
+(``task.evaluation_split``: test, or validation under ``holdout="validation"``): ``task.evaluation_set()`` for
+dataset tasks, else the fixed batch ``task.batch(seed, eval_batch_size, task.evaluation_split)``.
 """
 from __future__ import annotations
 
@@ -84,9 +85,10 @@ def cast(batch, dtype):
 
 
 def eval_batch(task, config: TrainConfig, dtype):
-    """The fixed evaluation batch: the whole test split of a dataset task, else a seeded test batch."""
-    batch = task.test_set() if hasattr(task, "test_set") else task.batch(
-        config.run.seed, config.run.eval_batch_size, "test")
+    """The fixed evaluation batch: the whole evaluation split of a dataset task (test, or validation under
+    ``holdout="validation"``), else a seeded batch of the task's evaluation split."""
+    batch = task.evaluation_set() if hasattr(task, "evaluation_set") else task.batch(
+        config.run.seed, config.run.eval_batch_size, task.evaluation_split)
     return cast(batch, dtype)
 
 
@@ -180,7 +182,8 @@ class Trainer:
     def test_batch(self, seed: int):
         """A test batch of the run's evaluation size drawn from ``seed``, in the model's dtype (early stopping's
         confirmation batches)."""
-        return cast(self.task.batch(seed, self.config.run.eval_batch_size, "test"), self.model.dtype)
+        return cast(self.task.batch(seed, self.config.run.eval_batch_size, self.task.evaluation_split),
+                    self.model.dtype)
 
     def test_metric(self, batch) -> float:
         """The task metric of the current model on ``batch`` (placed as the evaluation batch is)."""

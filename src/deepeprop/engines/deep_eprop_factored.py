@@ -156,7 +156,7 @@ class FactoredDeepEProp(ChunkedEngine):
             prefixes = plan.prefixes[l]
             start = dict(zip(prefixes, filtered_prev))  # F_0 per prefix, (B, n_l, P_l)
             # per prefix: A^t, t = 0..K, (K+1, i, i), and the response of its F to e, h(tau) = (A^tau 1)_i, (K+1,)
-            powers = {r: _chain_powers(jnp.stack([shared_leak(model.nodes[k]) for k in r]), size) for r in prefixes}
+            powers = {r: _chain_powers(jnp.stack([shared_leak(model.node(k)) for k in r]), size) for r in prefixes}
             response = {r: powers[r][:, -1, :].sum(axis=-1) for r in prefixes}
             weight = jnp.zeros_like(record.psi)  # (K, B, n_l): sum_q Sbar_q
             start_weights = {}  # per prefix, (B, n_l): the coefficient of its F_0 in the gradient
