@@ -20,6 +20,11 @@ read by edges flattened neuron-major, ``(B, n o)``; residual edges are fixed ide
 This module holds the node mathematics (:class:`Edge`, :class:`Node`) and :class:`Network`, which checks a graph
 of built nodes; the graph's structure by id is :mod:`deepeprop.graph`, and the builders (:func:`build_network` from
 layer specifications and an edge list, :func:`DeepRNN` for the chain with skips) are :mod:`deepeprop.builders`.
+
+Why this file is long: a node's parameter layout (``theta``, ``split_theta``, ``presynaptic``) and the forward step
+it lays out are one contract that every engine reads, and :class:`Network` is the checked container of such nodes
+with the run over time; kept together, a change to the layout shows beside the step it must match. The graph by id
+(:mod:`deepeprop.graph`) and the builders (:mod:`deepeprop.builders`) are apart already.
 """
 from __future__ import annotations
 
