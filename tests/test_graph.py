@@ -258,7 +258,7 @@ def test_fast_path_follows_an_edited_model():
     """A shared leak replaced by per-neuron leaks with eqx.tree_at: the fast path is left, deep_eprop stays exact."""
     model = _factorisable([], "leaky", sizes=(4, 5))
     engine = dp.make_engine("deep_eprop", chunk_size=1)  # the step form, which factorises
-    assert engine.factorised_hops(model)[0] == (1,)
+    assert engine.factorised_hops(model)[0] == (2,)  # node 1's hop to node 2 (ids)
     edited = eqx.tree_at(lambda m: m.hidden[1].neuron.decay, model, jnp.linspace(0.6, 0.9, 5))
     assert engine.factorised_hops(edited)[0] == ()
     inputs, targets = make_batch("mse")

@@ -99,7 +99,8 @@ class DeepEProp(Engine):
         return DeepEPropPlan(factorised_hops=tuple(hops), chunk_size=self.chunk_size)
 
     def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:
-        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (``plan(model)``)."""
+        """Per node ``l`` (at position ``l - 1``), the ids of the descendants ``k`` whose ``S[k,l]`` is stored as
+        ``F`` (``plan(model)``)."""
         return self.plan(model).factorised_hops
 
     def init(self, model, batch):

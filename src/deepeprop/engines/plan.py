@@ -123,7 +123,8 @@ class DeepEPropPlan(Plan):
     """Deep e-prop's decisions (:class:`~deepeprop.engines.deep_eprop.DeepEProp`).
 
     Args:
-        factorised_hops: per node ``l``, the descendants ``k`` whose deep trace ``S[k,l]`` is stored factorised,
+        factorised_hops: per node ``l`` (at position ``l - 1``), the ids of the descendants ``k`` whose deep
+            trace ``S[k,l]`` is stored factorised,
             ``U_{k<-l} (x) F`` with ``F = a_k F + e`` (the step form only: ``k`` a child of ``l`` with a shared,
             state-independent own Jacobian and ``l``'s only edge into ``k``).
         chunk_size: ``1``: the step form; ``K > 1``: the chunk hybrid over chunks of ``K`` steps.
@@ -177,8 +178,9 @@ class FactoredPlan(Plan):
     """The factored deep trace's decisions (:class:`~deepeprop.engines.deep_eprop_factored.FactoredDeepEProp`).
 
     Args:
-        prefixes: per hidden node ``l``, the path prefixes from ``l`` (``l`` excluded) that end at a node with a
-            leak: one filtered trace ``F`` each (a linear readout filters nothing).
+        prefixes: per hidden node ``l`` (at position ``l - 1``), the path prefixes (node ids) from ``l`` (``l``
+            excluded, :meth:`~deepeprop.Graph.prefixes`) that end at a node with a leak: one filtered trace ``F``
+            each (a linear readout filters nothing).
         groups: per hidden node, the distinct longest filtered prefixes of its paths (``()``: ``e`` itself); the
             paths of one group read the same ``F``, so a chunk sums their signals first.
         longest: per hidden node, per path of ``graph.paths(l)``, the longest filtered prefix of that path.
