@@ -448,7 +448,7 @@ def check_engines(methods) -> None:
             raise UsageError(f"--engines: {method!r}: {err}") from None
 
 
-def check_json_path(path, flag: str = "--json") -> None:
+def check_json_path(flag: str, path) -> None:
     """``path`` (given to ``flag``) can be written: its folder exists and is writable (checked before the run)."""
     if path is None:
         return
@@ -463,8 +463,8 @@ def check_json_path(path, flag: str = "--json") -> None:
 
 def _main(args) -> int:
     check_engines(args.engines)
-    check_json_path(args.json)
-    check_json_path(args.markdown, "--markdown")
+    check_json_path("--json", args.json)
+    check_json_path("--markdown", args.markdown)
     if not args.max_trace_gb > 0:  # also NaN
         raise UsageError(f"--max-trace-gb must be a positive number of GB, got {args.max_trace_gb}")
     if not args.max_call_s > 0:

@@ -53,10 +53,6 @@ class LayerSpec:
     neuron_options: dict | None = None
 
 
-def _check_choice(value, name: str, choices) -> str:
-    return check_choice(name, value, choices)
-
-
 def _make_neuron(spec: LayerSpec, name: str, dtype, key) -> AbstractNeuron:
     """The neuron model of one layer spec (by name, class or instance), checked against its size and dtype."""
     neuron = spec.neuron
@@ -178,7 +174,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
     for i, spec in enumerate(layers):
         if not isinstance(spec, LayerSpec):
             raise ValueError(f"layers[{i}] must be a deepeprop.LayerSpec, got {spec!r}")
-    _check_choice(readout, "readout", READOUTS)
+    check_choice("readout", readout, READOUTS)
     dtype = resolve_dtype(dtype)
     if not isinstance(key, jax.Array) or key.shape not in ((2,), ()):
         raise ValueError("key must be a jax.random key (jax.random.PRNGKey(seed) or jax.random.key(seed))")
@@ -211,7 +207,7 @@ def build_network(n_in: int, layers: Sequence[LayerSpec], n_out: int, *, edges: 
             spec, cell = None, Integrator(n_out, decay=k_out)
         else:
             spec = layers[k - 1]
-            _check_choice(spec.recurrence, f"layers[{k - 1}].recurrence", RECURRENCES)
+            check_choice(f"layers[{k - 1}].recurrence", spec.recurrence, RECURRENCES)
             check_bool(f"layers[{k - 1}].self_connections", spec.self_connections)
             cell = _make_neuron(spec, f"layers[{k - 1}].neuron", dtype, jax.random.fold_in(node_key, _NEURON_STREAM))
             _check_recurrence(k, spec.recurrence, cell)
@@ -316,8 +312,8 @@ def DeepRNN(n_in: int, hidden: Sequence[int], n_out: int, *, neuron="lif", recur
     neurons = _per_layer(neuron, depth, "neuron")
     recurrences = _per_layer(recurrence, depth, "recurrence")
     for i, value in enumerate(recurrences):
-        _check_choice(value, "recurrence" if not isinstance(recurrence, (list, tuple)) else f"recurrence[{i}]",
-                      RECURRENCES)
+        check_choice("recurrence" if not isinstance(recurrence, (list, tuple)) else f"recurrence[{i}]", value,
+                     RECURRENCES)
     connections = _per_layer(self_connections, depth, "self_connections")
     for value in connections:
         check_bool("self_connections", value)

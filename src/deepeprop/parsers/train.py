@@ -92,7 +92,7 @@ FLAGS = {
 def _stop_value(text: str):
     """``--early-stopping`` value: true, false or a threshold."""
     try:
-        return early_stopping.check_threshold(parse_value(text))
+        return early_stopping.check_threshold("--early-stopping", parse_value(text))
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
