@@ -1,9 +1,15 @@
-"""The source layout (issue 19): a long source file says why it is long, and no function-level import hides an
-import cycle. Both read the sources only (no import of the package's modules beyond the standard library)."""
+"""The source layout and names (issue 19): a long source file says why it is long, no function-level import hides
+an import cycle (both read from the sources), and the names renamed since stay as warning aliases."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import jax
+import pytest
+
+import deepeprop as dp
+from deepeprop import network
 
 SRC = Path(__file__).parents[1] / "src" / "deepeprop"
 LIMIT = 400  # lines; a file over it states its reason at its top
@@ -123,3 +129,21 @@ def test_the_cycle_check_finds_a_hidden_cycle(tmp_path):
     (package / "c.py").write_text("def g():\n    from . import b\n    return b\n")  # b does not import c: fine
     # b's function imports a (and the package, which imports a): both lead back to b
     assert hidden_cycles(package) == ["deepeprop.b line 2 imports deepeprop", "deepeprop.b line 2 imports deepeprop.a"]
+
+
+# ---------------------------------------------------------------------------- renamed names
+def test_the_renamed_names_warn_and_resolve():
+    for old, new in (("Layer", dp.Node), ("Projection", dp.Edge)):
+        with pytest.warns(DeprecationWarning, match=f"deepeprop.{old} is deprecated"):
+            assert getattr(dp, old) is new
+        with pytest.warns(DeprecationWarning, match=f"deepeprop.{old} is deprecated"):
+            assert getattr(network, old) is new
+    model = dp.DeepRNN(3, [4, 5], 2, key=jax.random.PRNGKey(0))
+    with pytest.warns(DeprecationWarning, match="use Network.hidden"):
+        assert model.layers == model.hidden
+    assert model.hidden == model.nodes[:-1] and model.hidden_sizes == (4, 5)
+    assert model.node(1) is model.nodes[0] and model.node(3) is model.readout
+    with pytest.raises(ValueError, match="0 is the input, not a node"):
+        model.node(0)
+    with pytest.raises(AttributeError):
+        dp.NoSuchName  # noqa: B018
