@@ -86,7 +86,7 @@ def test_deep_eprop_factorises_hops_into_memoryless_nodes():
     """gelu and identity nodes have a shared constant leak 0: the hop into them is stored factorised, exactly."""
     model = residual_lru_stack(blocks=2)
     hops = dp.make_engine("deep_eprop", chunk_size=1).factorised_hops(model)  # the step form factorises
-    assert 1 in hops[0]  # lru (position 0) -> gelu (position 1)
+    assert 2 in hops[0]  # lru (node 1) -> gelu (node 2): node ids
     inputs, targets = make_batch("mse")
     fast = dp.gradients(model, inputs, targets, method="deep_eprop", evaluation="step")
     full = dp.gradients(model, inputs, targets, method="deep_eprop", factorize=False, evaluation="step")
