@@ -62,7 +62,7 @@ def _activity(model, inputs):
     def body(state, x):
         state, _ = model.step(state, x)
         out = tuple((layer.neuron.output(s), output_jacobian(layer, s)[1][..., 0])
-                    for layer, s in zip(model.layers, state[:-1]))
+                    for layer, s in zip(model.hidden, state[:-1]))
         return state, out
 
     return jax.lax.scan(body, model.init_state(inputs.shape[1]), inputs)[1]
@@ -107,7 +107,7 @@ def state_sizes(method, model, lengths=(8, 32)):
 def checked_reference(model, inputs, targets, loss):
     """BPTT's gradient, after checking the case is not degenerate: every spiking node spikes with its surrogate
     active, and every node's gradient is non-zero."""
-    for node, (rate, surrogate) in zip(model.layers, activity(model, inputs)):
+    for node, (rate, surrogate) in zip(model.hidden, activity(model, inputs)):
         if node.neuron.spiking:
             assert 0.02 < rate < 0.98, "test inputs must make every spiking layer spike"
             assert surrogate > 0.05, "the surrogate derivative must be active"

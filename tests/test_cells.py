@@ -68,7 +68,7 @@ def test_exact_engines_equal_bptt_on_cell_stacks(method, stack, readout, loss):
 
 def test_stacks_train_their_neuron_parameters():
     model = residual_lru_stack()
-    assert model.layers[0].trained_neuron_parameters == ("nu", "theta")
+    assert model.hidden[0].trained_neuron_parameters == ("nu", "theta")
     assert len(_neuron_parameter_gradients(model, model)) == 6  # 3 LRU nodes x (nu, theta)
 
 
@@ -85,7 +85,7 @@ def test_deep_eprop_factorises_hops_into_memoryless_nodes():
     """gelu and identity nodes have a shared constant leak 0: the hop into them is stored factorised, exactly."""
     model = residual_lru_stack(blocks=2)
     hops = dp.make_engine("deep_eprop", chunk_size=1).factorised_hops(model)  # the step form factorises
-    assert 1 in hops[0]  # lru (position 0) -> gelu (position 1)
+    assert 2 in hops[0]  # lru (node 1) -> gelu (node 2): node ids
     inputs, targets = make_batch("mse")
     fast = dp.gradients(model, inputs, targets, method="deep_eprop", evaluation="step")
     full = dp.gradients(model, inputs, targets, method="deep_eprop", factorize=False, evaluation="step")
@@ -130,7 +130,7 @@ def test_residual_edges_are_checked():
         dp.DeepRNN(N_IN, [4, 4], N_OUT, neuron="gelu", recurrence="none", residual=[(2, 1)], key=key)
     # a residual on a chain edge replaces it: no trained weight there
     model = dp.DeepRNN(N_IN, [4, 4], N_OUT, neuron="gelu", recurrence="none", residual=[(1, 2)], key=key)
-    assert model.layers[1].inputs[0].weight is None and model.layers[1].row_size == 1
+    assert model.hidden[1].inputs[0].weight is None and model.hidden[1].row_size == 1
 
 
 def test_cells_train_online_and_their_parameters_move():
@@ -146,8 +146,8 @@ def test_cells_train_online_and_their_parameters_move():
     new, losses, _ = learner.train_sequence(state, jnp.asarray(batch.inputs, jnp.float64), batch.targets,
                                             jnp.asarray(batch.mask, jnp.float64))
     assert bool(jnp.all(jnp.isfinite(losses)))
-    assert float(jnp.max(jnp.abs(new.model.layers[0].neuron.nu - model.layers[0].neuron.nu))) > 0
-    assert float(jnp.max(jnp.abs(new.model.layers[0].U - model.layers[0].U))) > 0
+    assert float(jnp.max(jnp.abs(new.model.hidden[0].neuron.nu - model.hidden[0].neuron.nu))) > 0
+    assert float(jnp.max(jnp.abs(new.model.hidden[0].U - model.hidden[0].U))) > 0
 
 
 def test_copy_task_layout():
@@ -168,4 +168,4 @@ def test_gradient_structure_has_the_neuron_parameters():
     inputs, targets = make_batch("mse")
     grads = dp.gradients(model, inputs, targets, method="deep_eprop")
     assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(eqx.filter(model, eqx.is_inexact_array))
-    assert grads.layers[1].neuron.nu.shape == (4,)
+    assert grads.hidden[1].neuron.nu.shape == (4,)

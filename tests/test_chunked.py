@@ -130,7 +130,7 @@ def test_factored_chunks_equal_step_by_step(name, sizes):
     """Factored deep e-prop, chunked, equals its step-by-step form."""
     model = _factored_models()[name]
     inputs, targets = make_batch("mse", steps=STEPS)
-    for node, (rate, _) in zip(model.layers, activity(model, inputs)):
+    for node, (rate, _) in zip(model.hidden, activity(model, inputs)):
         assert not node.neuron.spiking or 0.02 < rate < 0.98, "every spiking node must spike"
     reference = dp.gradients(model, inputs, targets, method="deep_eprop_factored", chunk_size=1)
     for size in sizes:
@@ -139,7 +139,7 @@ def test_factored_chunks_equal_step_by_step(name, sizes):
         assert max(errors) < EXACT, (size, errors)
     engine = dp.make_engine("deep_eprop_factored", chunk_size=4)
     expected = {"graph_alif_skip": (False, True, True), "reset_kept_skip_linear": (False, True)}
-    assert engine.batch_major(model) == expected.get(name, (True,) * len(model.layers))
+    assert engine.batch_major(model) == expected.get(name, (True,) * len(model.hidden))
     if name == "two_lif_leaky":  # ``step`` on the batch-major layout (chunk_size > 1), then chunks, on one state
         loss, mask = dp.make_loss("mse"), jnp.ones(inputs.shape[:2])
         step = jax.jit(lambda s, x, t, m: engine.step(model, s, x, t, m, loss))
@@ -190,9 +190,9 @@ def _train(model, inputs, targets, evaluation, update_every, feedback="symmetric
 def _assert_same_training(first, second, model):
     (state, losses), (other, other_losses) = first, second
     assert jnp.allclose(losses, other_losses, rtol=1e-12, atol=0)
-    weights = [state.model.layers[0].inputs[0].weight, other.model.layers[0].inputs[0].weight]
+    weights = [state.model.hidden[0].inputs[0].weight, other.model.hidden[0].inputs[0].weight]
     assert jnp.max(jnp.abs(weights[0] - weights[1])) < 1e-12 * jnp.max(jnp.abs(weights[0]))
-    assert not jnp.allclose(weights[0], model.layers[0].inputs[0].weight)  # training moved the weights
+    assert not jnp.allclose(weights[0], model.hidden[0].inputs[0].weight)  # training moved the weights
 
 
 @pytest.mark.parametrize("neuron,update_every", [("lif", 1), ("lif", 7), ("alif", 4), ("alif", 7)])

@@ -24,13 +24,13 @@ def rows_of(folder):
 
 @pytest.mark.parametrize("value,expected", [(None, None), (False, None), (True, 0.07), (0.05, 0.05), (1, 1.0)])
 def test_threshold_values(value, expected):
-    assert early_stopping.check_threshold(value) == expected
+    assert early_stopping.check_threshold("--early-stopping", value) == expected
 
 
 @pytest.mark.parametrize("value", [0, -0.1, 1.5, "soon", float("nan")])
 def test_bad_threshold_names_the_flag(value):
     with pytest.raises(ValueError, match="--early-stopping must be"):
-        early_stopping.check_threshold(value)
+        early_stopping.check_threshold("--early-stopping", value)
 
 
 def test_confirmation_needs_the_mean_of_the_further_batches_below_the_threshold():

@@ -155,7 +155,7 @@ def test_local_jacobians_equal_dense_autodiff():
     from deepeprop.jacobians import linearize
 
     model = make_model("alif", "dense", 1, "leaky")
-    layer = model.layers[0]
+    layer = model.hidden[0]
     key = jax.random.PRNGKey(3)
     s_prev = jax.random.normal(key, (2, layer.size, 2)) * 0.5 + jnp.array([0.5, 1.0])
     x = jax.random.normal(jax.random.fold_in(key, 1), (2, layer.n_in))

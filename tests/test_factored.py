@@ -54,29 +54,29 @@ def test_the_defaults_are_the_standard_eprop_model():
     assert dp.LayerSpec(3).self_connections is False and training.DEFAULTS["self_connections"] is False
     eprop = dp.make_engine("eprop")
     model = dp.DeepRNN(3, [4, 5], 3, neuron="lif", recurrence="dense", key=jax.random.PRNGKey(0))
-    assert all(layer.neuron.detach_reset is None and not layer.self_connections for layer in model.layers)
-    assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) == 0.0 for layer in model.layers)
+    assert all(layer.neuron.detach_reset is None and not layer.self_connections for layer in model.hidden)
+    assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) == 0.0 for layer in model.hidden)
     assert all(eprop.factorised_layers(model))  # the capability queries see the model as the rule resolves it
-    assert all(layer.neuron.detach_reset for layer in eprop.prepare(model).layers)
+    assert all(layer.neuron.detach_reset for layer in eprop.prepare(model).hidden)
     config = training.resolve_config({"neuron": "lif", "hidden": [4, 5], "task": "digits", "method": "eprop"})
     _, trained, _ = training.build(config)
     assert all(eprop.factorised_layers(trained))
     exact = dp.DeepRNN(3, [4, 5], 3, neuron="lif", recurrence="dense", key=jax.random.PRNGKey(0),
                        neuron_options={"detach_reset": False}, self_connections=True)
-    assert all(not layer.neuron.detach_reset and layer.self_connections for layer in exact.layers)
+    assert all(not layer.neuron.detach_reset and layer.self_connections for layer in exact.hidden)
     assert not any(eprop.factorised_layers(exact))
     # the same random draw: the standard model's W is the exact one's with the diagonal masked
-    for a, b in zip(model.layers, exact.layers):
+    for a, b in zip(model.hidden, exact.hidden):
         assert jnp.array_equal(a.W, b.W * (1.0 - jnp.eye(b.W.shape[0], dtype=b.W.dtype)))
 
 
 def test_no_self_connections_masks_the_diagonal():
     model = _model("leaky", "dense", 2, "leaky")
-    assert float(jnp.max(jnp.abs(jnp.diagonal(model.layers[0].W)))) == 0.0
+    assert float(jnp.max(jnp.abs(jnp.diagonal(model.hidden[0].W)))) == 0.0
     inputs, targets = make_batch("mse")
     for method in ("bptt", "eprop", "deep_eprop"):
         grads = dp.gradients(model, inputs, targets, method=method)
-        assert float(jnp.max(jnp.abs(jnp.diagonal(grads.layers[0].W)))) == 0.0
+        assert float(jnp.max(jnp.abs(jnp.diagonal(grads.hidden[0].W)))) == 0.0
 
 
 @pytest.mark.parametrize("neuron,recurrence,readout,depth", [("lif", "none", "linear", 2),

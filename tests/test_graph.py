@@ -196,7 +196,7 @@ def test_a_users_neuron_gets_every_engine(method):
     model = dp.DeepRNN(N_IN, [4, 5], N_OUT, neuron=[ExpIF, "lif"], recurrence=["diagonal", "none"], readout="leaky",
                        key=jax.random.PRNGKey(6), dtype=jnp.float64, tau_m=[4.0, 5.0], tau_out=4.0, input_gain=2.0,
                        neuron_options=[None, {"detach_reset": True}])
-    assert isinstance(model.layers[0].neuron, ExpIF)
+    assert isinstance(model.hidden[0].neuron, ExpIF)
     inputs, targets = make_batch("mse")
     reference = _reference(model, inputs, targets, "mse")
     grads = dp.gradients(model, inputs, targets, method=method)
@@ -257,8 +257,8 @@ def test_fast_path_follows_an_edited_model():
     """A shared leak replaced by per-neuron leaks with eqx.tree_at: the fast path is left, deep_eprop stays exact."""
     model = _factorisable([], "leaky", sizes=(4, 5))
     engine = dp.make_engine("deep_eprop", chunk_size=1)  # the step form, which factorises
-    assert engine.factorised_hops(model)[0] == (1,)
-    edited = eqx.tree_at(lambda m: m.layers[1].neuron.decay, model, jnp.linspace(0.6, 0.9, 5))
+    assert engine.factorised_hops(model)[0] == (2,)  # node 1's hop to node 2 (ids)
+    edited = eqx.tree_at(lambda m: m.hidden[1].neuron.decay, model, jnp.linspace(0.6, 0.9, 5))
     assert engine.factorised_hops(edited)[0] == ()
     inputs, targets = make_batch("mse")
     reference = dp.gradients(edited, inputs, targets, method="bptt")
@@ -316,9 +316,9 @@ def test_chain_keeps_the_first_versions_weights():
         U = jax.random.normal(ku, (n, fan_in), jnp.float32) * (1.0 / math.sqrt(fan_in))
         U = U * jnp.full((n,), 1.0 - jnp.exp(-1.0 / jnp.float32(10.0)))[:, None]
         W = jax.random.uniform(kw, (n,), jnp.float32, -0.5, 0.5) * 1.0 * (1.0 - jnp.exp(-1.0 / jnp.float32(10.0)))
-        np.testing.assert_array_equal(np.asarray(model.layers[i].U), np.asarray(U))
-        np.testing.assert_array_equal(np.asarray(model.layers[i].W), np.asarray(W))
-        assert abs(float(model.layers[i].neuron.decay) - (1 - scale)) < 1e-6
+        np.testing.assert_array_equal(np.asarray(model.hidden[i].U), np.asarray(U))
+        np.testing.assert_array_equal(np.asarray(model.hidden[i].W), np.asarray(W))
+        assert abs(float(model.hidden[i].neuron.decay) - (1 - scale)) < 1e-6
         fan_in = n
     k = math.exp(-1.0 / 8.0)
     W_out = jax.random.normal(keys[-1], (2, 7), jnp.float32) * ((1.0 - k) / math.sqrt(7))
@@ -328,9 +328,12 @@ def test_chain_keeps_the_first_versions_weights():
 def test_graph_structure_and_gradient_structure():
     model = parallel_branches("none", "leaky")
     graph = model.graph
-    assert graph.parents == ((-1,), (-1,), (0, 1), (2, 0))
-    assert graph.descendants[0] == (2, 3) and graph.descendants[1] == (2, 3)
-    assert set(graph.paths(0)) == {(0, 2, 3), (0, 3)}
+    assert graph.parents == ((), (0,), (0,), (1, 2), (3, 1))  # by node id, the input (0) included
+    assert graph.descendants[1] == (3, 4) and graph.descendants[2] == (3, 4) and graph.descendants[0] == (1, 2, 3, 4)
+    assert graph.children[0] == ((1, 0), (2, 0)) and graph.readout == 4 and graph.hidden == (1, 2, 3)
+    assert set(graph.paths(1)) == {(1, 3, 4), (1, 4)}
+    assert graph.prefixes(1) == ((3,), (3, 4), (4,))  # in the order of the paths, a prefix's prefix first
+    assert graph.paths(1) is graph.paths(1)  # memoised
     assert model.edges == ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (1, 4))
     inputs, targets = make_batch("mse")
     grads = dp.gradients(model, inputs, targets, method="deep_eprop")

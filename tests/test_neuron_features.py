@@ -92,7 +92,7 @@ def test_zero_beta_neurons_are_lif_neurons():
     assert 0.05 < float(spikes.mean()) < 0.95
     # the adaptation is carried for the LIF neurons too but never read: their dz/db is zero, the others' is not
     from deepeprop.jacobians import output_jacobian
-    layer = dp.DeepRNN(2, [n], 2, neuron=mixed, key=jax.random.PRNGKey(0), dtype=jnp.float64).layers[0]
+    layer = dp.DeepRNN(2, [n], 2, neuron=mixed, key=jax.random.PRNGKey(0), dtype=jnp.float64).hidden[0]
     near = jnp.stack([jnp.full((1, n), 0.65), jnp.full((1, n), 0.5)], axis=-1)  # v close to the threshold
     dz = output_jacobian(layer, near)[1][:, :, 0]  # (B, n, d)
     assert float(jnp.max(jnp.abs(dz[:, :n_lif, 1]))) == 0.0 and float(jnp.min(jnp.abs(dz[:, n_lif:, 1]))) > 0
@@ -121,12 +121,12 @@ def test_beta_is_fixed_and_has_a_zero_gradient():
     inputs, targets = make_batch("mse")
     for method in ("bptt", "deep_eprop"):
         grads = dp.gradients(model, inputs, targets, method=method)
-        assert float(jnp.max(jnp.abs(grads.layers[0].neuron.beta))) == 0.0
+        assert float(jnp.max(jnp.abs(grads.hidden[0].neuron.beta))) == 0.0
     import optax
     learner = dp.OnlineLearner("deep_eprop", optax.adam(0.1))
     state, _, _ = learner.train_sequence(learner.init(model), inputs, targets)
-    np.testing.assert_array_equal(np.asarray(state.model.layers[0].neuron.beta), [0.0, 0.1, 0.2, 0.3])
-    assert float(jnp.max(jnp.abs(state.model.layers[0].U - model.layers[0].U))) > 0
+    np.testing.assert_array_equal(np.asarray(state.model.hidden[0].neuron.beta), [0.0, 0.1, 0.2, 0.3])
+    assert float(jnp.max(jnp.abs(state.model.hidden[0].U - model.hidden[0].U))) > 0
 
 
 def test_beta_options_from_toml_and_the_command_line(tmp_path, capsys):
@@ -139,8 +139,8 @@ def test_beta_options_from_toml_and_the_command_line(tmp_path, capsys):
                     'neuron_options = [{beta = [0.0, 0.1, 0.2, 0.3]}, {beta = "bellec", n_lif = 1}]\n'
                     '[task]\nname = "delayed_copy"\nn_symbols = 3\nseq_len = 2\ndelay = 1\n')
     _, model, _ = training.build(training.resolve_config({}, str(toml)))
-    np.testing.assert_allclose(np.asarray(model.layers[0].neuron.beta), [0.0, 0.1, 0.2, 0.3], rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(model.layers[1].neuron.beta),
+    np.testing.assert_allclose(np.asarray(model.hidden[0].neuron.beta), [0.0, 0.1, 0.2, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.hidden[1].neuron.beta),
                                [0.0] + [dp.bellec_beta(20.0, 500.0)] * 2, rtol=1e-6)
     flags = ["--neuron-option", "beta=[0, 0.5, 0.5, 0]", "--neuron-option", "n_lif=1"]
     explicit = {"neuron": "alif", "hidden": [4], "task": "delayed_copy",
@@ -149,7 +149,7 @@ def test_beta_options_from_toml_and_the_command_line(tmp_path, capsys):
         training.build(training.resolve_config(explicit))
     explicit["neuron_options"]["n_lif"] = 0
     _, model, _ = training.build(training.resolve_config(explicit))
-    np.testing.assert_allclose(np.asarray(model.layers[0].neuron.beta), [0.0, 0.5, 0.5, 0.0])
+    np.testing.assert_allclose(np.asarray(model.hidden[0].neuron.beta), [0.0, 0.5, 0.5, 0.0])
     with pytest.raises(SystemExit):
         cli.main(["train", "--task", "delayed_copy", "--neuron", "alif", "--hidden", "4", "--neuron-option",
                   "beta=[0.1, 0.2]", "--iterations", "1", "--out", str(tmp_path / "bad")])
@@ -225,7 +225,7 @@ def test_the_counter_has_zero_derivative_in_linearize():
 
     model = dp.DeepRNN(N_IN, [5], N_OUT, neuron="alif", neuron_options={"n_ref": 2, "detach_reset": False},
                        key=jax.random.PRNGKey(1), dtype=jnp.float64, tau_m=5.0, tau_a=10.0, input_gain=1.5)
-    layer = model.layers[0]
+    layer = model.hidden[0]
     assert layer.neuron.state_size == 3 and model.init_state(2)[0].shape == (2, 5, 3)
     key = jax.random.PRNGKey(2)
     s_prev = jnp.stack([0.6 + 0.3 * jax.random.normal(key, (4, 5)), jnp.full((4, 5), 0.5),
@@ -256,7 +256,7 @@ def test_refractoriness_is_exercised_by_the_engine_grid():
             return state, state[:-1]
 
         _, states = jax.lax.scan(body, model.init_state(inputs.shape[1]), inputs)
-        for layer, s in zip(model.layers, states):  # (T, B, n, d)
+        for layer, s in zip(model.hidden, states):  # (T, B, n, d)
             neuron = layer.neuron
             threshold = neuron.threshold + (neuron.beta * s[..., 1] if name == "alif_ref" else 0.0)
             running = s[..., -1] > 0
@@ -273,7 +273,7 @@ def test_refractoriness_and_the_factorised_trace():
                             **standard)
     assert dp.make_engine("eprop").factorised_layers(plain) == (True, True)
     assert dp.make_engine("eprop").factorised_layers(refractory) == (False, False)
-    assert refractory.layers[0].neuron.constant_leak() is None and refractory.layers[0].shared_leak() is None
+    assert refractory.hidden[0].neuron.constant_leak() is None and refractory.hidden[0].shared_leak() is None
     with pytest.raises(ValueError, match=r"node 2 does not.*n_ref=0"):
         dp.make_engine("deep_eprop_factored").check_model(refractory)
     with pytest.raises(ValueError, match=r"factorize=True.*n_ref=0"):
@@ -298,5 +298,5 @@ def test_n_ref_from_the_command_line(tmp_path):
     import json
     saved = json.loads((out / "config.json").read_text())
     _, model, _ = training.build(saved)
-    assert [layer.neuron.n_ref for layer in model.layers] == [2, 2]
-    assert [layer.neuron.state_size for layer in model.layers] == [2, 3]
+    assert [layer.neuron.n_ref for layer in model.hidden] == [2, 2]
+    assert [layer.neuron.state_size for layer in model.hidden] == [2, 3]

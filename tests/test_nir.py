@@ -63,7 +63,7 @@ def test_round_trip_through_a_file_gives_the_same_network(name, discretisation, 
     assert [n.recurrence for n in back.nodes] == [n.recurrence for n in model.nodes]
     for a, b in zip(_leaves(model), _leaves(back)):  # weights, biases and leaks, to rounding
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-15)
-    for ours, theirs in zip(model.layers, back.layers):  # NIR has no field for these: they ride in the metadata
+    for ours, theirs in zip(model.hidden, back.hidden):  # NIR has no field for these: they ride in the metadata
         assert (theirs.neuron.surrogate_id, theirs.neuron.gamma, theirs.neuron.detach_reset) == \
             (ours.neuron.surrogate_id, ours.neuron.gamma, ours.neuron.detach_reset)
     # and the gradients agree (the imported model trains like the original)
@@ -87,9 +87,9 @@ def test_time_constants_follow_the_stated_time_step():
     np.testing.assert_allclose(1 - DT / euler.nodes["readout"].tau, k, rtol=1e-12)
     assert exact.metadata["dt"] == DT and euler.metadata["discretisation"] == "euler"
     # the graph's own discretisation is used by default; read as the other one, the leak changes
-    assert float(dp.from_nir(euler, dt=DT, dtype=jnp.float64).layers[0].neuron.decay) == pytest.approx(a, rel=1e-12)
+    assert float(dp.from_nir(euler, dt=DT, dtype=jnp.float64).hidden[0].neuron.decay) == pytest.approx(a, rel=1e-12)
     read_exact = dp.from_nir(euler, dt=DT, discretisation="exact", dtype=jnp.float64)
-    assert float(read_exact.layers[0].neuron.decay) == pytest.approx(math.exp(-(1 - a)), rel=1e-12)
+    assert float(read_exact.hidden[0].neuron.decay) == pytest.approx(math.exp(-(1 - a)), rel=1e-12)
     with pytest.raises(ValueError, match="differs from the dt=0.001 the graph was written with"):
         dp.from_nir(exact, dt=1.0)
 
@@ -130,7 +130,7 @@ def test_a_graph_written_elsewhere_runs_as_its_equations_say():
     assert 0.05 < float(np.mean(spikes)) < 0.95
     np.testing.assert_array_equal(np.asarray(z_ours), np.stack(spikes))
     np.testing.assert_allclose(np.asarray(y_ours), np.stack(ys), rtol=1e-10, atol=1e-12)
-    assert model.layers[0].recurrence == "dense" and not model.readout_is_linear
+    assert model.hidden[0].recurrence == "dense" and not model.readout_is_linear
 
 
 def test_what_nir_cannot_express_is_refused():
@@ -239,7 +239,7 @@ def test_the_input_gain_folded_into_the_weights_runs_the_same_network(name):
                         [0.05 * jnp.arange(n.b.shape[0], dtype=jnp.float64) for n in model.nodes])
     graph = dp.to_nir(model, dt=DT, discretisation="euler", gain="weights")
     plain = dp.to_nir(model, dt=DT, discretisation="euler")
-    a = np.asarray(model.layers[0].neuron.decay)
+    a = np.asarray(model.hidden[0].neuron.decay)
     np.testing.assert_array_equal(graph.nodes["layer1"].r, 1.0)
     np.testing.assert_allclose(graph.nodes["layer1.from_input"].weight,
                                plain.nodes["layer1.from_input"].weight / (1 - a), rtol=1e-12)
@@ -290,18 +290,18 @@ def test_diagonal_recurrence_is_written_as_a_marked_linear_and_read_from_either_
     graph = dp.to_nir(model, dt=DT, discretisation="euler")
     w = graph.nodes["layer1.recurrent"]
     assert isinstance(w, nir.Linear) and w.metadata["recurrence"] == "diagonal"
-    np.testing.assert_array_equal(w.weight, np.diag(np.asarray(model.layers[0].W)))
+    np.testing.assert_array_equal(w.weight, np.diag(np.asarray(model.hidden[0].W)))
     # our dense recurrence stays dense even where its matrix happens to be diagonal
     dense = dp.DeepRNN(3, [4], 2, neuron="lif", recurrence="dense", key=KEY, dtype=jnp.float64)
-    dense = eqx.tree_at(lambda m: m.layers[0].W, dense, jnp.diag(jnp.arange(1.0, 5.0) / 10))
-    assert dp.from_nir(dp.to_nir(dense, dt=DT), dt=DT).layers[0].recurrence == "dense"
+    dense = eqx.tree_at(lambda m: m.hidden[0].W, dense, jnp.diag(jnp.arange(1.0, 5.0) / 10))
+    assert dp.from_nir(dp.to_nir(dense, dt=DT), dt=DT).hidden[0].recurrence == "dense"
     x = _inputs(3)
     _, _, (z,) = model.run(x, record=True)
     for form in ("unmarked linear", "scale"):
         nodes = dict(graph.nodes)
         nodes["layer1.recurrent"] = (nir.Linear(weight=np.asarray(w.weight)) if form == "unmarked linear"
-                                     else nir.Scale(scale=np.asarray(model.layers[0].W)))
+                                     else nir.Scale(scale=np.asarray(model.hidden[0].W)))
         foreign = nir.NIRGraph(nodes=nodes, edges=graph.edges)  # no deepeprop metadata: another tool's graph
         back = dp.from_nir(foreign, dt=DT, discretisation="euler")
-        assert back.layers[0].recurrence == "diagonal", form
+        assert back.hidden[0].recurrence == "diagonal", form
         np.testing.assert_array_equal(np.asarray(back.run(x, record=True)[2][0]), np.asarray(z))

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 import deepeprop as dp
 from deepeprop.engines.eprop import FEEDBACKS
-from deepeprop.network import READOUTS, RECURRENCES
+from deepeprop.builders import READOUTS
+from deepeprop.network import RECURRENCES
 from deepeprop.tasks import TASKS, get_task
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
@@ -112,7 +113,8 @@ def test_deeprnn(broken, data):
                                       **kwargs))
     if broken is None:
         assert isinstance(model, dp.Network)
-        assert model.hidden == tuple(valid["hidden"]) and model.n_in == valid["n_in"] and model.n_out == valid["n_out"]
+        assert model.hidden_sizes == tuple(valid["hidden"])
+        assert model.n_in == valid["n_in"] and model.n_out == valid["n_out"]
         assert model.dtype == jnp.dtype(valid["dtype"])
 
 

@@ -38,7 +38,7 @@ def test_bptt_keeps_the_reset_and_eprop_drops_it_by_default(batch):
     Network.run) and the e-prop family detaches it; an engine option or an explicit neuron says otherwise."""
     inputs, targets = batch
     default, keep, drop = (_model(detach_reset=d, hidden=(4,)) for d in (None, False, True))
-    assert all(layer.neuron.detach_reset is None for layer in default.layers)
+    assert all(layer.neuron.detach_reset is None for layer in default.hidden)
 
     def grads(model, method):
         return dp.gradients(model, inputs, targets, method=method)
@@ -96,7 +96,7 @@ def test_every_entry_point_sees_the_rules_choice(batch):
         dp.FactoredDeepEProp(detach_reset=False).check_model(model)
     reversed_rule = Reversed(dp.EProp())  # the reverse evaluation of a rule keeps the rule's choice
     assert reversed_rule.reset_choice is True
-    assert all(node.neuron.detach_reset for node in reversed_rule.prepare(model).layers)
+    assert all(node.neuron.detach_reset for node in reversed_rule.prepare(model).hidden)
 
 
 def test_alif_and_the_learner_follow_the_rule(batch):
@@ -109,4 +109,4 @@ def test_alif_and_the_learner_follow_the_rule(batch):
     keep = _model("alif", detach_reset=False, hidden=(4,))
     theirs, _, _ = learner.train_sequence(learner.init(keep), inputs, targets)
     assert _close(eqx.filter(ours.model, eqx.is_inexact_array), eqx.filter(theirs.model, eqx.is_inexact_array))
-    assert all(layer.neuron.detach_reset is None for layer in ours.model.layers)  # the model stays the caller's
+    assert all(layer.neuron.detach_reset is None for layer in ours.model.hidden)  # the model stays the caller's

@@ -697,7 +697,7 @@ def test_dataset_delay_and_validation_holdout(name):
     x_plain, _ = plain.examples("train")
     validation = get_task(name, holdout="validation")
     x_fit, y_fit = validation.examples("train")
-    x_val, y_val = validation.examples("test")
+    x_val, y_val = validation.examples("validation")
     assert len(y_fit) + len(y_val) == len(plain.labels("train"))
     assert abs(len(y_val) / len(plain.labels("train")) - 0.2) < 0.01
     rows = {row.tobytes() for row in np.asarray(x_plain).reshape(len(x_plain), -1)}
@@ -708,5 +708,15 @@ def test_dataset_delay_and_validation_holdout(name):
     assert not (val_rows & test_rows)
     with pytest.raises(ValueError, match="holdout"):
         get_task(name, holdout="train")
+    # the held-out split is named: test is held back under holdout="validation", and validation needs it
+    assert validation.splits == ("train", "validation") and validation.evaluation_split == "validation"
+    assert plain.splits == ("train", "test") and plain.evaluation_split == "test"
+    with pytest.raises(ValueError, match="split 'test' is held back by holdout='validation'"):
+        validation.batch(0, 4, "test")
+    with pytest.raises(ValueError, match="split 'test' is held back"):
+        validation.test_set()
+    with pytest.raises(ValueError, match="split 'validation' needs holdout='validation'"):
+        plain.examples("validation")
+    np.testing.assert_array_equal(np.asarray(validation.evaluation_set().inputs), np.swapaxes(x_val, 0, 1))
     with pytest.raises(ValueError, match="delay"):
         get_task(name, delay=-1)

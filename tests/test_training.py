@@ -56,7 +56,7 @@ def test_every_engine_decreases_the_loss(method, update_every):
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0], losses
     # the neurons' fixed constants never change
-    for new, old in zip(state.model.layers, model.layers):
+    for new, old in zip(state.model.hidden, model.hidden):
         assert bool(jnp.all(new.neuron.decay == old.neuron.decay))
     assert bool(jnp.all(state.model.readout.neuron.decay == model.readout.neuron.decay))
 
@@ -325,7 +325,7 @@ def test_per_layer_neurons_and_skip_edges_from_toml_and_flags(tmp_path, capsys):
     assert saved["skip"] == [[0, 2], [1, 3]]
     _, model, _ = training.build(saved)
     assert model.edges == ((0, 1), (1, 2), (0, 2), (2, 3), (1, 3))
-    assert type(model.layers[1].neuron).__name__ == "ALIF" and model.layers[0].recurrence == "diagonal"
+    assert type(model.hidden[1].neuron).__name__ == "ALIF" and model.hidden[0].recurrence == "diagonal"
     # the same options as flags, in their command-line form, are the same run on resume
     assert cli.main(["train", "--resume", "--out", str(out), "--neuron", "lif,alif", "--skip", "0:2,1:3",
                      "--iterations", "4", "--no-progress", "--no-plots"]) == 0
@@ -364,14 +364,14 @@ def test_engine_and_model_options_from_flags_and_toml(tmp_path, capsys):
     _, model, learner = training.build(config)
     assert learner.engine.readout_filter is False and learner.engine.feedback == "random"
     assert learner.engine.feedback_seed == config["seed"] + 1  # not the model's seed
-    assert np.allclose([float(layer.neuron.decay) for layer in model.layers], np.exp(-1 / np.array([2.0, 50.0])))
-    assert all(not layer.neuron.detach_reset for layer in model.layers)
-    assert all(layer.self_connections for layer in model.layers)
-    assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) > 0 for layer in model.layers)
+    assert np.allclose([float(layer.neuron.decay) for layer in model.hidden], np.exp(-1 / np.array([2.0, 50.0])))
+    assert all(not layer.neuron.detach_reset for layer in model.hidden)
+    assert all(layer.self_connections for layer in model.hidden)
+    assert all(float(jnp.max(jnp.abs(jnp.diagonal(layer.W)))) > 0 for layer in model.hidden)
     defaults = training.build(training.resolve_config({"neuron": "lif", "hidden": [4, 5]}))[1]
-    assert all(layer.neuron.detach_reset and not layer.self_connections for layer in defaults.layers)
+    assert all(layer.neuron.detach_reset and not layer.self_connections for layer in defaults.hidden)
     full_gain = training.build(dict(config, recurrent_gain=1.0))[1]
-    assert np.allclose(model.layers[0].W, 0.5 * full_gain.layers[0].W)
+    assert np.allclose(model.hidden[0].W, 0.5 * full_gain.hidden[0].W)
     toml = tmp_path / "options.toml"
     toml.write_text('neuron = "leaky"\nhidden = [4, 5]\ntau_m = [1.0, 30.0]\n'
                     'neuron_options = [{}, {}]\nmethod = "immediate"\n[method_options]\nreadout_filter = true\n')
@@ -397,7 +397,7 @@ def test_a_config_writes_the_reset_choice_out_and_an_older_run_keeps_its_model(t
     with pytest.raises(ValueError, match="--neuron-option: detach_reset must be true or false, got 'maybe'"):
         training.resolve_config({"neuron": "lif", "neuron_options": {"detach_reset": "maybe"}}, None)
     _, model, _ = training.build(training.resolve_config({"neuron": "lif", "method": "bptt", "hidden": [4]}))
-    assert model.layers[0].neuron.detach_reset is False  # the model is built with the recorded choice
+    assert model.hidden[0].neuron.detach_reset is False  # the model is built with the recorded choice
     mixed = training.resolve_config({"neuron": ["lif", "leaky"], "hidden": [4, 4]}, None)
     assert mixed["neuron_options"] == [{"detach_reset": True}, {}]
     assert training.resolve_config({"neuron": "leaky"}, None)["neuron_options"] == {}

@@ -77,7 +77,7 @@ for method in ("deep_eprop",) if QUICK else ("rtrl", "deep_eprop", "eprop"):
     engine = dp.make_engine(method)
     exact = dp.gradients(model, inputs, targets, method=dp.BPTT(detach_reset=engine.reset_choice))
     grads = dp.gradients(model, inputs, targets, method=engine)
-    error = float(jnp.linalg.norm(grads.layers[0].U - exact.layers[0].U) / jnp.linalg.norm(exact.layers[0].U))
+    error = float(jnp.linalg.norm(grads.hidden[0].U - exact.hidden[0].U) / jnp.linalg.norm(exact.hidden[0].U))
     print(f"{method:<11} layer-1 input weights: relative error to BPTT {error:.1e}")
     if method != "eprop":
         assert error < 1e-9, method

@@ -1,10 +1,14 @@
 """deepeprop: online training of deep recurrent and spiking networks with deep e-prop."""
+import warnings
+
 from .api import gradients, loss_and_gradients
 from .engines import ENGINES, Engine, EngineState, make_engine
 from .engines import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evaluation, with_evaluation
 from .engines import BPTT, RTRL, DeepEProp, EProp, FactoredDeepEProp, Immediate  # noqa: F401  (the engine classes)
 from .losses import LOSSES, CrossEntropy, MSE, make_loss
-from .network import DeepRNN, Graph, Layer, LayerSpec, Network, Projection, build_network
+from .graph import Graph
+from .builders import DeepRNN, LayerSpec, build_network
+from .network import Edge, Network, Node
 from .nir_io import from_nir, to_nir
 from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, AbstractNeuron, Identity, Integrator,
                       LeakyRate, MinGRU, ReLU, Tanh, bellec_beta, check_neuron, spike_fn)
@@ -12,16 +16,22 @@ from .online import LearnerState, OnlineLearner
 from .regularization import REGULARIZATIONS, RateRegularization, RunningRateRegularization
 from . import parallel  # noqa: F401  (dp.parallel: data-parallel helpers)
 from .tasks import TASKS, Batch, Task, get_task
+from .version import __version__  # noqa: F401  (one source: the package metadata)
 
-try:  # one source of the version: the package metadata (pyproject.toml)
-    from importlib.metadata import PackageNotFoundError, version as _version
+_RENAMED = {"Layer": "Node", "Projection": "Edge"}  # deprecated names, for user code written before the rename
 
-    __version__ = _version("deepeprop")
-except PackageNotFoundError:  # imported from a source tree that is not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        warnings.warn(f"deepeprop.{name} is deprecated: use deepeprop.{_RENAMED[name]}", DeprecationWarning,
+                      stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 
 __all__ = [
-    "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Layer", "Projection",
+    "gradients", "loss_and_gradients", "DeepRNN", "Network", "build_network", "LayerSpec", "Node", "Edge",
     "Graph", "BPTT", "RTRL", "EProp", "DeepEProp", "FactoredDeepEProp", "Immediate", "Engine", "EngineState",
     "ENGINES", "make_engine", "EVALUATIONS", "Evaluation", "Step", "Chunked", "Reverse", "make_evaluation",
     "with_evaluation",

@@ -14,12 +14,13 @@ the same.
 """
 from __future__ import annotations
 
-from .network import RECURRENCES, chain_edges
+from .builders import chain_edges
+from .network import RECURRENCES
 from .neurons import NEURONS
 from .validation import check_number
 
 
-def layer_sizes(value, name: str = "--hidden") -> list[int]:
+def layer_sizes(name: str, value) -> list[int]:
     """``"16,16,16"`` or ``[16, 16, 16]`` -> ``[16, 16, 16]``: positive ints, with a clear error for anything else."""
     expected = f"{name} must be a comma-separated list of positive ints like 64,64 (TOML: [64, 64]), got {value!r}"
     if isinstance(value, str):
@@ -33,7 +34,7 @@ def layer_sizes(value, name: str = "--hidden") -> list[int]:
     return list(value)
 
 
-def per_layer_choice(value, name: str, choices, depth: int):
+def per_layer_choice(name: str, value, choices, depth: int):
     """``"lif"`` / ``"lif,alif"`` / ``["lif", "alif"]`` -> ``"lif"`` or a list of ``depth`` names.
 
     Raises ``ValueError`` naming ``name`` for an unknown choice or a list of the wrong length.
@@ -57,15 +58,15 @@ def per_layer_choice(value, name: str, choices, depth: int):
     return items
 
 
-def neuron_names(value, depth: int, name: str = "--neuron"):
-    return per_layer_choice(value, name, NEURONS, depth)
+def neuron_names(name: str, value, depth: int):
+    return per_layer_choice(name, value, NEURONS, depth)
 
 
-def recurrences(value, depth: int, name: str = "--recurrence"):
-    return per_layer_choice(value, name, RECURRENCES, depth)
+def recurrences(name: str, value, depth: int):
+    return per_layer_choice(name, value, RECURRENCES, depth)
 
 
-def per_layer_number(value, depth: int, name: str):
+def per_layer_number(name: str, value, depth: int):
     """A time constant or gain: ``20`` / ``"2,50"`` / ``[2, 50]`` -> ``20.0`` or a list of ``depth`` floats > 0."""
     if isinstance(value, str):
         try:
@@ -82,7 +83,7 @@ def per_layer_number(value, depth: int, name: str):
     return [check_number(name, item, minimum=0, exclusive_minimum=True) for item in value]
 
 
-def per_layer_flag(value, depth: int, name: str):
+def per_layer_flag(name: str, value, depth: int):
     """``True`` / ``[True, False]`` -> itself, checked: a bool or a list of ``depth`` bools."""
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not all(isinstance(item, bool) for item in items) or (isinstance(value, (list, tuple)) and len(items) != depth):
@@ -91,7 +92,7 @@ def per_layer_flag(value, depth: int, name: str):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def per_layer_options(value, depth: int, name: str):
+def per_layer_options(name: str, value, depth: int):
     """Neuron keyword arguments: one table ``{"detach_reset": True}`` or a list of ``depth`` tables."""
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     for item in items:
@@ -106,7 +107,7 @@ def per_layer_options(value, depth: int, name: str):
     return dict(value)
 
 
-def _parse_edges(value, name: str) -> list[list[int]]:
+def _parse_edges(name: str, value) -> list[list[int]]:
     if value is None or value == "" or value == []:
         return []
     edges = []
@@ -132,17 +133,17 @@ def _parse_edges(value, name: str) -> list[list[int]]:
     return edges
 
 
-def skip_edges(value, depth: int, name: str = "--skip", residual=()) -> list[list[int]]:
+def skip_edges(name: str, value, depth: int, residual=()) -> list[list[int]]:
     """``"1:3,0:2"`` / ``[[1, 3], [0, 2]]`` -> ``[[1, 3], [0, 2]]``, checked against a chain of ``depth`` layers
     (and the already parsed ``residual`` edges)."""
-    edges = _parse_edges(value, name)
+    edges = _parse_edges(name, value)
     chain_edges(depth, edges, residual, skip_name=name)
     return edges
 
 
-def residual_edges(value, depth: int, name: str = "--residual") -> list[list[int]]:
+def residual_edges(name: str, value, depth: int) -> list[list[int]]:
     """Fixed identity edges in the same forms as :func:`skip_edges`; one on a chain edge replaces it."""
-    edges = _parse_edges(value, name)
+    edges = _parse_edges(name, value)
     chain_edges(depth, (), edges, residual_name=name)
     return edges
 

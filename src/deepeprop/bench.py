@@ -18,6 +18,11 @@ Theory: each row carries the engine's cost formula (its docstring) evaluated for
 ``flops_per_step``; ``achieved_gflops`` = flops_per_step / time per step, next to ``peak_gflops``, a
 ``jnp.dot`` of two square matrices measured on the same machine. With ``--alignment``, the cosine per
 layer (hidden layers, then readout) between each engine's gradient and BPTT's.
+
+Why this file is long: ``deepeprop bench`` is one command whose parts share one row layout (``ROW_KEYS``): the
+suites that make the cases, the measurement of one case (compile, time, memory, cost formula, alignment to BPTT),
+and the table, JSON and Markdown that print the rows. The cost formulas themselves are the engines' plans
+(:mod:`deepeprop.engines.plan`), not copied here.
 """
 # Over 400 lines: the suites, their cases and the measurement of one case (compile, time, memory, cost) are one
 # program; its parser is deepeprop.parsers.bench.
@@ -130,7 +135,7 @@ def _cases(args):
 
 def build_model(config, dtype):
 
-    from .network import DeepRNN
+    from .builders import DeepRNN
 
     options = dict(MODELS[config["model"]])
     n_in = options.pop("n_in", N_IN)
@@ -448,7 +453,7 @@ def check_engines(methods) -> None:
             raise UsageError(f"--engines: {method!r}: {err}") from None
 
 
-def check_json_path(path, flag: str = "--json") -> None:
+def check_json_path(flag: str, path) -> None:
     """``path`` (given to ``flag``) can be written: its folder exists and is writable (checked before the run)."""
     if path is None:
         return
@@ -463,8 +468,8 @@ def check_json_path(path, flag: str = "--json") -> None:
 
 def _main(args) -> int:
     check_engines(args.engines)
-    check_json_path(args.json)
-    check_json_path(args.markdown, "--markdown")
+    check_json_path("--json", args.json)
+    check_json_path("--markdown", args.markdown)
     if not args.max_trace_gb > 0:  # also NaN
         raise UsageError(f"--max-trace-gb must be a positive number of GB, got {args.max_trace_gb}")
     if not args.max_call_s > 0:

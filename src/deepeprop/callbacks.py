@@ -178,7 +178,7 @@ def write_plots(out: str, rows: list[dict], task, model, test, config: TrainConf
     index, label, predicted = 0, None, None
     if classification:
         index, label, predicted = shown_example(ys, candidates.targets, candidates.mask)
-    if model.layers[0].neuron.spiking:
+    if model.hidden[0].neuron.spiking:
         paths.append(plots.raster([np.asarray(z[:, index]) for z in zs], os.path.join(out, "raster.png"),
                                   title=f"spikes of one test example ({neuron})"))
     if label is None:

@@ -16,6 +16,12 @@ come from it.
 
 A ``TrainConfig`` also reads as a mapping of its flat JSON form (``config["lr"]``, ``dict(config, lr=0.5)``), for
 code written against the dictionaries of earlier versions; the training path reads the typed fields.
+
+Why this file is long: it is the one typed configuration of ``deepeprop train``. The four sections declare their
+fields, checks and resumability together, and :class:`TrainConfig`'s JSON, TOML and flag forms, its fingerprint and
+differences, and ``upgrade`` of older run folders all read the same field metadata; apart, a new option would again
+be edited in several places. Reading TOML and parsing ``KEY=VALUE`` options are :mod:`deepeprop.config_sources`
+already.
 """
 # Over 400 lines: the four sections, their checks and the one flat form they share belong together (the text
 # sources are config_sources.py).
@@ -38,9 +44,9 @@ from .architecture import (layer_sizes, neuron_names, per_layer_flag, per_layer_
 from . import early_stopping as stopping_rule
 from .config_sources import explicit_options, load_toml
 from .engines import ENGINES, make_engine, make_evaluation
-from .engines.eprop import FEEDBACKS
 from .errors import UsageError, usage_errors
-from .network import DTYPES, READOUTS, SELF_CONNECTIONS, check_neuron_options
+from .builders import READOUTS, SELF_CONNECTIONS, check_neuron_options
+from .network import DTYPES
 from .neurons import NEURONS
 from .online import OnlineLearner
 from .regularization import REGULARIZATIONS, make_regularization
@@ -85,7 +91,7 @@ def _check_choice(key: str, value, choices) -> str:
         return check_choice(flag(key), value, sorted(choices))
 
 
-def _check_table(value, what: str) -> Mapping:
+def _check_table(what: str, value) -> Mapping:
     if not isinstance(value, Mapping):
         raise UsageError(f"{what} must be a table of NAME = VALUE, got {value!r}")
     return _frozen(value)
@@ -118,14 +124,15 @@ class RunConfig(_Section):
     def __post_init__(self):
         _check_choice("task", self.task, TASKS)
         with usage_errors():
-            self._set("early_stopping", stopping_rule.check_threshold(self.early_stopping))
-            self._set("early_stopping_batches", stopping_rule.check_batches(self.early_stopping_batches))
+            self._set("early_stopping", stopping_rule.check_threshold("--early-stopping", self.early_stopping))
+            self._set("early_stopping_batches",
+                      stopping_rule.check_batches("--early-stopping-batches", self.early_stopping_batches))
         for key, minimum in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("eval_batch_size", 1),
                              ("seed", 0), ("devices", 1)):
             _check_int(key, getattr(self, key), minimum)
         if self.batch_size % self.devices:
             raise UsageError(f"--batch-size {self.batch_size} must be a multiple of --devices {self.devices}")
-        self._set("task_options", _check_table(self.task_options, "task options"))
+        self._set("task_options", _check_table("task options", self.task_options))
         self._set("out", str(self.out))
 
 
@@ -152,19 +159,20 @@ class ModelConfig(_Section):
         _check_choice("readout", self.readout, READOUTS)
         _check_choice("dtype", self.dtype, DTYPES)
         with usage_errors():  # one value or one per hidden layer; skip edges checked against the chain
-            hidden = tuple(layer_sizes(list(self.hidden) if isinstance(self.hidden, tuple) else self.hidden))
+            given = list(self.hidden) if isinstance(self.hidden, tuple) else self.hidden
+            hidden = tuple(layer_sizes("--hidden", given))
             depth = len(hidden)
             self._set("hidden", hidden)
-            self._set("neuron", per_layer(neuron_names(_listed(self.neuron), depth), depth))
-            self._set("recurrence", per_layer(recurrences(_listed(self.recurrence), depth), depth))
-            residual = residual_edges(_listed(self.residual), depth)
-            self._set("skip", tuple(map(tuple, skip_edges(_listed(self.skip), depth, residual=residual))))
+            self._set("neuron", per_layer(neuron_names("--neuron", _listed(self.neuron), depth), depth))
+            self._set("recurrence", per_layer(recurrences("--recurrence", _listed(self.recurrence), depth), depth))
+            residual = residual_edges("--residual", _listed(self.residual), depth)
+            self._set("skip", tuple(map(tuple, skip_edges("--skip", _listed(self.skip), depth, residual=residual))))
             self._set("residual", tuple(map(tuple, residual)))
             for name in ("tau_m", "tau_a"):
-                self._set(name, per_layer(per_layer_number(_listed(getattr(self, name)), depth, flag(name)), depth))
-            self._set("self_connections", per_layer(per_layer_flag(_listed(self.self_connections), depth,
-                                                                   "self_connections"), depth))
-            options = per_layer_options(_listed(self.neuron_options, tables=True), depth, "--neuron-option")
+                self._set(name, per_layer(per_layer_number(flag(name), _listed(getattr(self, name)), depth), depth))
+            self._set("self_connections", per_layer(per_layer_flag("self_connections", _listed(self.self_connections),
+                                                                   depth), depth))
+            options = per_layer_options("--neuron-option", _listed(self.neuron_options, tables=True), depth)
             self._set("neuron_options", tuple(_frozen(o) for o in per_layer(options, depth)))
         for name in ("tau_out", "input_gain", "recurrent_gain"):
             self._set(name, _check_positive(name, getattr(self, name)))
@@ -206,12 +214,14 @@ class EngineConfig(_Section):
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
             raise UsageError(f"--feedback-decay must be a number in [0, 1), got {decay!r}")
         self._set("feedback_decay", float(decay))
-        if self.feedback is not None:
-            if self.method not in ("eprop", "immediate"):
-                raise UsageError(f"--feedback applies to --method eprop or immediate only, got --method {self.method}")
-            if self.feedback not in FEEDBACKS:
-                raise UsageError(f"--feedback must be one of {list(FEEDBACKS)}, got {self.feedback!r}")
-        self._set("options", _check_table(self.options, "--method-option: engine options"))
+        if self.feedback is not None:  # the engines that take a feedback declare their choices (Engine.feedbacks)
+            choices = ENGINES[self.method].feedbacks
+            if not choices:
+                takers = " or ".join(name for name, cls in ENGINES.items() if cls.feedbacks)
+                raise UsageError(f"--feedback applies to --method {takers} only, got --method {self.method}")
+            if self.feedback not in choices:
+                raise UsageError(f"--feedback must be one of {list(choices)}, got {self.feedback!r}")
+        self._set("options", _check_table("--method-option: engine options", self.options))
         if self.regularization is not None and self.regularization not in REGULARIZATIONS:
             raise UsageError(f"--regularization must be one of {sorted(REGULARIZATIONS)} (or left out), "
                              f"got {self.regularization!r}")

@@ -27,7 +27,7 @@ def _main(args) -> int:
     config = resolve_config(dict(DEMO, out=args.out))
     run, model = config.run, config.model
     print(f"deepeprop demo: {config.engine.method} trains a {model.depth}-layer {model.neuron[0].upper()} "
-          f"spiking network (hidden {list(model.hidden)}) on '{run.task}' (8x8 digits, one row per time step), "
+          f"spiking network (hidden {list(model.hidden_sizes)}) on '{run.task}' (8x8 digits, one row per time step), "
           f"{run.iterations} batches of {run.batch_size}")
     start = time.perf_counter()
     summary = train(config, overwrite=True, progress=not args.no_progress, log=True)  # the demo's folder is its own

@@ -40,6 +40,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import parallel
+from .tasks import base, datasets
 
 PEER_TIMEOUT = 100  # seconds: JAX's default heartbeat timeout
 PEER_FAILURE_EXIT = 4  # exit code of `deepeprop train` when another process of the run failed
@@ -266,11 +267,9 @@ def own_rows(task, seed: int, batch_size: int, split: str, rows: slice):
     alone: the whole batch is drawn (numpy, on the host) and the other rows are dropped. Either way the rows are
     exactly those of the one-process batch.
     """
-    from .tasks import base
-
-    if (isinstance(task, base.DatasetTask) and type(task)._generate is base.DatasetTask._generate
+    if (isinstance(task, datasets.DatasetTask) and type(task)._generate is datasets.DatasetTask._generate
             and type(task).batch is base.Task.batch):
-        seed, batch_size, split = base.check_seed(seed), base.check_batch_size(batch_size), base.check_split(split)
+        seed, batch_size, split = base.check_seed(seed), base.check_batch_size(batch_size), task.check_split(split)
         idx = base.sample_indices(base.make_rng(seed, split), task.n_examples(split), batch_size)[rows]
         return base.to_batch(*task._assemble(split, idx), task.loss)
     batch = task.batch(seed, batch_size, split)

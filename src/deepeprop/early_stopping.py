@@ -28,7 +28,7 @@ DEFAULT_BATCHES = 8  # their confirmation batches
 CONFIRM_STRIDE = 1_000_003  # batch seed of confirmation j at iteration i: seed * STRIDE + i * batches + j
 
 
-def check_threshold(value: Any, flag: str = "--early-stopping") -> float | None:
+def check_threshold(flag: str, value: Any) -> float | None:
     """The threshold of an ``early_stopping`` value: ``None``/``False`` -> ``None`` (off), ``True`` -> 0.07, else
     a number in ``(0, 1]``. Raises ``ValueError`` naming ``flag`` otherwise."""
     if value is None or value is False:
@@ -40,7 +40,7 @@ def check_threshold(value: Any, flag: str = "--early-stopping") -> float | None:
     raise ValueError(f"{flag} must be true, false or an error threshold in (0, 1] (e.g. 0.07), got {value!r}")
 
 
-def check_batches(value: Any, flag: str = "--early-stopping-batches") -> int:
+def check_batches(flag: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{flag} must be an int >= 1 (confirmation batches), got {value!r}")
     return value

@@ -14,7 +14,8 @@ import numpy as np
 
 from .api import gradients
 from .engines import ENGINES, make_engine
-from .network import DTYPES, DeepRNN
+from .builders import DeepRNN
+from .network import DTYPES
 from .architecture import is_rate_model, layer_sizes, neuron_names, recurrences, residual_edges, skip_edges
 from .errors import UsageError, usage_errors
 
@@ -78,10 +79,10 @@ def make_case(*, neuron, recurrence, hidden, readout, steps, batch, seed, dtype,
     if steps <= 0 or batch <= 0:
         raise ValueError(f"--steps and --batch must be positive, got {steps} and {batch}")
     depth = len(hidden)
-    neuron = neuron_names(neuron, depth)
-    recurrence = recurrences(recurrence, depth)
-    residual = residual_edges(list(residual), depth)
-    skip = skip_edges(list(skip), depth, residual=residual)
+    neuron = neuron_names("--neuron", neuron, depth)
+    recurrence = recurrences("--recurrence", recurrence, depth)
+    residual = residual_edges("--residual", list(residual), depth)
+    skip = skip_edges("--skip", list(skip), depth, residual=residual)
     key = jax.random.PRNGKey(seed)
     k_model, k_x, k_y = jax.random.split(key, 3)
     all_rate = all(is_rate_model(neuron, i) for i in range(depth))
@@ -156,7 +157,7 @@ def format_table(result: dict) -> str:
 
 def _main(args) -> int:
     with usage_errors():
-        hidden = layer_sizes(args.hidden)
+        hidden = layer_sizes("--hidden", args.hidden)
     if args.steps <= 0:
         raise UsageError(f"--steps must be a positive int, got {args.steps}")
     if args.batch <= 0:
@@ -168,10 +169,10 @@ def _main(args) -> int:
         if unknown:
             raise UsageError(f"--methods must name engines among {[m for m in ENGINES if m != 'bptt']}, got {unknown}")
     with usage_errors():
-        neuron = neuron_names(args.neuron, len(hidden))
-        recurrence = recurrences(args.recurrence, len(hidden))
-        residual = residual_edges(args.residual, len(hidden))
-        skip = skip_edges(args.skip, len(hidden), residual=residual)
+        neuron = neuron_names("--neuron", args.neuron, len(hidden))
+        recurrence = recurrences("--recurrence", args.recurrence, len(hidden))
+        residual = residual_edges("--residual", args.residual, len(hidden))
+        skip = skip_edges("--skip", args.skip, len(hidden), residual=residual)
     if args.dtype == "float64":  # the command's choice; the library never switches it
         jax.config.update("jax_enable_x64", True)
     with usage_errors():  # the network's own checks of the given options (e.g. a residual edge's widths)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .network import Layer
+from .network import Node
 
 
 class LayerStep(NamedTuple):
@@ -53,7 +53,7 @@ def _basis(shape, dtype) -> Array:
     return jnp.broadcast_to(jnp.eye(k, dtype=dtype).reshape((k,) + (1,) * (len(shape) - 1) + (k,)), (k,) + shape)
 
 
-def output_jacobian(layer: Layer, state: Array) -> tuple[Array, Array]:
+def output_jacobian(layer: Node, state: Array) -> tuple[Array, Array]:
     """``z = f(s)`` flattened and ``dz/ds``: (B, n, d) -> (B, n o), (B, n, o, d)."""
     def column(tangent):
         return jax.jvp(layer.neuron.output, (state,), (tangent,))
@@ -63,7 +63,7 @@ def output_jacobian(layer: Layer, state: Array) -> tuple[Array, Array]:
     return z.reshape(batch, -1), dz_cols.reshape(batch, n, layer.outputs, d)
 
 
-def linearize(layer: Layer, s_prev: Array, sources: Sequence[Array]) -> LayerStep:
+def linearize(layer: Node, s_prev: Array, sources: Sequence[Array]) -> LayerStep:
     """Step ``layer`` from ``s_prev`` (B, n, d) with its sources' outputs (one (B, n_j o_j) per incoming edge)
     and return its local derivatives."""
     neuron = layer.neuron

@@ -59,6 +59,10 @@ than Input, Output, Affine, Linear, Scale, LIF, CubaLIF (instantaneous synapse),
 (Spyx writes recurrent layers as subgraphs; they are inlined). **What is kept only for deepeprop**: training
 choices NIR has no field for (the surrogate, ``gamma``, ``detach_reset``) go in the LIF node's metadata and come
 back on import; other tools ignore them. A ``CubaLIF`` with a real synaptic filter has no model here.
+
+Why this file is long: NIR export and import are one mapping read in two directions. The node types, the time-
+constant discretisations and the gains are defined once here and both directions must stay each other's inverse
+(tests/test_nir.py round-trips every form); split into two files, each conversion would have its two halves apart.
 """
 from __future__ import annotations
 
@@ -70,7 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .network import Layer, Network, Projection, resolve_dtype
+from .network import Node, Network, Edge, resolve_dtype
+from .version import __version__
 from .neurons import LIF, SURROGATES, AbstractNeuron, Integrator
 
 DISCRETISATIONS = ("exact", "euler")
@@ -263,8 +268,6 @@ def to_nir(model: Network, *, dt: float, discretisation: str = "exact", gain: st
                 matrix = np.diag(scale(np.asarray(node.W, dtype=np.float64)))
                 nodes[key] = nir.Linear(weight=np.asarray(matrix, dtype=np_dtype), metadata={"recurrence": "diagonal"})
             edges += [(name, key), (key, name)]
-    from . import __version__
-
     metadata = {"source": PRODUCER, "deepeprop_version": __version__, "dt": dt, "discretisation": discretisation,
                 "gain": gain, "dtype": np_dtype.name,
                 "time_constants": "tau_nir = tau_steps * dt" if discretisation == "exact" else "tau_nir = dt / (1 - a)"}
@@ -507,16 +510,16 @@ def from_nir(graph, *, dt: float, discretisation: str | None = None, dtype=None)
                                             and np.all(np.diagonal(matrix) == 0))
                 continue
             if len(parts) == 1 and parts[0][0] is None and np.allclose(gain, 1.0, rtol=1e-12, atol=0.0):
-                projections.append(Projection(None, ids[source]))  # an identity edge stays one
+                projections.append(Edge(None, ids[source]))  # an identity edge stays one
                 continue
             w_in = width(source) if source != input_name else n_in
             matrix = sum(np.eye(n, w_in) if m is None else m for m, _ in parts) * gain[:, None]
             if matrix.shape != (n, w_in):
                 raise ValueError(f"NIR edge {source!r} -> {name!r}: weight of shape {matrix.shape}, "
                                  f"expected {(n, w_in)}")
-            projections.append(Projection(jnp.asarray(matrix, dtype), ids[source]))
+            projections.append(Edge(jnp.asarray(matrix, dtype), ids[source]))
         b = (0.0 if bias is None else gain * bias) + offset
-        layers.append(Layer(tuple(projections), None if W is None else jnp.asarray(W, dtype), jnp.asarray(b, dtype),
+        layers.append(Node(tuple(projections), None if W is None else jnp.asarray(W, dtype), jnp.asarray(b, dtype),
                             neuron, recurrence, self_connections=self_connections))
     return Network(layers, n_in)
 

@@ -75,11 +75,6 @@ def trainable_spec(model: Network):
     return eqx.tree_at(where, spec, replace=[True] * len(where(model)))
 
 
-def _uses_adaptive_feedback(engine: Engine) -> bool:
-    rule = engine.rule if isinstance(engine, Reversed) else engine
-    return getattr(rule, "feedback", None) == "adaptive"
-
-
 class OnlineLearner(eqx.Module):
     """An engine and an optax optimizer (see the module docstring).
 
@@ -143,7 +138,7 @@ class OnlineLearner(eqx.Module):
         check_regularization(self.regularization, model, self.engine)
         params = eqx.filter(model, trainable_spec(model))
         feedback = None
-        if _uses_adaptive_feedback(self.engine):
+        if self.engine.adaptive_feedback:
             feedback = self.engine.init(model, 1).traces.feedback
         return LearnerState(model=model, opt_state=self.optimizer.init(params), feedback=feedback)
 

@@ -14,8 +14,9 @@ the checkpoint that would follow it, so the last good checkpoint stays intact.
 
 Reproducibility: the training batch of iteration ``i`` (1-based) is ``task.batch(seed * 1_000_003 + i, B)``, a pure
 function of ``(seed, i)``, and the model is initialised from ``seed``; a resumed run therefore reaches the same
-parameters as an uninterrupted one (bitwise on CPU). Evaluation uses the task's test split: ``task.test_set()`` for
-dataset tasks, else the fixed batch ``task.batch(seed, eval_batch_size, "test")``.
+parameters as an uninterrupted one (bitwise on CPU). Evaluation uses the task's evaluation split
+(``task.evaluation_split``: test, or validation under ``holdout="validation"``): ``task.evaluation_set()`` for
+dataset tasks, else the fixed batch ``task.batch(seed, eval_batch_size, task.evaluation_split)``.
 """
 from __future__ import annotations
 
@@ -34,10 +35,12 @@ from . import distributed, parallel, runfolder
 from .callbacks import Callback, EarlyStop, MetricsLog, Plots, Progress, TensorBoard
 from .config import DATA_STRIDE, RESUMABLE, TrainConfig, upgrade
 from .errors import CheckpointError, TrainingDiverged, UsageError, usage_errors
-from .network import DTYPES, DeepRNN
+from .builders import DeepRNN
+from .network import DTYPES
 from .online import OnlineLearner, is_finite_tree
 from .runfolder import CHECKPOINT
 from .tasks import get_task
+from .version import __version__
 
 READ_EVERY = 16  # iterations between the reads of the training values (a blocking device->host transfer)
 
@@ -56,10 +59,9 @@ def build(config: TrainConfig):
                     neuron_options=[dict(o) for o in m.neuron_options])
     engine = config.make_engine()
     optimizer = optax.adam(config.optimizer.lr) if config.optimizer.name == "adam" else optax.sgd(config.optimizer.lr)
-    adaptive = getattr(engine, "feedback", None) == "adaptive"
     learner = OnlineLearner(engine, optimizer, loss=task.loss, update_every=config.engine.update_every,
                             evaluation=config.engine.evaluation, regularization=config.make_regularization(),
-                            feedback_decay=config.engine.feedback_decay if adaptive else 0.0)
+                            feedback_decay=config.engine.feedback_decay if engine.adaptive_feedback else 0.0)
     return task, model, learner
 
 
@@ -83,9 +85,10 @@ def cast(batch, dtype):
 
 
 def eval_batch(task, config: TrainConfig, dtype):
-    """The fixed evaluation batch: the whole test split of a dataset task, else a seeded test batch."""
-    batch = task.test_set() if hasattr(task, "test_set") else task.batch(
-        config.run.seed, config.run.eval_batch_size, "test")
+    """The fixed evaluation batch: the whole evaluation split of a dataset task (test, or validation under
+    ``holdout="validation"``), else a seeded batch of the task's evaluation split."""
+    batch = task.evaluation_set() if hasattr(task, "evaluation_set") else task.batch(
+        config.run.seed, config.run.eval_batch_size, task.evaluation_split)
     return cast(batch, dtype)
 
 
@@ -179,7 +182,8 @@ class Trainer:
     def test_batch(self, seed: int):
         """A test batch of the run's evaluation size drawn from ``seed``, in the model's dtype (early stopping's
         confirmation batches)."""
-        return cast(self.task.batch(seed, self.config.run.eval_batch_size, "test"), self.model.dtype)
+        return cast(self.task.batch(seed, self.config.run.eval_batch_size, self.task.evaluation_split),
+                    self.model.dtype)
 
     def test_metric(self, batch) -> float:
         """The task metric of the current model on ``batch`` (placed as the evaluation batch is)."""
@@ -212,8 +216,6 @@ class Trainer:
                     callback.close()
 
     def _run(self, resume: bool, callbacks: list[Callback]) -> dict:
-        from . import __version__
-
         config, out = self.config, self.config.run.out
         with usage_errors():  # the library's constructors check the config's values (e.g. a neuron option's)
             task, model, learner = self.task, self.model, self.learner = build(config)

@@ -39,7 +39,7 @@ from jaxtyping import Array
 from .. import batch_checks, validation
 from ..jacobians import LayerStep, linearize
 from ..losses import make_loss
-from ..network import Layer, Network
+from ..network import Node, Network
 from ..neurons import has_reset_choice, with_detach_reset
 from .evaluation import Chunked, Evaluation, Reverse, Step
 from .paths import Paths
@@ -60,8 +60,9 @@ class EngineState(eqx.Module):
     grads: Any  # engine-specific accumulator of dE/dtheta
 
 
-def source_outputs(steps: Sequence[LayerStep], x: Array, node: Layer) -> list[Array]:
-    """The outputs ``z[j,t]`` of ``node``'s sources (the input ``x`` for source 0), in its edges' order."""
+def source_outputs(steps: Sequence[LayerStep], x: Array, node: Node) -> list[Array]:
+    """The outputs ``z[j,t]`` of ``node``'s sources (the input ``x`` for source 0), in its edges' order.
+    ``steps`` holds one entry per node, ids ``1..N`` at positions ``0..N-1``."""
     return [x if source == 0 else steps[source - 1].z for source in node.sources]
 
 
@@ -229,6 +230,8 @@ class Engine(eqx.Module):
     # The derivative paths through which the rule differentiates a loss on the hidden outputs (firing-rate
     # regularisation; deepeprop.engines.paths): None for a rule that declares none (regularisation refused).
     regularization_paths: ClassVar[Paths | None] = None
+    # The feedback choices of the learning signal the rule takes (its ``feedback`` option): () for none.
+    feedbacks: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -236,6 +239,12 @@ class Engine(eqx.Module):
 
     def __check_init__(self):
         validation.check_bool("detach_reset", getattr(self, "detach_reset", None), optional=True)
+
+    @property
+    def adaptive_feedback(self) -> bool:
+        """Whether the learner carries this rule's feedback matrices and moves them with ``W_out``
+        (``feedback="adaptive"``): the one place the learner and the trainer ask."""
+        return "adaptive" in self.feedbacks and getattr(self, "feedback", None) == "adaptive"
 
     @property
     def reset_choice(self) -> bool:

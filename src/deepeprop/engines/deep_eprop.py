@@ -96,32 +96,33 @@ class DeepEProp(Engine):
         one edge only); static structure only."""
         graph = model.graph
         hops = []
-        for l in range(graph.size):
+        for l in graph.nodes:
             below = {l, *graph.descendants[l]}
             hops.append(tuple(
                 k for k, _ in graph.children[l]
-                if self.factorize and self.chunk_size == 1 and has_constant_own_jacobian(model.nodes[k])
+                if self.factorize and self.chunk_size == 1 and has_constant_own_jacobian(model.node(k))
                 and sum(j in below for j in graph.parents[k]) == 1))
-        direct = []
-        for k in range(graph.size):
-            ancestors = {l for l in range(graph.size) if k in graph.descendants[l]}
-            parents = {j for j in graph.parents[k] if j >= 0}
+        direct = []  # by position (id - 1), as every per-node tuple
+        for k in graph.nodes:
+            ancestors = {l for l in graph.nodes if k in graph.descendants[l]}
+            parents = {j for j in graph.parents[k] if j > 0}  # the input (id 0) is no node
             direct.append(self.direct and self.chunk_size > 1 and bool(ancestors) and ancestors == parents
                           and not any(j in graph.descendants[l] for l in parents for j in parents))
         return DeepEPropPlan(factorised_hops=tuple(hops), chunk_size=self.chunk_size, direct_nodes=tuple(direct))
 
     def factorised_hops(self, model) -> tuple[tuple[int, ...], ...]:
-        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (``plan(model)``)."""
+        """Per node ``l`` (at position ``l - 1``), the ids of the descendants ``k`` whose ``S[k,l]`` is stored as
+        ``F`` (``plan(model)``)."""
         return self.plan(model).factorised_hops
 
     def init(self, model, batch):
         nodes, graph = model.nodes, model.graph
         factorised = self.plan(model).factorised_hops
         traces = []
-        for l, node in enumerate(nodes):
+        for l, node in enumerate(nodes, start=1):
             eps = jnp.zeros((batch, node.size, node.neuron.state_size, node.row_size), model.dtype)
-            shapes = [(batch, node.size * node.outputs, node.row_size) if k in factorised[l] else
-                      (batch, nodes[k].size, nodes[k].neuron.state_size, node.size, node.row_size)
+            shapes = [(batch, node.size * node.outputs, node.row_size) if k in factorised[l - 1] else
+                      (batch, nodes[k - 1].size, nodes[k - 1].neuron.state_size, node.size, node.row_size)
                       for k in graph.descendants[l]]
             deep = tuple(jnp.zeros(shape, model.dtype) for shape in shapes)
             traces.append((eps, deep))
@@ -155,44 +156,44 @@ class DeepEProp(Engine):
         factorised = self.plan(model).factorised_hops
 
         traces, grads = [], []
-        for l in range(len(nodes)):
-            eps_prev, deep_prev = state.traces[l]
-            eps = apply_block(steps[l].block, eps_prev) + immediate(steps[l])  # (B, n_l, d_l, R_l)
-            e = collapse(steps[l].dz, eps)  # (B, n_l o_l, R_l): the output trace, row-sparse
-            outputs = nodes[l].outputs
+        for l in graph.nodes:
+            eps_prev, deep_prev = state.traces[l - 1]
+            eps = apply_block(steps[l - 1].block, eps_prev) + immediate(steps[l - 1])  # (B, n_l, d_l, R_l)
+            e = collapse(steps[l - 1].dz, eps)  # (B, n_l o_l, R_l): the output trace, row-sparse
+            outputs = nodes[l - 1].outputs
             previous = dict(zip(graph.descendants[l], deep_prev))
             new, factored = {}, {}
             for k in graph.descendants[l]:
-                if k in factorised[l]:  # S[k,l] = U_{k<-l} (x) F, F = a_k F + e (exact)
-                    factored[k] = shared_leak(nodes[k]) * previous[k] + e  # (B, n_l o_l, R_l)
+                if k in factorised[l - 1]:  # S[k,l] = U_{k<-l} (x) F, F = a_k F + e (exact)
+                    factored[k] = shared_leak(nodes[k - 1]) * previous[k] + e  # (B, n_l o_l, R_l)
                     continue
                 depth = None
                 for slot, j in enumerate(graph.parents[k]):
                     weight = edge_matrix(model, k, slot)  # U_{k<-j}
                     if j == l:  # from the row-sparse eligibility: element-wise
-                        term = project_eligibility(weight, steps[k].ds_dI, e, outputs)
+                        term = project_eligibility(weight, steps[k - 1].ds_dI, e, outputs)
                     elif j in factored:  # ds_dI[k] M[b] (x) F, M = U_{k<-j} diag(dz ds_dI [j]) U_{j<-l}
-                        mid = steps[j].dz[:, :, 0, 0] * steps[j].ds_dI[:, :, 0, 0]  # (B, n_j)
+                        mid = steps[j - 1].dz[:, :, 0, 0] * steps[j - 1].ds_dI[:, :, 0, 0]  # (B, n_j)
                         first = edge_matrix(model, j, graph.parents[j].index(l))  # U_{j<-l} (n_j, n_l o_l)
                         M = jnp.matmul(weight[None] * mid[:, None, :], first)  # (B, n_k c_k, n_l o_l)
-                        term = factored_hop(steps[k].ds_dI, M, factored[j], outputs)
+                        term = factored_hop(steps[k - 1].ds_dI, M, factored[j], outputs)
                     elif j in new:  # from a deep trace: a matrix product
-                        term = project_state(weight, steps[k].ds_dI, steps[j].dz, new[j])
+                        term = project_state(weight, steps[k - 1].ds_dI, steps[j - 1].dz, new[j])
                     else:  # j does not descend from l
                         continue
                     depth = term if depth is None else depth + term
-                new[k] = apply_block(steps[k].block, previous[k]) + depth  # (B, n_k, d_k, n_l, R_l)
+                new[k] = apply_block(steps[k - 1].block, previous[k]) + depth  # (B, n_k, d_k, n_l, R_l)
             top = graph.readout
             if l == top:  # the readout's own parameters: its eligibility is its top trace
                 grad = jnp.einsum("bo,bop->op", delta, eps[:, :, 0])
             elif top in factored:  # dE/dtheta = sum_b (delta ds_dI U_{N<-l})[b, j] F[b, j, :]
                 weight = edge_matrix(model, top, graph.parents[top].index(l))
-                signal = (delta * steps[top].ds_dI[:, :, 0, 0]) @ weight  # (B, n_l o_l)
+                signal = (delta * steps[top - 1].ds_dI[:, :, 0, 0]) @ weight  # (B, n_l o_l)
                 grad = contract_rows(signal, factored[top], outputs)
             else:
                 grad = error_contract(delta, new[top])
             traces.append((eps, tuple(factored[k] if k in factored else new[k] for k in graph.descendants[l])))
-            grads.append(state.grads[l] + grad)
+            grads.append(state.grads[l - 1] + grad)
         return EngineState(net=tuple(s.state for s in steps), traces=tuple(traces), grads=tuple(grads)), (y, loss_t)
 
 

@@ -99,11 +99,11 @@ class FactoredDeepEProp(ChunkedEngine):
     def check_model(self, model):
         check_readout_leak(model, self.name)
         graph = model.graph
-        for index, layer in enumerate(model.layers):
-            if any(j >= 0 for j in graph.parents[index]) and not has_constant_own_jacobian(layer):
+        for k, layer in enumerate(model.hidden, start=1):
+            if any(j > 0 for j in graph.parents[k]) and not has_constant_own_jacobian(layer):
                 raise ValueError(
                     f"deep_eprop_factored needs every hidden node fed by another hidden node to have a shared, "
-                    f"state-independent own Jacobian (Jb = a); node {index + 1} does not. Use neuron 'leaky', or "
+                    f"state-independent own Jacobian (Jb = a); node {k} does not. Use neuron 'leaky', or "
                     "'lif' with neuron_options={'detach_reset': True} (and no refractory period, n_ref=0); recurrence "
                     "'none', or 'dense' with self_connections=False; one scalar tau_m per layer. Otherwise use "
                     "method='deep_eprop'")
@@ -124,7 +124,7 @@ class FactoredDeepEProp(ChunkedEngine):
         dtype = model.dtype
         plan = self.plan(model)
         traces = []
-        for l, (layer, major) in enumerate(zip(model.layers, plan.batch_major)):
+        for l, (layer, major) in enumerate(zip(model.hidden, plan.batch_major)):
             if plan.factorised[l]:
                 eps = jnp.zeros((batch, layer.row_size), dtype)
             else:
@@ -157,7 +157,7 @@ class FactoredDeepEProp(ChunkedEngine):
             prefixes = plan.prefixes[l]
             start = dict(zip(prefixes, filtered_prev))  # F_0 per prefix, (B, n_l, P_l)
             # per prefix: A^t, t = 0..K, (K+1, i, i), and the response of its F to e, h(tau) = (A^tau 1)_i, (K+1,)
-            powers = {r: _chain_powers(jnp.stack([shared_leak(model.nodes[k]) for k in r]), size) for r in prefixes}
+            powers = {r: _chain_powers(jnp.stack([shared_leak(model.node(k)) for k in r]), size) for r in prefixes}
             response = {r: powers[r][:, -1, :].sum(axis=-1) for r in prefixes}
             weight = jnp.zeros_like(record.psi)  # (K, B, n_l): sum_q Sbar_q
             start_weights = {}  # per prefix, (B, n_l): the coefficient of its F_0 in the gradient
@@ -204,10 +204,10 @@ class FactoredDeepEProp(ChunkedEngine):
         k = shared_leak(model.readout)
 
         readout_trace = k * state.traces[-1] + model.readout.shared_presynaptic(
-            steps[top].z_prev, source_outputs(steps, x, model.readout))
+            steps[top - 1].z_prev, source_outputs(steps, x, model.readout))
         grads = list(state.grads)
-        top_signal = delta * steps[top].ds_dI[:, :, 0, 0]  # (B, n_out): dE_t/dI of the readout
-        records = [None] * len(model.layers) + [(top_signal, readout_trace)]
+        top_signal = delta * steps[top - 1].ds_dI[:, :, 0, 0]  # (B, n_out): dE_t/dI of the readout
+        records = [None] * len(model.hidden) + [(top_signal, readout_trace)]
         if not defer:
             grads[-1] = state.grads[-1] + top_signal.T @ readout_trace
 
@@ -218,7 +218,7 @@ class FactoredDeepEProp(ChunkedEngine):
                 node, above = suffix[0], suffix[1:]
                 weight = edge_matrix(model, above[0], graph.parents[above[0]].index(node))
                 signal = current_signal(above) @ weight  # (B, n o) on z[node]
-                suffix_signals[suffix] = signal_to_current(steps[node], signal)  # (B, n c)
+                suffix_signals[suffix] = signal_to_current(steps[node - 1], signal)  # (B, n c)
             return suffix_signals[suffix]
 
         def path_signal(l, path):  # (B, n_l o_l): the learning signal on z[l] along the path
@@ -226,26 +226,27 @@ class FactoredDeepEProp(ChunkedEngine):
             weight = edge_matrix(model, above[0], graph.parents[above[0]].index(l))  # U_{k1<-l}
             return current_signal(above) @ weight
 
-        traces = [None] * len(model.layers)
+        traces = [None] * len(model.hidden)
         plan = self.plan(model)
         batch_major = plan.batch_major
-        for l in reversed(range(len(model.layers))):
-            step, layer = steps[l], model.layers[l]
-            eps_prev, filtered_prev = state.traces[l]
-            prefixes = plan.prefixes[l]
+        for l in reversed(graph.hidden):  # node ids
+            i = l - 1  # its position in the per-node tuples (steps, traces, gradients, the plan's)
+            step, layer = steps[i], model.hidden[i]
+            eps_prev, filtered_prev = state.traces[i]
+            prefixes = plan.prefixes[i]
             if eps_prev.ndim == 2:  # factorised: e = psi (x) xbar
                 eps = shared_leak(layer) * eps_prev + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
                 if defer:  # F and the gradient left to the chunk's contraction
                     signals = {}
-                    for path, group in zip(graph.paths(l), plan.longest[l]):
+                    for path, group in zip(graph.paths(l), plan.longest[i]):
                         signal = path_signal(l, path)
                         signals[group] = signals[group] + signal if group in signals else signal
-                    records[l] = FactoredRecord(psi, eps, tuple(signals[g] for g in plan.groups[l]))
-                    traces[l] = (eps, filtered_prev)
+                    records[i] = FactoredRecord(psi, eps, tuple(signals[g] for g in plan.groups[i]))
+                    traces[i] = (eps, filtered_prev)
                     continue
-                if batch_major[l]:
+                if batch_major[i]:
                     e = psi[:, :, None] * eps[:, None, :]  # (B, n_l, P_l)
                 else:
                     e = psi.T[:, :, None] * eps[None, :, :]  # (n_l, B, P_l)
@@ -256,20 +257,20 @@ class FactoredDeepEProp(ChunkedEngine):
             filtered = {}
             for prefix in prefixes:  # a prefix's parent prefix comes before it
                 below = filtered[prefix[:-1]] if prefix[:-1] in filtered else e
-                filtered[prefix] = shared_leak(nodes[prefix[-1]]) * previous[prefix] + below
-            grad = state.grads[l]
-            for path, longest in zip(graph.paths(l), plan.longest[l]):
+                filtered[prefix] = shared_leak(nodes[prefix[-1] - 1]) * previous[prefix] + below
+            grad = state.grads[i]
+            for path, longest in zip(graph.paths(l), plan.longest[i]):
                 carried = filtered[longest] if longest else e
                 signal = path_signal(l, path)  # (B, n_l o_l) on z[l]
-                if batch_major[l]:
+                if batch_major[i]:
                     grad = grad + contract_batch_major(carried, signal)
                     continue
                 contribution = jnp.einsum("jbp,jb->jp", carried, signal.T)  # (n_l o_l, R_l)
                 if layer.outputs > 1:  # sum each neuron's outputs
                     contribution = contribution.reshape(layer.size, layer.outputs, -1).sum(axis=1)
                 grad = grad + contribution
-            grads[l] = grad
-            traces[l] = (eps, tuple(filtered[prefix] for prefix in prefixes))
+            grads[i] = grad
+            traces[i] = (eps, tuple(filtered[prefix] for prefix in prefixes))
         new_state = EngineState(net=tuple(s.state for s in steps), traces=tuple(traces) + (readout_trace,),
                                 grads=tuple(grads))
         return new_state, (y, loss_t), (tuple(records) if defer else None)

@@ -80,6 +80,12 @@ Evaluations (:mod:`.evaluation`; ``EProp.evaluations``: step, chunked, reverse).
 Drops (relative to RTRL): the off-diagonal part of each within-layer Jacobian, and every path by which
 a change in layer ``l`` at time ``t`` acts on the layers above at later times through their dynamics
 (only the readout's own leak is kept). With one hidden layer and symmetric feedback it equals deep e-prop.
+
+Why this file is long: it is one rule (:class:`LocalRule`, whose members are ``eprop`` and ``immediate``) with two
+evaluations (step by step, and chunked, whose contraction runs once per chunk) over five trace layouts (factorised,
+scalar, neuron-major, components, general). Each layout's step update and its chunk contraction must agree to
+rounding, and the check a reader makes is the one between them: they are kept side by side, in one class, on
+purpose.
 """
 from __future__ import annotations
 
@@ -142,8 +148,12 @@ class NodeRecord(NamedTuple):
     signal: jax.Array  # (B, n_l o) the learning signal L
 
 
-class EProp(ChunkedEngine):
-    """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces).
+class LocalRule(ChunkedEngine):
+    """The family of per-node rules: the learning signal sent down the same-time edges, each hidden node's own
+    eligibility, and the readout's exact own gradient (module docstring). Not an engine of its own: a member
+    declares ``name``, ``regularization_paths`` and ``carries_eligibility`` (whether a hidden node's eligibility
+    carries on through its own Jacobian, :class:`EProp`, or is this step's derivative only,
+    :class:`~deepeprop.engines.immediate.Immediate`). The options below are every member's.
 
     Args:
         feedback: how the learning signal is sent down: ``"symmetric"`` (the forward weights), ``"random"``
@@ -160,12 +170,10 @@ class EProp(ChunkedEngine):
             ``False`` overrides it (docs/concepts/networks.md, "The reset: a choice of the rule").
     """
 
-    name = "eprop"
-    regularization_paths = paths.LOCAL  # a loss on hidden outputs: deepeprop.engines.paths
     evaluations = (Step, Chunked, Reverse)
-    # whether a hidden layer's eligibility carries on in time through its own Jacobian (False: the immediate
-    # engine, eligibility = this step's derivative only)
-    carries_eligibility: ClassVar[bool] = True
+    feedbacks = FEEDBACKS
+    # whether a hidden layer's eligibility carries on in time through its own Jacobian: each member declares it
+    carries_eligibility: ClassVar[bool]
     feedback: str = eqx.field(static=True, default="symmetric")
     feedback_seed: int = eqx.field(static=True, default=0)
     factorize: bool | None = eqx.field(static=True, default=None)
@@ -199,7 +207,7 @@ class EProp(ChunkedEngine):
         (:meth:`_contract_chunk`)."""
         chunked = self.chunk_size > 1
         layouts = []
-        for layer in model.layers:
+        for layer in model.hidden:
             if self.factorize is not False and has_constant_own_jacobian(layer):
                 layouts.append("factorised")
             elif _scalar_neuron(layer) and not chunked:
@@ -261,7 +269,7 @@ class EProp(ChunkedEngine):
                 return (batch, layer.neuron.state_size, n, R), (batch, n * layer.outputs, R)
             return (batch, n, layer.neuron.state_size, R), (batch, n * layer.outputs, R)
 
-        pairs = [shapes(layer, layout) for layer, layout in zip(model.layers, plan.layouts)]
+        pairs = [shapes(layer, layout) for layer, layout in zip(model.hidden, plan.layouts)]
         return EPropTraces(
             eligibility=tuple(jnp.zeros(eps, dtype) for eps, _ in pairs),
             filtered=tuple(jnp.zeros(ebar if plan.leaky else (0,), dtype) for _, ebar in pairs),
@@ -276,7 +284,7 @@ class EProp(ChunkedEngine):
     def chunked_layers(self, model) -> tuple[bool, ...]:
         """Per hidden node, whether :meth:`sequence` contracts its traces once per chunk: every node when
         ``chunk_size > 1``, none when ``chunk_size == 1`` (``plan(model).chunked``)."""
-        return tuple(self.plan(model).chunked for _ in model.layers)
+        return tuple(self.plan(model).chunked for _ in model.hidden)
 
     def reverse(self, model, state, inputs, targets, mask, loss):
         """The rule over the window ``inputs`` (T, B, n_in) in reverse: one chunk as long as the window (the
@@ -299,10 +307,10 @@ class EProp(ChunkedEngine):
         return EngineState(net=end.net, traces=traces, grads=end.grads), ys, losses
 
     def _feedback_matrix(self, model, traces, node, slot):
-        """The matrix the learning signal goes down through along edge ``slot`` of node ``node`` (position)."""
-        if self.feedback == "symmetric" or not model.nodes[node].inputs[slot].trainable:
+        """The matrix the learning signal goes down through along edge ``slot`` of node ``node`` (an id)."""
+        if self.feedback == "symmetric" or not model.node(node).inputs[slot].trainable:
             return edge_matrix(model, node, slot)
-        return traces.feedback[node][slot]
+        return traces.feedback[node - 1][slot]
 
     def _carried(self, decayed):
         """The part of the eligibility carried over from the previous step (none for the immediate engine)."""
@@ -331,7 +339,7 @@ class EProp(ChunkedEngine):
             filtered_signal = _filter_backwards(k, powers, record.signal) if leaky else record.signal
             if leaky:  # ebar_0 (B, n_l o_l, R_l), read once
                 grads[l] = grads[l] + _contract_outputs(filtered[l], jnp.einsum("t,tbj->bj", powers[1:], record.signal),
-                                                        model.layers[l].outputs)
+                                                        model.hidden[l].outputs)
             if isinstance(record, FactorisedRecord):  # e[t] = psi[t] (x) xbar[t]: one matmul over (K B)
                 grads[l] = grads[l] + jnp.einsum("tbj,tbp->jp", filtered_signal * record.psi, record.xbar)
                 if leaky and final_traces:  # ebar_K = k^K ebar_0 + sum_s k^(K-s) psi[s] (x) xbar[s]: per example
@@ -339,7 +347,7 @@ class EProp(ChunkedEngine):
                         "tbj,tbp->bjp", powers[-2::-1, None, None] * record.psi, record.xbar)
                 continue
             if isinstance(record, NodeRecord):
-                grad, eps_end, ebar_end = self._contract_node(model.layers[l], record, filtered_signal, powers,
+                grad, eps_end, ebar_end = self._contract_node(model.hidden[l], record, filtered_signal, powers,
                                                               eligibility[l], leaky=leaky, final_traces=final_traces)
                 grads[l] = grads[l] + grad
                 if final_traces:
@@ -493,34 +501,35 @@ class EProp(ChunkedEngine):
             top.z_prev, source_outputs(steps, x, model.readout))
         grads = list(state.grads)
         current_signal = {graph.readout: delta * top.ds_dI[:, :, 0, 0]}  # dE_t/dI per node, same time step
-        records = [None] * len(model.layers) + [(current_signal[graph.readout], readout_trace)]
+        records = [None] * len(model.hidden) + [(current_signal[graph.readout], readout_trace)]
         if not defer:
             grads[-1] = state.grads[-1] + current_signal[graph.readout].T @ readout_trace
 
         eligibility, filtered = list(traces.eligibility), list(traces.filtered)
         layouts = plan.layouts
-        for l in reversed(range(len(model.layers))):  # reverse topological order: children first
-            step, layer = steps[l], model.layers[l]
+        for l in reversed(graph.hidden):  # node ids, reverse topological order: children first
+            i = l - 1  # its position in the per-node tuples (steps, traces, gradients)
+            step, layer = steps[i], model.hidden[i]
             # learning signal on z[l,t]: sum over the children of D[k<-l]^T (feedback matrices for random)
             signal = sum(current_signal[c] @ self._feedback_matrix(model, traces, c, slot)
                          for c, slot in graph.children[l])  # (B, n_l)
-            if layouts[l] == "factorised":  # one presynaptic trace per layer: e = psi (x) xbar
-                xbar = self._carried(shared_leak(layer) * traces.eligibility[l]) + layer.shared_presynaptic(
+            if layouts[i] == "factorised":  # one presynaptic trace per layer: e = psi (x) xbar
+                xbar = self._carried(shared_leak(layer) * traces.eligibility[i]) + layer.shared_presynaptic(
                     step.z_prev, source_outputs(steps, x, layer))
                 psi = step.dz[:, :, 0, 0] * step.ds_dI[:, :, 0, 0]  # (B, n_l)
-                eligibility[l] = xbar
+                eligibility[i] = xbar
                 if defer:
-                    records[l] = FactorisedRecord(psi, xbar, signal)
+                    records[i] = FactorisedRecord(psi, xbar, signal)
                 elif leaky and plan.chunked:  # (B, n_l, P_l)
-                    filtered[l] = k * traces.filtered[l] + psi[:, :, None] * xbar[:, None, :]
-                    grads[l] = state.grads[l] + contract_batch_major(filtered[l], signal)
+                    filtered[i] = k * traces.filtered[i] + psi[:, :, None] * xbar[:, None, :]
+                    grads[i] = state.grads[i] + contract_batch_major(filtered[i], signal)
                 elif leaky:  # (n_l, B, P_l)
-                    filtered[l] = k * traces.filtered[l] + psi.T[:, :, None] * xbar[None, :, :]
-                    grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l], signal.T)
+                    filtered[i] = k * traces.filtered[i] + psi.T[:, :, None] * xbar[None, :, :]
+                    grads[i] = state.grads[i] + jnp.einsum("jbp,jb->jp", filtered[i], signal.T)
                 else:
-                    grads[l] = state.grads[l] + (signal * psi).T @ xbar
-            elif layouts[l] == "scalar" and defer:  # eps, ebar left to the chunk's contraction
-                records[l] = ScalarRecord(step.block[..., 0, 0], step.ds_dI[:, :, 0, 0], step.dz[:, :, 0, 0],
+                    grads[i] = state.grads[i] + (signal * psi).T @ xbar
+            elif layouts[i] == "scalar" and defer:  # eps, ebar left to the chunk's contraction
+                records[i] = ScalarRecord(step.block[..., 0, 0], step.ds_dI[:, :, 0, 0], step.dz[:, :, 0, 0],
                                           layer.shared_presynaptic(step.z_prev, source_outputs(steps, x, layer)),
                                           signal)
             elif defer:  # any other node: eps, ebar left to the chunk's contraction
@@ -534,40 +543,49 @@ class EProp(ChunkedEngine):
                 def leading(x):  # (B, n, i, j) -> (i, j, B, n)
                     return jnp.moveaxis(x, (2, 3), (0, 1))
 
-                records[l] = NodeRecord(leading(step.block), leading(step.ds_dI), leading(step.dz), presynaptic,
+                records[i] = NodeRecord(leading(step.block), leading(step.ds_dI), leading(step.dz), presynaptic,
                                         own_input, leading(step.ds_dparams), signal)
-            elif layouts[l] == "scalar":  # d = c = o = 1, batch-major (B, n_l, P_l) traces
-                eps = (self._carried(step.block[..., 0] * traces.eligibility[l])
+            elif layouts[i] == "scalar":  # d = c = o = 1, batch-major (B, n_l, P_l) traces
+                eps = (self._carried(step.block[..., 0] * traces.eligibility[i])
                        + step.ds_dI[..., 0] * step.presynaptic)
                 e = step.dz[:, :, 0] * eps
-                eligibility[l] = eps
+                eligibility[i] = eps
                 if leaky:
-                    filtered[l] = k * traces.filtered[l] + e
-                grads[l] = state.grads[l] + contract_batch_major(filtered[l] if leaky else e, signal)
-            elif layouts[l] == "neuron_major":  # d = c = o = 1: (n_l, B, P_l) traces, fast contraction over B
+                    filtered[i] = k * traces.filtered[i] + e
+                grads[i] = state.grads[i] + contract_batch_major(filtered[i] if leaky else e, signal)
+            elif layouts[i] == "neuron_major":  # d = c = o = 1: (n_l, B, P_l) traces, fast contraction over B
                 jb = step.block[..., 0, 0].T[:, :, None]  # (n_l, B, 1)
                 pre = jnp.swapaxes(step.presynaptic, 0, 1)  # (n_l, B, P_l)
-                eps = self._carried(jb * traces.eligibility[l]) + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
+                eps = self._carried(jb * traces.eligibility[i]) + step.ds_dI[:, :, 0, 0].T[:, :, None] * pre
                 e = step.dz[:, :, 0, 0].T[:, :, None] * eps
-                eligibility[l] = eps
+                eligibility[i] = eps
                 if leaky:
-                    filtered[l] = k * traces.filtered[l] + e
-                grads[l] = state.grads[l] + jnp.einsum("jbp,jb->jp", filtered[l] if leaky else e, signal.T)
+                    filtered[i] = k * traces.filtered[i] + e
+                grads[i] = state.grads[i] + jnp.einsum("jbp,jb->jp", filtered[i] if leaky else e, signal.T)
             else:
                 # (B, n_l, d_l, R_l); the "components" layout (B, d_l, n_l, R_l) is moved to it and back
-                components = layouts[l] == "components"
-                eps = jnp.swapaxes(traces.eligibility[l], 1, 2) if components else traces.eligibility[l]
+                components = layouts[i] == "components"
+                eps = jnp.swapaxes(traces.eligibility[i], 1, 2) if components else traces.eligibility[i]
                 eps = self._carried(apply_block(step.block, eps)) + immediate(step)
                 e = collapse(step.dz, eps)  # (B, n_l o_l, R_l)
-                eligibility[l] = jnp.swapaxes(eps, 1, 2) if components else eps
+                eligibility[i] = jnp.swapaxes(eps, 1, 2) if components else eps
                 if leaky:
-                    filtered[l] = k * traces.filtered[l] + e
-                grads[l] = state.grads[l] + contract_rows(signal, filtered[l] if leaky else e, layer.outputs)
-            if any(j >= 0 for j in graph.parents[l]):  # a hidden node below: pass dE_t/dI[l] on
+                    filtered[i] = k * traces.filtered[i] + e
+                grads[i] = state.grads[i] + contract_rows(signal, filtered[i] if leaky else e, layer.outputs)
+            if any(j > 0 for j in graph.parents[l]):  # a hidden node below: pass dE_t/dI[l] on
                 current_signal[l] = signal_to_current(step, signal)  # (B, n_l c_l)
         new_traces = EPropTraces(tuple(eligibility), tuple(filtered), readout_trace, traces.feedback)
         new_state = EngineState(net=tuple(s.state for s in steps), traces=new_traces, grads=tuple(grads))
         return new_state, (y, loss_t), (tuple(records) if defer else None)
+
+
+class EProp(LocalRule):
+    """E-prop (Bellec et al. 2020) run node by node (module docstring: equation, cost, factorised traces): the
+    :class:`LocalRule` whose eligibility carries on in time. Options: :class:`LocalRule`'s."""
+
+    name = "eprop"
+    regularization_paths = paths.LOCAL  # a loss on hidden outputs: deepeprop.engines.paths
+    carries_eligibility = True
 
 
 def _filter_backwards(k, powers, signal):

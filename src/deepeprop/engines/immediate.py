@@ -30,16 +30,17 @@ through the layers above.
 """
 from __future__ import annotations
 
-from typing import ClassVar
-
 import equinox as eqx
 
 from . import paths
-from .eprop import EProp
+from .eprop import LocalRule
 
 
-class Immediate(EProp):
+class Immediate(LocalRule):
+    """The :class:`~deepeprop.engines.eprop.LocalRule` whose eligibility is this step's derivative only (module
+    docstring); its options are the family's, with ``readout_filter=False`` by default."""
+
     name = "immediate"
     regularization_paths = paths.INSTANT  # a loss on hidden outputs: deepeprop.engines.paths
-    carries_eligibility: ClassVar[bool] = False
+    carries_eligibility = False
     readout_filter: bool = eqx.field(static=True, default=False)

@@ -15,9 +15,10 @@ from .traces import has_constant_own_jacobian
 
 
 def _sizes(model):
+    """``(n, P, d)`` by node id ``0..N``, as the graph counts (the input, id 0: its width, no parameters, no state)."""
     nodes = model.nodes
-    return ([node.size for node in nodes], [node.row_size for node in nodes],
-            [node.neuron.state_size for node in nodes])
+    return ([model.n_in] + [node.size for node in nodes], [0] + [node.row_size for node in nodes],
+            [0] + [node.neuron.state_size for node in nodes])
 
 
 def forward_flops(model, batch: int) -> int:
@@ -32,8 +33,8 @@ def reverse_cost(model, batch: int, T: int) -> tuple[int, int]:
 
 
 def _signal_flops(model, batch: int, l: int) -> int:
-    """The learning signal sent down each edge into ``l``'s children."""
-    n = [node.size for node in model.nodes]
+    """The learning signal sent down each edge into node ``l``'s children (``l`` an id)."""
+    n, _, _ = _sizes(model)
     return sum(2 * batch * n[k] * n[l] for k, _ in model.graph.children[l])
 
 
@@ -63,11 +64,11 @@ class RTRLPlan(Plan):
             return reverse_cost(model, batch, T)
         n, P, d = _sizes(model)
         elements, flops = 0, forward_flops(model, batch)
-        for l in range(len(model.nodes)):
+        for l in model.graph.nodes:
             for k in (l,) + model.graph.descendants[l]:
                 size = batch * n[k] * d[k] * n[l] * P[l]
                 elements += size
-                flops += 2 * size * (model.nodes[k].row_size - 1)  # W and U products on the influence matrix
+                flops += 2 * size * (P[k] - 1)  # W and U products on the influence matrix
         return elements, flops
 
 
@@ -99,8 +100,8 @@ class EPropPlan(Plan):
         own = 1 if self.carries else 0
         elements = B * P[-1]
         flops = forward_flops(model, B) + 2 * B * n[-1] * P[-1]
-        for l, layout in enumerate(self.layouts):
-            o = model.nodes[l].outputs
+        for l, layout in enumerate(self.layouts, start=1):  # node ids
+            o = model.node(l).outputs
             if layout == "factorised":
                 elements += B * P[l] + (B * n[l] * P[l] if leaky else 0)
                 flops += (4 if leaky else 2) * B * n[l] * P[l]
@@ -122,13 +123,14 @@ class DeepEPropPlan(Plan):
     """Deep e-prop's decisions (:class:`~deepeprop.engines.deep_eprop.DeepEProp`).
 
     Args:
-        factorised_hops: per node ``l``, the descendants ``k`` whose deep trace ``S[k,l]`` is stored factorised,
+        factorised_hops: per node ``l`` (at position ``l - 1``), the ids of the descendants ``k`` whose deep
+            trace ``S[k,l]`` is stored factorised,
             ``U_{k<-l} (x) F`` with ``F = a_k F + e`` (the step form only: ``k`` a child of ``l`` with a shared,
             state-independent own Jacobian and ``l``'s only edge into ``k``).
         chunk_size: ``1``: the step form; ``K > 1``: the chunk hybrid over chunks of ``K`` steps.
-        direct_nodes: per node ``k``, whether the hybrid updates its deep traces by the direct-node formula
-            (:mod:`deepeprop.engines.surrogate`: every ancestor of ``k`` a parent, none below another), with no
-            cotangent per neuron of ``k``.
+        direct_nodes: per node (by position, id - 1), whether the hybrid updates its deep traces by the
+            direct-node formula (:mod:`deepeprop.engines.surrogate`: every ancestor of ``k`` a parent, none below
+            another), with no cotangent per neuron of ``k``.
     """
 
     factorised_hops: tuple[tuple[int, ...], ...]
@@ -143,9 +145,9 @@ class DeepEPropPlan(Plan):
         if self.chunk_size > 1:  # the chunk hybrid
             K = min(self.chunk_size, T)
             elements, flops = 0, 3 * forward
-            direct = self.direct_nodes or (False,) * len(model.nodes)
-            run_through = {l for k in range(len(model.nodes)) if direct[k] for l in graph.parents[k] if l >= 0}
-            for l in range(len(model.nodes)):
+            direct = self.direct_nodes or (False,) * len(model.nodes)  # by position (id - 1)
+            run_through = {l for k in graph.nodes if direct[k - 1] for l in graph.parents[k] if l > 0}
+            for l in graph.nodes:
                 elements += B * n[l] * d[l] * P[l]
                 flops += 2 * d[l] * B * n[l] * d[l] * P[l]  # Psi_ll from d cotangents
                 if l in run_through:  # eps_l run forward through the chunk for a direct child
@@ -153,18 +155,18 @@ class DeepEPropPlan(Plan):
                 for k in graph.descendants[l]:
                     elements += B * n[k] * d[k] * n[l] * P[l]
                     flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Psi_kl: (r n_l, K) @ (K, P_l) per example
-                    if not direct[k]:  # the adjoints of a cotangent per row of k
+                    if not direct[k - 1]:  # the adjoints of a cotangent per row of k
                         flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))
                     for j in graph.descendants[l]:
                         if k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
                             flops += 2 * B * n[k] * d[k] * n[j] * d[j] * n[l] * P[l] // K
             return elements, flops
         elements, flops = 0, forward
-        for l in range(len(model.nodes)):
+        for l in graph.nodes:
             elements += B * n[l] * d[l] * P[l]
             flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
             for k in graph.descendants[l]:
-                if k in self.factorised_hops[l]:  # S[k,l] stored as F (B, n_l, P_l)
+                if k in self.factorised_hops[l - 1]:  # S[k,l] stored as F (B, n_l, P_l)
                     elements += B * n[l] * P[l]
                     flops += 3 * B * n[l] * P[l]
                     continue
@@ -173,7 +175,7 @@ class DeepEPropPlan(Plan):
                 for j in graph.parents[k]:
                     if j == l:  # element-wise hop from the eligibility
                         flops += 3 * B * n[k] * d[k] * n[l] * P[l]
-                    elif j in self.factorised_hops[l]:  # M[b] (x) F: a B n^3 product for M, element-wise B n^3
+                    elif j in self.factorised_hops[l - 1]:  # M[b] (x) F: a B n^3 product for M, element-wise B n^3
                         flops += 2 * B * n[k] * n[j] * n[l] + 2 * B * n[k] * d[k] * n[l] * P[l]
                     elif j in graph.descendants[l]:  # a matrix product with U_{k<-j}
                         flops += 2 * B * n[k] * n[j] * n[l] * P[l]
@@ -185,8 +187,9 @@ class FactoredPlan(Plan):
     """The factored deep trace's decisions (:class:`~deepeprop.engines.deep_eprop_factored.FactoredDeepEProp`).
 
     Args:
-        prefixes: per hidden node ``l``, the path prefixes from ``l`` (``l`` excluded) that end at a node with a
-            leak: one filtered trace ``F`` each (a linear readout filters nothing).
+        prefixes: per hidden node ``l`` (at position ``l - 1``), the path prefixes (node ids) from ``l`` (``l``
+            excluded, :meth:`~deepeprop.Graph.prefixes`) that end at a node with a leak: one filtered trace ``F``
+            each (a linear readout filters nothing).
         groups: per hidden node, the distinct longest filtered prefixes of its paths (``()``: ``e`` itself); the
             paths of one group read the same ``F``, so a chunk sums their signals first.
         longest: per hidden node, per path of ``graph.paths(l)``, the longest filtered prefix of that path.
@@ -205,15 +208,9 @@ class FactoredPlan(Plan):
     def of(cls, model, chunk_size: int) -> FactoredPlan:
         graph = model.graph
         prefixes, groups, longest = [], [], []
-        for l in range(len(model.layers)):
-            own = []
-            for path in graph.paths(l):
-                for i in range(1, len(path)):
-                    prefix = path[1:i + 1]
-                    if prefix[-1] == graph.readout and model.readout_is_linear:
-                        continue  # a linear readout filters nothing
-                    if prefix not in own:
-                        own.append(prefix)
+        for l in graph.hidden:
+            own = [prefix for prefix in graph.prefixes(l)  # a linear readout filters nothing
+                   if not (prefix[-1] == graph.readout and model.readout_is_linear)]
             per_path = []
             for path in graph.paths(l):
                 above = path[1:]
@@ -221,7 +218,7 @@ class FactoredPlan(Plan):
             prefixes.append(tuple(own))
             longest.append(tuple(per_path))
             groups.append(tuple(dict.fromkeys(per_path)))
-        factorised = tuple(has_constant_own_jacobian(layer) for layer in model.layers)
+        factorised = tuple(has_constant_own_jacobian(layer) for layer in model.hidden)
         return cls(tuple(prefixes), tuple(groups), tuple(longest),
                    tuple(chunk_size > 1 and f for f in factorised), factorised)
 
@@ -230,12 +227,12 @@ class FactoredPlan(Plan):
             return reverse_cost(model, batch, T)
         B, (n, P, d) = batch, _sizes(model)
         elements, flops = B * P[-1], forward_flops(model, B) + 2 * B * n[-1] * P[-1]
-        for l in range(len(model.layers)):
-            levels = len(self.prefixes[l])  # one F per filtered path prefix
-            own = B * P[l] if self.factorised[l] else B * n[l] * d[l] * P[l]
+        for l in model.graph.hidden:
+            levels = len(self.prefixes[l - 1])  # one F per filtered path prefix
+            own = B * P[l] if self.factorised[l - 1] else B * n[l] * d[l] * P[l]
             paths = len(model.graph.paths(l))
             elements += own + levels * B * n[l] * P[l]
-            if self.batch_major[l]:  # chunked: one matmul for the gradient, one per F for its new value
+            if self.batch_major[l - 1]:  # chunked: one matmul for the gradient, one per F for its new value
                 flops += (2 * levels + 2) * B * n[l] * P[l] + _signal_flops(model, B, l)
             else:  # step by step: e, each F updated element-wise, one contraction per path
                 flops += (2 * levels + 2 + 2 * paths) * B * n[l] * P[l] + _signal_flops(model, B, l)

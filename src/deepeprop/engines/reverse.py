@@ -33,6 +33,10 @@ class Reversed(Engine):
     def regularization_paths(self):
         return self.rule.regularization_paths
 
+    @property
+    def adaptive_feedback(self) -> bool:
+        return self.rule.adaptive_feedback
+
     def check_model(self, model):
         self.rule.check_model(model)
 

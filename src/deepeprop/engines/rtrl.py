@@ -62,8 +62,8 @@ class RTRL(Engine):
     def _influence_shapes(model, batch):
         """Per node ``l``: the shapes of ``G[k,l]`` for ``k`` in ``(l,) + descendants(l)``."""
         nodes, graph = model.nodes, model.graph
-        return [[(batch, nodes[k].size, nodes[k].neuron.state_size, nodes[l].size, nodes[l].row_size)
-                 for k in (l,) + graph.descendants[l]] for l in range(len(nodes))]
+        return [[(batch, nodes[k - 1].size, nodes[k - 1].neuron.state_size, nodes[l - 1].size, nodes[l - 1].row_size)
+                 for k in (l,) + graph.descendants[l]] for l in graph.nodes]
 
     def check_model(self, model):
         # Python ints: no fixed-width product that could wrap around
@@ -85,25 +85,25 @@ class RTRL(Engine):
         loss_t, delta = jax.value_and_grad(loss)(y, target, mask)  # delta: (B, n_out)
 
         def apply_within(k, G):  # J[k,t] @ G
-            out = apply_block(steps[k].block, G)
-            if nodes[k].recurrence == "dense":
-                W = nodes[k].recurrent_matrix()
-                out = out + project_state(_off_diagonal(W), steps[k].ds_dI, steps[k].dz_prev, G)
+            out = apply_block(steps[k - 1].block, G)
+            if nodes[k - 1].recurrence == "dense":
+                W = nodes[k - 1].recurrent_matrix()
+                out = out + project_state(_off_diagonal(W), steps[k - 1].ds_dI, steps[k - 1].dz_prev, G)
             return out
 
         influence, grads = [], []
-        for l in range(len(nodes)):
-            eye = jnp.eye(nodes[l].size, dtype=model.dtype)
-            fresh = immediate(steps[l])[:, :, :, None, :] * eye[None, :, None, :, None]  # (B, n, d, n, P)
-            previous = dict(zip((l,) + graph.descendants[l], state.traces[l]))
+        for l in graph.nodes:
+            eye = jnp.eye(nodes[l - 1].size, dtype=model.dtype)
+            fresh = immediate(steps[l - 1])[:, :, :, None, :] * eye[None, :, None, :, None]  # (B, n, d, n, P)
+            previous = dict(zip((l,) + graph.descendants[l], state.traces[l - 1]))
             new = {l: apply_within(l, previous[l]) + fresh}  # G[l,l]
             for k in graph.descendants[l]:  # topological order: every parent on a path from l is done
                 G = apply_within(k, previous[k])
                 for slot, j in enumerate(graph.parents[k]):
                     if j in new:  # j is l or one of its descendants
-                        G = G + project_state(edge_matrix(model, k, slot), steps[k].ds_dI, steps[j].dz, new[j])
+                        G = G + project_state(edge_matrix(model, k, slot), steps[k - 1].ds_dI, steps[j - 1].dz, new[j])
                 new[k] = G
             influence.append(tuple(new[k] for k in (l,) + graph.descendants[l]))
-            grads.append(state.grads[l] + error_contract(delta, new[graph.readout]))
+            grads.append(state.grads[l - 1] + error_contract(delta, new[graph.readout]))
         return EngineState(net=tuple(s.state for s in steps), traces=tuple(influence), grads=tuple(grads)), (y, loss_t)
 

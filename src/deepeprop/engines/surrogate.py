@@ -213,7 +213,8 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool
     ``direct_nodes``); ``None``: by a cotangent per neuron for every node."""
     inputs, targets, mask = xs
     graph = model.graph
-    descendants = graph.descendants
+    # every per-node tuple here (states, records, traces, gradients) is by position (id - 1): so are these
+    descendants = tuple(tuple(k - 1 for k in graph.descendants[l]) for l in graph.nodes)
     s0 = tuple(state.net)
     size = inputs.shape[0]
 
@@ -277,7 +278,7 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool
                     chunk_e[l] = chunk_eligibility(model, l, state.traces[l][0], s0, states, inputs)
                 mine = old[(k, l)]  # (B, n_k, d_k, n_l, R_l)
                 grads[l] = grads[l] + jnp.tensordot(start_adjoint[k], mine, axes=3)  # lambda_k . S[k,l]
-                weight = edge_matrix(model, k, graph.parents[k].index(l))  # U_{k<-l} (n_k c_k, n_l o_l)
+                weight = edge_matrix(model, k + 1, graph.parents[k + 1].index(l + 1))  # U_{k<-l}: by id
                 deep_new[(k, l)] = apply_block(phi_k, mine) + direct_rows(delta, weight, chunk_e[l],
                                                                           model.nodes[l].outputs)
             continue

@@ -15,10 +15,9 @@ from ..jacobians import LayerStep
 
 
 def edge_matrix(model, k: int, slot: int) -> Array:
-    """The matrix of incoming edge ``slot`` of node position ``k``: its weight, or the identity (a residual edge)."""
-    projection = model.nodes[k].inputs[slot]
-    width = model.nodes[k].size * model.nodes[k].currents
-    return projection.matrix(width, model.dtype)
+    """The matrix of incoming edge ``slot`` of node ``k`` (an id): its weight, or the identity (a residual edge)."""
+    node = model.node(k)
+    return node.inputs[slot].matrix(node.size * node.currents, model.dtype)
 
 
 def apply_block(block: Array, trace: Array) -> Array:
@@ -126,7 +125,7 @@ def error_contract(delta: Array, top_trace: Array) -> Array:
 def has_constant_own_jacobian(layer) -> bool:
     """True when every neuron of ``layer`` has the same, state-independent ``Jb = a`` and ``ds/dI = 1``.
 
-    Asked of the node as it is (:meth:`~deepeprop.network.Layer.shared_leak`): the neuron declares a constant
+    Asked of the node as it is (:meth:`~deepeprop.network.Node.shared_leak`): the neuron declares a constant
     leak (:meth:`~deepeprop.AbstractNeuron.constant_leak`; leaky rate units, LIF with ``detach_reset=True``,
     the readout's integrator) that is one scalar for the node (a scalar time constant), and no recurrence
     acts inside a neuron (no diagonal ``W``, no self-connection). Decided from shapes and static fields, so

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import UsageError
-from . import machine, methods, read_json, write_json
+from .common import machine, methods, read_json, write_json
 
 AXES = ("depth", "recurrence", "neuron", "profile", "loss_timing", "T")
 
@@ -68,7 +68,7 @@ SPIKING = ("lif", "alif")
 
 
 def build_model(point: dict, seed: int, dtype):
-    from ..network import DeepRNN
+    from ..builders import DeepRNN
 
     recurrence, gain = point["recurrence"], 1.0
     if recurrence.startswith("dense:"):

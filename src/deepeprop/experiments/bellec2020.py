@@ -16,6 +16,10 @@ initialisation and at the end (Hz, over the evaluation batch), and, for every ru
 and norm ratio of its gradient to BPTT's on the network as it runs, at initialisation, per parameter.
 ``raster.npz`` holds one test example of the final network (input and hidden spikes, the readout's softmax) for
 the Fig. 3 raster of the report.
+
+Why this file is long: it reproduces one figure of one paper end to end (its runs per method and seed, and its
+section of the report: the table, the figure and the comparison with the paper's numbers), so that each claim it
+prints sits beside the code that measures it.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import os
 
 import numpy as np
 
-from . import machine, methods as method_specs, write_json
+from .common import machine, machine_text, methods as method_specs, write_json
 from .learning import train_run
 
 FOLDER = "bellec2020"
@@ -330,7 +334,7 @@ def section(folder: str, figures: str, report_dir: str, labels: dict) -> tuple[l
                   f"- Task: `{base['task_options']}` (T = {runs[0]['config'].get('n_steps')} steps)",
                   f"- Criterion: validation error below {threshold:.0%}, confirmed on "
                   f"{base.get('early_stopping_batches', 8)} more batches (Bellec et al.'s rule)",
-                  f"- Paper: {PAPER}", f"- Machine: {_machine_text(saved.get('machine', {}))}; other jobs shared its 2 "
+                  f"- Paper: {PAPER}", f"- Machine: {machine_text(saved.get('machine', {}))}; other jobs shared its 2 "
                   "cores while these runs ran (load average 8-17), so the seconds per iteration below are wall-clock "
                   "under that load, not the library's speed (`deepeprop bench` measures that)", "",
                   *(DIFFERENCES if name == FOLDER else []),
@@ -422,9 +426,3 @@ def _same_curve(folder: str, runs: list[dict], labels: dict) -> list[str]:
                      "amplified by the spikes it flips, as the weights move apart); the same validation accuracy at "
                      f"{same} of {len(shared)} evaluations; criterion met at {met[0]} and {met[1]}")
     return found
-
-
-def _machine_text(info: dict) -> str:
-    from .report import _machine_text as text
-
-    return text(info)

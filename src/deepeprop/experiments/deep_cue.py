@@ -20,8 +20,13 @@ from __future__ import annotations
 
 import os
 
-from . import methods as method_specs, read_json
+from .alignment import summarize
+from .bellec2020 import diagnose
+from .common import methods as method_specs, read_json, write_json
 from .learning import FOLDER, run as run_units, task_config, train_run, units
+from .report import learning_section, load_learning
+
+FOLDER_NAME = "deep_cue"  # deep_cue.toml's name: results under OUT/deep_cue
 
 
 def layer_groups(options: dict) -> dict:
@@ -35,8 +40,6 @@ def layer_groups(options: dict) -> dict:
 
 def diagnose_finals(config: dict, folder: str, todo, log) -> None:
     """``diagnostics.json`` (and ``raster.npz``) of every finished final run of the units ``todo``."""
-    from .bellec2020 import diagnose
-
     specs = method_specs()
     for task, method in todo:
         choice_path = os.path.join(folder, task, method, "choice.json")
@@ -104,7 +107,6 @@ def reference_check(config: dict, folder: str, task: str, log) -> dict | None:
             entry[key] = {"norm_ratio": na / nb, "cosine": float(a @ b / max(na * nb, 1e-300))}
         result[str(seed)] = entry
         log(f"{task} seed {seed}: BPTT with the reset detached against kept")
-    from . import write_json
 
     write_json(path, result)
     return result
@@ -201,8 +203,6 @@ def intro_lines(saved: dict) -> list[str]:
 
 
 def _mean_text(values, digits=2) -> str:
-    from .alignment import summarize
-
     summary = summarize(values)
     if summary["mean"] is None:
         return "n/a"
@@ -330,3 +330,13 @@ def online_comparison(root: str, online: dict) -> str | None:
             + ("" if train_gap is None else f"; the training loss of the same batches (computed by each evaluation's "
                f"own forward pass) differs by up to {train_gap:.1e} (relative)")
             + (f"; the online evaluation took {slower:.1f}x the reverse one's time per iteration" if slower else ""))
+
+
+def section(folder: str, figures: str, report_dir: str) -> tuple[list[str], list[str], float]:
+    """The report's section of this experiment (after Bellec et al.'s): its heading and text, then the learning
+    tables with the diagnostics of each task; ``([], [], 0.0)`` when it has not run under ``folder``."""
+    saved, choices = load_learning(folder, FOLDER_NAME)
+    if saved is None:
+        return [], [], 0.0
+    return learning_section(saved, choices, folder, figures, report_dir, name=FOLDER_NAME, intro=intro_lines(saved),
+                            diagnostics=diagnostics_lines)

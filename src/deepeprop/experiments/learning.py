@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UsageError
-from . import machine, methods as method_specs, read_json, write_json
+from .common import machine, methods as method_specs, read_json, write_json
 
 DATASET_TASKS = ("digits", "mnist1d")
 FOLDER = "learning"  # results under OUT/FOLDER unless the config names its own (``name``: deep_cue.toml)

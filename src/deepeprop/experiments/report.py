@@ -3,6 +3,10 @@
 Every number in the report is read from the files the ``alignment`` and ``learning`` subcommands wrote; the
 report states the commands, configs, seeds, machine and compute time behind each table. Findings are
 derived from the numbers (which method's 95% interval lies above which), not written by hand.
+
+Why this file is long: it writes one document, docs/results.md, from the experiments' JSON; its sections (alignment,
+learning, and the Bellec et al. reproduction from :mod:`~deepeprop.experiments.bellec2020`) and the listing of what
+shards still miss read the same loaded results and share the formatting of intervals, tables and figures.
 """
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ import numpy as np
 
 from ..errors import UsageError
 from ..runfolder import read_metrics
-from . import methods as method_specs
-from . import read_json
-from .alignment import AXES, summarize
+from .alignment import AXES, points, summarize
+from .bellec2020 import section as bellec_section
+from .common import machine_text, read_json
+from .common import methods as method_specs
+from .learning import units
 
 PER_LAYER = ("eprop", "eprop_random", "eprop_no_filter", "immediate")  # the per-layer (no depth traces) methods
 DEEP = "deep_eprop"
@@ -94,7 +100,7 @@ def alignment_section(config: dict, results: list[dict], figures: str, report_di
               "- Command: `deepeprop experiment alignment` (config: `src/deepeprop/experiments/alignment.toml`)",
               f"- Base point: `{_point_text(base)}`",
               f"- Seeds: {seeds}; methods: {', '.join(methods)} (BPTT is the reference)",
-              f"- Machine: {_machine_text(config.get('machine', {}))}; compute: {seconds:.0f} s for "
+              f"- Machine: {machine_text(config.get('machine', {}))}; compute: {seconds:.0f} s for "
               f"{len(results)} points", ""]
     heat_rows, heat_cols = [], []
     for axis in AXES:
@@ -189,13 +195,6 @@ def _point_text(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
-def _machine_text(info: dict) -> str:
-    if not info:
-        return "unknown"
-    return (f"{info.get('device', '?')} ({info.get('cpu_count', '?')} cores, {info.get('processor', '?')}), "
-            f"jax {info.get('jax', '?')}, deepeprop {info.get('deepeprop', '?')}")
-
-
 def _alignment_findings(config: dict, results: list[dict]) -> list[str]:
     """Where per-layer e-prop loses the bottom layer's gradient and deep e-prop keeps it."""
     out = []
@@ -256,11 +255,13 @@ def _curves(folder: str, choice: dict):
 
 
 def learning_section(config: dict, choices: list[dict], folder: str, figures: str, report_dir: str,
-                     name: str = "learning", level: str = "###", intro: list[str] | None = None) -> tuple:
+                     name: str = "learning", level: str = "###", intro: list[str] | None = None,
+                     diagnostics=None) -> tuple:
     """The report's lines of a learning-style experiment under ``folder/name``, its findings and its compute
     (seconds): ``learning`` with its heading and introduction; another experiment on the same runner either with its
     own ``intro`` lines (``deep_cue``: the tasks shallowest first, the machine named) or with none (``zucchet2023``
-    writes its own); ``level``: the tasks' heading."""
+    writes its own); ``level``: the tasks' heading; ``diagnostics(config, root, task, choices) -> (lines, findings)``
+    adds lines after each task's curves."""
     lines, findings = [], []
     conf = config["config"]
     tasks = [t for t in conf["tasks"] if any(c["task"] == t for c in choices)]
@@ -282,9 +283,9 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
               "smallest or largest: a rate beyond it might do better.", "",
               "- Command: `deepeprop experiment learning` (config: `src/deepeprop/experiments/learning.toml`, methods: "
               "`src/deepeprop/experiments/methods.toml`)",
-              f"- Machine: {_machine_text(config.get('machine', {}))}", ""]
+              f"- Machine: {machine_text(config.get('machine', {}))}", ""]
     if intro is not None:
-        lines += intro + [f"- Machine: {_machine_text(config.get('machine', {}))}", ""]
+        lines += intro + [f"- Machine: {machine_text(config.get('machine', {}))}", ""]
     elif name == "learning":
         lines += learning_intro
     for task in tasks:
@@ -378,10 +379,8 @@ def learning_section(config: dict, choices: list[dict], folder: str, figures: st
         path = _save(figure, figures, f"{name}_{task}.png")
         lines += [f"![learning curves on {task}]({os.path.relpath(path, report_dir)})", ""]
         findings += _learning_findings(task, finals, per_iteration, metric_name)
-        if intro is not None:  # deep_cue: what explains the outcome (rates, alignment) and the online check
-            from .deep_cue import diagnostics_lines
-
-            more, found = diagnostics_lines(conf, root, task, [by_method[m] for m in order if m in by_method])
+        if diagnostics is not None:  # deep_cue: what explains the outcome (rates, alignment), the online check
+            more, found = diagnostics(conf, root, task, [by_method[m] for m in order if m in by_method])
             lines += more
             findings += found
     return lines, findings, compute
@@ -421,9 +420,6 @@ def missing(folder: str) -> dict:
     """What the experiments' configs ask for and ``folder`` does not hold yet (the work of shards that have not
     run or not finished): ``{"alignment": [(key, point label), ...] or None, "learning": [(task, method), ...] or
     None, "alignment_total": n, "learning_total": m}`` (``None``: that experiment has not started)."""
-    from .alignment import points
-    from .learning import units
-
     out = {"alignment": None, "learning": None, "deep_cue": None, "alignment_total": 0, "learning_total": 0,
            "deep_cue_total": 0}
     align_config, align_results = load_alignment(folder)
@@ -472,40 +468,32 @@ def missing_text(folder: str, found: dict | None = None, sep: str = " ") -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the report
-def build_report(folder: str, report: str, *, figures: str | None = None, quick: bool = False) -> str:
-    """Write the Markdown report ``report`` (and its PNG figures) from the JSON under ``folder``."""
+def build_report(folder: str, report: str, *, figures: str | None = None, quick: bool = False,
+                 sections: tuple = ()) -> str:
+    """Write the Markdown report ``report`` (and its PNG figures) from the JSON under ``folder``. ``sections``:
+    ``(name, builder)`` of the experiments whose sections follow Bellec et al.'s, each
+    ``builder(folder, figures, report_dir) -> (lines, findings, seconds)`` (no lines: not run); the package passes
+    deep_cue's and zucchet2023's (:mod:`deepeprop.experiments`), which import this module's tables."""
     report_dir = os.path.dirname(os.path.abspath(report))
     figures = figures or os.path.join(report_dir, "figures" if not quick else "figures-quick")
     labels = {name: spec["label"] for name, spec in method_specs().items()}
     align_config, align_results = load_alignment(folder)
     learn_config, choices = load_learning(folder)
-    deep_config, deep_choices = load_learning(folder, "deep_cue")
-    from .bellec2020 import section as bellec_section
-
     bellec_lines, bellec_found, bellec_seconds = bellec_section(folder, figures, report_dir, labels)
-    from .zucchet2023 import section as zucchet_section
-
-    zucchet_lines, zucchet_found, zucchet_seconds = zucchet_section(folder, figures, report_dir)
-    if (align_config is None and learn_config is None and deep_config is None and not bellec_lines
-            and not zucchet_lines):
+    extra = [(name, *builder(folder, figures, report_dir)) for name, builder in sections]
+    if (align_config is None and learn_config is None and not bellec_lines
+            and not any(lines for _, lines, _, _ in extra)):
         raise UsageError(f"--out: no experiment results under {folder!r}; run `deepeprop experiment alignment` and "
                          f"`deepeprop experiment learning` first")
     quick_flag = " --quick" if quick else ""
     sections, findings, compute = list(bellec_lines), list(bellec_found), {}
     if bellec_lines:
         compute["bellec2020"] = bellec_seconds
-    if deep_config is not None:
-        from .deep_cue import intro_lines
-
-        lines, found, seconds = learning_section(deep_config, deep_choices, folder, figures, report_dir,
-                                                 name="deep_cue", intro=intro_lines(deep_config))
-        sections += lines
-        findings += found
-        compute["deep_cue"] = seconds
-    sections += zucchet_lines
-    findings += zucchet_found
-    if zucchet_lines:
-        compute["zucchet2023"] = zucchet_seconds
+    for name, lines, found, seconds in extra:
+        if lines:
+            sections += lines
+            findings += found
+            compute[name] = seconds
     if learn_config is not None:
         lines, found, seconds = learning_section(learn_config, choices, folder, figures, report_dir)
         sections += lines

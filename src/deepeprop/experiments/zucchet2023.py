@@ -23,7 +23,11 @@ import os
 
 import numpy as np
 
-from . import machine, methods as method_specs, read_json, write_json
+from . import learning
+from .alignment import summarize
+from .common import machine, machine_text, methods as method_specs, read_json, write_json
+from .learning import task_config, train_run
+from .report import _figure, _fmt, _interval, _save, _welch, learning_section, load_learning
 
 FOLDER = "zucchet2023"
 TASK = "copy"
@@ -66,7 +70,6 @@ def exactness(config: dict, out: str) -> dict:
     import jax
 
     from .. import api, training
-    from .learning import task_config
 
     results = {"config": None, "methods": {}}
     reference = None
@@ -100,8 +103,6 @@ def exactness(config: dict, out: str) -> dict:
 
 def online_check(config: dict, out: str) -> dict | None:
     """``online_check.json`` (module docstring): ``None`` while the method has no chosen rate yet."""
-    from .learning import task_config, train_run
-
     check = config["online_check"]
     method = check["method"]
     path = os.path.join(out, FOLDER, "online_check.json")
@@ -138,8 +139,6 @@ def online_check(config: dict, out: str) -> dict | None:
 
 def run(config: dict, out: str, *, methods=None, progress: bool = True, shard=None) -> dict:
     """The units (sweep and final seeds of every method), then the two checks (module docstring)."""
-    from . import learning
-
     choices = learning.run(config, out, tasks=[TASK], methods=methods, progress=progress, shard=shard, name=FOLDER)
     write_json(os.path.join(out, FOLDER, "differences.json"), {"differences": list(DIFFERENCES),
                                                                "machine": machine()})
@@ -198,8 +197,6 @@ def _same_training(folder: str, choices: dict) -> str | None:
 
 def section(folder: str, figures: str, report_dir: str) -> tuple[list[str], list[str], float]:
     """The report's lines for this experiment (empty when it has not run), its findings and its compute (s)."""
-    from .report import learning_section, load_learning, _machine_text
-
     config, choices = load_learning(folder, FOLDER)
     if config is None:
         return [], [], 0.0
@@ -218,7 +215,7 @@ def section(folder: str, figures: str, report_dir: str) -> tuple[list[str], list
              "e-prop.", "",
              "- Command: `deepeprop experiment zucchet2023` (config `src/deepeprop/experiments/zucchet2023.toml`, "
              f"results under `results/{FOLDER}`); one process per method: `--shard I/3`",
-             f"- Machine: {_machine_text(config.get('machine', {}))}; other agents shared its 2 cores while these "
+             f"- Machine: {machine_text(config.get('machine', {}))}; other agents shared its 2 cores while these "
              "ran, so the seconds per iteration are wall-clock under load (compare them as ratios)", ""]
     evaluations = []
     for method in conf["methods"]:
@@ -271,13 +268,10 @@ def section(folder: str, figures: str, report_dir: str) -> tuple[list[str], list
     findings += [f"zucchet2023 {line}" for line in found]
     bptt, eprop = by_method.get("bptt"), by_method.get("eprop")
     if bptt and eprop and bptt.get("seeds") and eprop.get("seeds"):
-        from .alignment import summarize
-
         values = {m: [e["metric"] for e in by_method[m]["seeds"].values() if e["status"] == "finished"]
                   for m in ("bptt", "eprop")}
         if all(len(v) > 1 for v in values.values()):
             a, b = summarize(values["bptt"]), summarize(values["eprop"])
-            from .report import _welch
 
             p = _welch(values["eprop"], values["bptt"])
             apart = a["low"] > b["high"] or b["low"] > a["high"]
@@ -315,8 +309,6 @@ def _loss_and_speed(folder: str, conf: dict, by_method: dict, figures: str, repo
     first evaluation at which the test accuracy reached ``level``, per seed, with 95% intervals and Welch's test
     against BPTT."""
     from ..runfolder import read_metrics
-    from .alignment import summarize
-    from .report import _welch
 
     values = {}
     for method in conf["methods"]:
@@ -370,7 +362,6 @@ def _loss_and_speed(folder: str, conf: dict, by_method: dict, figures: str, repo
 def _loss_figure(folder: str, conf: dict, by_method: dict, path: str) -> str | None:
     """The final runs' test loss against the iteration (log scale), mean over seeds, band min to max."""
     from ..runfolder import read_metrics
-    from .report import _figure, _save
 
     figure, (ax,) = _figure(6.0, 3.2)
     drawn = False
@@ -399,14 +390,3 @@ def _loss_figure(folder: str, conf: dict, by_method: dict, path: str) -> str | N
     ax.legend(fontsize=7)
     return _save(figure, os.path.dirname(path), os.path.basename(path))
 
-
-def _interval(summary, digits=3):
-    from .report import _interval as interval
-
-    return interval(summary, digits)
-
-
-def _fmt(value, digits=3):
-    from .report import _fmt as fmt
-
-    return fmt(value, digits)

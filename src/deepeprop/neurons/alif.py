@@ -51,8 +51,8 @@ def bellec_beta(tau_m=20.0, tau_a=2000.0, *, scale: float = BELLEC_BETA_SCALE):
     Returns:
         ``beta``: a float for scalar time constants, else a NumPy array of their broadcast shape.
     """
-    tau_m = np.asarray(check_time_constant(tau_m, "tau_m"), np.float64)
-    tau_a = np.asarray(check_time_constant(tau_a, "tau_a"), np.float64)
+    tau_m = np.asarray(check_time_constant("tau_m", tau_m), np.float64)
+    tau_a = np.asarray(check_time_constant("tau_a", tau_a), np.float64)
     scale = validation.check_number("scale", scale, minimum=0, exclusive_minimum=True)
     beta = scale * (1.0 - np.exp(-1.0 / tau_a)) / (1.0 - np.exp(-1.0 / tau_m))
     return float(beta) if beta.ndim == 0 else beta
@@ -124,9 +124,9 @@ class ALIF(AbstractNeuron):
     def __init__(self, n: int, *, tau_m=20.0, tau_a=200.0, beta=0.07, n_lif: int = 0, threshold: float = 0.6,
                  gamma: float = 0.3, surrogate: str = "triangle", detach_reset: bool | None = None, n_ref: int = 0,
                  dtype=jnp.float32):
-        self.n = check_size(n, "n")
-        self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
-        self.adaptation_decay = decay_from_tau(tau_a, self.n, dtype, "tau_a")
+        self.n = check_size("n", n)
+        self.decay = decay_from_tau("tau_m", tau_m, self.n, dtype)
+        self.adaptation_decay = decay_from_tau("tau_a", tau_a, self.n, dtype)
         self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
             threshold, gamma, surrogate, detach_reset)
         strength = adaptation_strength(beta, n_lif, self.n, tau_m, tau_a, dtype)

@@ -79,16 +79,16 @@ def _spike_fn_jvp(surrogate_id, primals, tangents):
     return spike_fn(x, scale, surrogate_id), scale * psi * dx
 
 
-def decay_from_tau(tau, n: int, dtype, name: str) -> Array:
+def decay_from_tau(name: str, tau, n: int, dtype) -> Array:
     """``exp(-1/tau)`` (time step 1): shape ``()`` for a scalar time constant (one leak shared by the
     node, which the factorised fast paths need), ``(n,)`` for a per-neuron one."""
-    tau_arr = check_time_constant(tau, name).astype(dtype)
+    tau_arr = check_time_constant(name, tau).astype(dtype)
     if tau_arr.shape not in ((), (n,)):
         raise ValueError(f"{name} must be a scalar or an array of shape ({n},), got shape {tau_arr.shape}")
     return jnp.exp(-1.0 / tau_arr)
 
 
-def check_time_constant(tau, name: str) -> Array:
+def check_time_constant(name: str, tau) -> Array:
     """A time constant in time steps: a number or an array of numbers (not bools), finite and > 0."""
     if isinstance(tau, bool) or getattr(tau, "dtype", None) == bool:  # noqa: E721 (a numpy dtype equals bool)
         raise validation.fail(name, "a number or an array of numbers (time steps)", tau)
@@ -98,7 +98,7 @@ def check_time_constant(tau, name: str) -> Array:
     return tau_arr
 
 
-def check_positive(value, name: str) -> float:
+def check_positive(name: str, value) -> float:
     """A finite number > 0 (:func:`deepeprop.validation.check_number`)."""
     return validation.check_number(name, value, minimum=0, exclusive_minimum=True)
 
@@ -278,6 +278,6 @@ def check_neuron(neuron: AbstractNeuron, *, batch: int = 3, key=None, scale: flo
                              "not that leak or dM/dI is not 1 at a random state: remove the declaration")
 
 
-def check_size(value, name: str) -> int:
+def check_size(name: str, value) -> int:
     """A positive Python int (numpy ints accepted; :func:`deepeprop.validation.check_int`)."""
     return validation.check_int(name, value, minimum=1)

@@ -32,7 +32,7 @@ class Integrator(AbstractNeuron):
 
     def __init__(self, n: int, *, decay: float = 0.0, dtype=None):
         del dtype  # no arrays: k is a static number
-        self.n = check_size(n, "n")
+        self.n = check_size("n", n)
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay) \
                 or not 0.0 <= decay < 1.0:
             raise ValueError(f"decay (the readout leak k) must be a number in [0, 1), got {decay!r}")

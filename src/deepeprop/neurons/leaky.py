@@ -28,8 +28,8 @@ class LeakyRate(AbstractNeuron):
     spiking = False
 
     def __init__(self, n: int, *, tau_m=20.0, dtype=jnp.float32):
-        self.n = check_size(n, "n")
-        self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
+        self.n = check_size("n", n)
+        self.decay = decay_from_tau("tau_m", tau_m, self.n, dtype)
 
     @property
     def size(self) -> int:

@@ -48,7 +48,7 @@ def spike_options(threshold, gamma, surrogate, detach_reset) -> tuple[float, flo
     """The checked ``(threshold, gamma, surrogate_id, detach_reset)`` of a spiking model (LIF, ALIF);
     ``detach_reset`` is ``True``, ``False`` or ``None`` (the rule decides)."""
     detach_reset = check_bool("detach_reset", detach_reset, optional=True)
-    return (check_positive(threshold, "threshold"), check_positive(gamma, "gamma"), check_surrogate(surrogate),
+    return (check_positive("threshold", threshold), check_positive("gamma", gamma), check_surrogate(surrogate),
             detach_reset)
 
 
@@ -105,8 +105,8 @@ class LIF(AbstractNeuron):
 
     def __init__(self, n: int, *, tau_m=20.0, threshold: float = 0.6, gamma: float = 0.3,
                  surrogate: str = "triangle", detach_reset: bool | None = None, n_ref: int = 0, dtype=jnp.float32):
-        self.n = check_size(n, "n")
-        self.decay = decay_from_tau(tau_m, self.n, dtype, "tau_m")
+        self.n = check_size("n", n)
+        self.decay = decay_from_tau("tau_m", tau_m, self.n, dtype)
         self.threshold, self.gamma, self.surrogate_id, self.detach_reset = spike_options(
             threshold, gamma, surrogate, detach_reset)
         self.n_ref = check_refractory(n_ref)

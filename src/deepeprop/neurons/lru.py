@@ -50,7 +50,7 @@ class LRU(AbstractNeuron):
 
     def __init__(self, n: int, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 2 * math.pi,
                  key=None, dtype=jnp.float32):
-        self.n = check_size(n, "n")
+        self.n = check_size("n", n)
         for name, value in (("r_min", r_min), ("r_max", r_max), ("max_phase", max_phase)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")

@@ -32,7 +32,7 @@ class MinGRU(AbstractNeuron):
 
     def __init__(self, n: int, *, dtype=None):
         del dtype  # no arrays
-        self.n = check_size(n, "n")
+        self.n = check_size("n", n)
 
     @property
     def size(self) -> int:

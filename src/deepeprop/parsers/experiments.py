@@ -1,7 +1,7 @@
 """The parser of ``deepeprop experiment`` (:mod:`deepeprop.experiments`)."""
 from __future__ import annotations
 
-from ..experiments import DEFAULT_OUT
+from ..experiments.common import DEFAULT_OUT
 from . import command, description
 
 

@@ -5,7 +5,8 @@ import argparse
 
 from ..engines import ENGINES
 from ..losses import LOSSES
-from ..network import DTYPES, READOUTS, RECURRENCES
+from ..builders import READOUTS
+from ..network import DTYPES, RECURRENCES
 from ..neurons import NEURONS
 from ..registry import names
 from . import command, description

@@ -10,7 +10,8 @@ from ..config import DEFAULTS, OPTIMIZERS, RESUMABLE
 from ..config_sources import parse_value
 from ..engines import ENGINES, EVALUATIONS, Chunked
 from ..engines.eprop import FEEDBACKS
-from ..network import DTYPES, READOUTS, RECURRENCES
+from ..builders import READOUTS
+from ..network import DTYPES, RECURRENCES
 from ..neurons import NEURONS
 from ..registry import names
 from ..regularization import REGULARIZATIONS
@@ -91,7 +92,7 @@ FLAGS = {
 def _stop_value(text: str):
     """``--early-stopping`` value: true, false or a threshold."""
     try:
-        return early_stopping.check_threshold(parse_value(text))
+        return early_stopping.check_threshold("--early-stopping", parse_value(text))
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

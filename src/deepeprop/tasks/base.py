@@ -27,7 +27,6 @@ Conventions (shared by all tasks):
 from __future__ import annotations
 
 import abc
-import functools
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -37,9 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import validation
+from .metrics import nmse, sequence_accuracy, step_accuracy  # noqa: F401  (tasks import them from here)
 
 DT = 1e-3  # seconds per step of the spiking tasks (1 ms, as in Bellec et al. 2020)
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "validation")  # "validation": a held-out part of train (holdout="validation")
+# The random stream of each split: the held-out split, test or validation, draws from one stream (as before the
+# validation split had a name of its own, so that runs seeded then draw the same batches).
+_STREAMS = {"train": 0, "test": 1, "validation": 1}
 LOSSES = ("mse", "cross_entropy")
 
 
@@ -84,10 +87,6 @@ def check_batch_size(batch_size: Any) -> int:
     return check_int("batch_size", batch_size, minimum=1)
 
 
-def check_split(split: Any) -> str:
-    return check_choice("split", split, SPLITS)
-
-
 def check_label_steps(label_steps: Any, n_steps: int) -> int | None:
     """``None`` (label on every step) or an int in ``[1, n_steps]``."""
     if label_steps is None:
@@ -102,7 +101,7 @@ def check_label_steps(label_steps: Any, n_steps: int) -> int | None:
 
 def make_rng(seed: int, split: str) -> np.random.Generator:
     """The generator of one batch: seeded by ``(seed, split)`` so that splits differ."""
-    return np.random.default_rng([seed, SPLITS.index(split)])
+    return np.random.default_rng([seed, _STREAMS[split]])
 
 
 def poisson_spikes(rng: np.random.Generator, rates_hz: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
@@ -161,56 +160,6 @@ def sample_indices(rng: np.random.Generator, n_examples: int, batch_size: int) -
 
 
 # --------------------------------------------------------------------------------------
-# Metrics (jit-compatible: no Python control flow on values)
-# --------------------------------------------------------------------------------------
-
-
-def sequence_accuracy(outputs: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
-    """Accuracy of one prediction per sequence.
-
-    The prediction of a sequence is the argmax of the readout summed over the
-    steps where ``mask == 1``; its label is the (constant) label of those steps.
-    Sequences without any masked step are ignored.
-
-    outputs (T, B, n_out), labels (T, B) int (-1 off the window), mask (T, B) -> scalar.
-    """
-    summed = jnp.sum(outputs * mask[..., None], axis=0)  # (B, n_out)
-    prediction = jnp.argmax(summed, axis=-1)  # (B,)
-    label = jnp.max(labels, axis=0)  # (B,) the window label (-1 elsewhere)
-    counted = jnp.any(mask > 0, axis=0)  # (B,)
-    correct = jnp.sum((prediction == label) & counted)
-    return correct / jnp.maximum(jnp.sum(counted), 1)
-
-
-def step_accuracy(outputs: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
-    """Fraction of masked steps whose readout argmax equals the label of that step.
-
-    outputs (T, B, n_out), labels (T, B) int, mask (T, B) -> scalar.
-    """
-    correct = (jnp.argmax(outputs, axis=-1) == labels) * mask  # (T, B)
-    return jnp.sum(correct) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def nmse(outputs: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
-    """Normalised mean squared error over the masked steps.
-
-    ``mean((y_hat - y)^2) / var(y)``, both over the masked (step, example)
-    entries and averaged over the output channels (the variance about each
-    channel's own mean). Predicting each channel's masked mean gives exactly
-    1.0 (chance). A zero variance is replaced by the smallest positive float.
-
-    outputs (T, B, n_out), targets (T, B, n_out), mask (T, B) -> scalar.
-    """
-    m = mask[..., None]  # (T, B, 1)
-    count = jnp.maximum(jnp.sum(mask), 1.0)
-    mse = jnp.sum(m * (outputs - targets) ** 2, axis=(0, 1)) / count  # (n_out,)
-    mean = jnp.sum(m * targets, axis=(0, 1)) / count  # (n_out,)
-    var = jnp.sum(m * (targets - mean) ** 2, axis=(0, 1)) / count  # (n_out,)
-    tiny = jnp.finfo(jnp.result_type(var)).tiny
-    return jnp.sum(mse) / jnp.maximum(jnp.sum(var), tiny)
-
-
-# --------------------------------------------------------------------------------------
 # Task base classes
 # --------------------------------------------------------------------------------------
 
@@ -263,9 +212,24 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def chance(self) -> float: ...
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits :meth:`batch` serves: ``("train", "test")``; a task with a validation hold-out serves
+        ``("train", "validation")`` instead (its test split held back)."""
+        return ("train", "test")
+
+    @property
+    def evaluation_split(self) -> str:
+        """The split a run evaluates on: ``"test"``, or ``"validation"`` under ``holdout="validation"``."""
+        return self.splits[-1]
+
+    def check_split(self, split: Any) -> str:
+        """``split`` if this task serves it (:attr:`splits`), else a ``ValueError`` naming the ones it serves."""
+        return check_choice("split", split, self.splits)
+
     def batch(self, seed: int, batch_size: int, split: str = "train") -> Batch:
         """A batch drawn from ``seed``; deterministic per ``(seed, batch_size, split)``."""
-        seed, batch_size, split = check_seed(seed), check_batch_size(batch_size), check_split(split)
+        seed, batch_size, split = check_seed(seed), check_batch_size(batch_size), self.check_split(split)
         inputs, targets, mask = self._generate(make_rng(seed, split), batch_size, split)
         return to_batch(inputs, targets, mask, self.loss)
 
@@ -320,105 +284,3 @@ class ClassificationTask(Task):
 
     def _metric(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         return sequence_accuracy(outputs, batch.targets, batch.mask)
-
-
-class DatasetTask(ClassificationTask):
-    """Classification of a fixed labelled dataset, one label per sequence.
-
-    Subclasses provide ``labels(split)`` (``(N,)`` int labels of a split),
-    ``_inputs(split, idx)`` (the inputs ``(B, T, n_in)`` of examples ``idx``)
-    for the train split and the fixed held-out test split (disjoint), and a
-    ``label_steps`` option: the label applies on the last ``label_steps``
-    steps (``None``: on every step). Train and test batches sample from their
-    split (without replacement within a batch when the split is large enough).
-    """
-
-    @abc.abstractmethod
-    def labels(self, split: str = "train") -> np.ndarray:
-        """The labels ``(N,)`` of every example of ``split``."""
-
-    @abc.abstractmethod
-    def _inputs(self, split: str, idx: np.ndarray) -> np.ndarray:
-        """The inputs ``(B, T, n_in)`` of the examples ``idx`` of ``split``."""
-
-    def n_examples(self, split: str = "train") -> int:
-        return int(self.labels(split).shape[0])
-
-    def _window_start(self) -> int:
-        return 0 if self.label_steps is None else self.n_steps - self.label_steps
-
-    def _assemble(self, split: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Examples ``idx (B,)`` of ``split`` -> time-major ``(inputs, targets, mask)``."""
-        inputs = np.swapaxes(self._inputs(split, idx), 0, 1)  # (T, B, n_in)
-        labels = self.labels(split)[idx]  # (B,)
-        targets = window_labels(labels, self.n_steps, self._window_start(), self.n_steps)  # (T, B)
-        return inputs, targets, mask_from_labels(targets)
-
-    def _generate(self, rng, batch_size, split):
-        return self._assemble(split, sample_indices(rng, self.n_examples(split), batch_size))
-
-    def test_set(self) -> Batch:
-        """The whole held-out test split as one Batch (B = number of test examples)."""
-        return to_batch(*self._assemble("test", np.arange(self.n_examples("test"))), self.loss)
-
-
-HOLDOUTS = ("test", "validation")
-VALIDATION_FRACTION = 0.2  # of the train split, held out when holdout = "validation"
-VALIDATION_SEED = 1
-
-
-@functools.lru_cache(maxsize=16)
-def _validation_split(n_train: int) -> tuple[np.ndarray, np.ndarray]:
-    return holdout_split(n_train, VALIDATION_FRACTION, VALIDATION_SEED)
-
-
-class DenseDatasetTask(DatasetTask):
-    """A ``DatasetTask`` whose splits are held in memory as dense arrays.
-
-    Subclasses provide ``_examples(split)`` -> ``(x (N, T_in, n_in), y (N,))``, ``input_steps`` (``T_in``) and
-    the fields ``delay`` and ``holdout``, checked by ``_validate_presentation``:
-
-    - ``delay`` (int >= 0): zero-input steps after each example, so ``n_steps = input_steps + delay`` and the
-      label (on the last ``label_steps`` steps) comes ``delay`` steps after the input ended: the example is
-      presented early and asked for late.
-    - ``holdout``: ``"test"`` (default) evaluates on the fixed test split; ``"validation"`` holds out a fixed
-      ``VALIDATION_FRACTION`` of the train split (seeded permutation), trains on the rest and serves the
-      held-out part as its ``"test"`` split, for choosing hyper-parameters without touching the test split.
-    """
-
-    @abc.abstractmethod
-    def _examples(self, split: str) -> tuple[np.ndarray, np.ndarray]: ...
-
-    @property
-    @abc.abstractmethod
-    def input_steps(self) -> int: ...
-
-    @property
-    def n_steps(self) -> int:
-        return self.input_steps + self.delay
-
-    def _validate_presentation(self) -> None:
-        self._set("delay", check_int("delay", self.delay, minimum=0))
-        check_choice("holdout", self.holdout, HOLDOUTS)
-
-    def _split_examples(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if self.holdout == "test":
-            return self._examples(split)
-        x, y = self._examples("train")
-        train_idx, validation_idx = _validation_split(int(y.shape[0]))
-        idx = train_idx if split == "train" else validation_idx
-        return x[idx], y[idx]
-
-    def examples(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-        """The whole split as numpy ``(x (N, T_in, n_in), y (N,))`` (read-only views; without the delay)."""
-        x, y = self._split_examples(check_split(split))
-        return readonly_view(x), readonly_view(y)
-
-    def labels(self, split: str = "train") -> np.ndarray:
-        return self.examples(split)[1]
-
-    def _inputs(self, split, idx):
-        x = self._split_examples(split)[0][idx]  # (B, T_in, n_in)
-        if self.delay:
-            x = np.concatenate([x, np.zeros((x.shape[0], self.delay, x.shape[2]), x.dtype)], axis=1)
-        return x  # (B, n_steps, n_in)

@@ -47,7 +47,6 @@ from .base import (
     check_int,
     check_rate,
     check_seed,
-    check_split,
     make_rng,
     mask_from_labels,
     poisson_spikes,
@@ -127,7 +126,7 @@ class CueAccumulation(ClassificationTask):
 
     def cue_sides(self, seed: int, batch_size: int, split: str = "train") -> np.ndarray:
         """The cue sides ``(B, n_cues)`` (0 = left, 1 = right) of ``batch(seed, batch_size, split)``."""
-        rng = make_rng(check_seed(seed), check_split(split))
+        rng = make_rng(check_seed(seed), self.check_split(split))
         return self._draw_sides(rng, check_batch_size(batch_size))
 
     def _generate(self, rng, batch_size, split):

@@ -23,7 +23,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import DenseDatasetTask, check_choice, check_float, check_label_steps, holdout_split
+from .base import check_choice, check_float, check_label_steps, holdout_split
+from .datasets import DenseDatasetTask
 
 READS = ("rows", "pixels")
 SPLIT_SEED = 0

@@ -25,7 +25,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import DenseDatasetTask, check_int, check_label_steps
+from .base import check_int, check_label_steps
+from .datasets import DenseDatasetTask
 
 SEQ_LENGTH = 40  # the package's final_seq_length
 

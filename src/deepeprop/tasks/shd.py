@@ -40,14 +40,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .base import (
-    DatasetTask,
-    check_float,
-    check_int,
-    check_label_steps,
-    check_split,
-    holdout_split,
-)
+from .base import check_float, check_int, check_label_steps, holdout_split
+from .datasets import DatasetTask
 
 N_CHANNELS = 700
 N_CLASSES = 20
@@ -201,10 +195,10 @@ class SHD(DatasetTask):
 
     def split_indices(self, split: str = "train") -> np.ndarray:
         """Indices of the examples of ``split`` in its file (``path``, or ``test_path`` for test)."""
-        return self._source(check_split(split))[1]
+        return self._source(self.check_split(split))[1]
 
     def labels(self, split: str = "train") -> np.ndarray:
-        data, idx = self._source(check_split(split))
+        data, idx = self._source(self.check_split(split))
         return data.labels[idx]
 
     def _inputs(self, split, idx):
