@@ -1,6 +1,10 @@
 """Shared test fixtures: small float64 networks whose spiking layers really spike."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -134,3 +138,13 @@ def covering_grid(primary, rotated):
             marks = () if tail == kept else (pytest.mark.slow,)
             params.append(pytest.param(*head, *tail, marks=marks))
     return params
+
+
+def run_experiment(*args, cwd, timeout=900):
+    """``deepeprop experiment ARGS`` in a subprocess (float32, as a user runs it); fails the test on a non-zero exit
+    with the end of its stderr."""
+    env = dict(os.environ, JAX_ENABLE_X64="0")
+    result = subprocess.run([sys.executable, "-m", "deepeprop", "experiment", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

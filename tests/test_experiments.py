@@ -10,6 +10,7 @@ import pytest
 from deepeprop.experiments import read_config
 from deepeprop.experiments.alignment import points, summarize, time_constants
 from deepeprop.experiments.report import _welch
+from helpers import run_experiment
 
 
 def test_sweep_points_share_the_base_point_and_change_one_factor():
@@ -47,26 +48,19 @@ def test_interval_and_test_statistics():
     assert _welch([0.1, 0.2, 0.15], [0.1, 0.2, 0.15]) > 0.99
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, JAX_ENABLE_X64="0")
-    result = subprocess.run([sys.executable, "-m", "deepeprop", "experiment", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
 
 def test_quick_experiments_and_report(tmp_path):
     out = str(tmp_path / "results")
-    _cli("alignment", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
-    _cli("learning", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    run_experiment("alignment", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    run_experiment("learning", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
     folder = os.path.join(out, "quick")
     choice = json.load(open(os.path.join(folder, "learning", "delayed_digits", "bptt", "choice.json")))
     summary_path = os.path.join(folder, "learning", "delayed_digits", "bptt", choice["seeds"]["0"]["out"],
                                 "summary.json")
     before = os.path.getmtime(summary_path)
-    _cli("learning", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # resumes: nothing redone
+    run_experiment("learning", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # resumes: nothing redone
     assert os.path.getmtime(summary_path) == before
-    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    run_experiment("report", "--quick", "--out", out, cwd=tmp_path)
     report = open(os.path.join(folder, "results.md")).read()
     for heading in ("## Findings", "## Learning", "### delayed_digits", "## Gradient alignment", "### depth",
                     "### recurrence"):
@@ -158,14 +152,14 @@ def test_quick_bellec2020_and_its_report(tmp_path):
     """The Bellec et al. experiment's quick variant end to end: one run per method with the config's evaluation,
     resumed without redoing anything, diagnostics written, and the report's table holds the runs' own numbers."""
     out = str(tmp_path / "results")
-    _cli("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    run_experiment("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
     folder = os.path.join(out, "quick", "bellec2020")
     config = read_config("bellec2020", None, quick=True)
     summary_path = os.path.join(folder, "bptt", "seed-0", "summary.json")
     before = os.path.getmtime(summary_path)
-    _cli("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # finished: nothing redone
+    run_experiment("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # finished: nothing redone
     assert os.path.getmtime(summary_path) == before
-    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    run_experiment("report", "--quick", "--out", out, cwd=tmp_path)
     report = open(os.path.join(out, "quick", "results.md")).read()
     assert "## Bellec et al. 2020, Fig. 3 at the paper's size" in report
     for method in config["methods"]:
@@ -237,8 +231,8 @@ def test_quick_deep_cue_and_its_report(tmp_path):
     """The deep cue experiment's quick variant end to end: sweep, seeds, the refusal, diagnostics, the online check,
     and the report's table row holds the runs' own numbers."""
     out = str(tmp_path / "results")
-    _cli("deep_cue", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
-    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    run_experiment("deep_cue", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    run_experiment("report", "--quick", "--out", out, cwd=tmp_path)
     report = open(os.path.join(out, "quick", "results.md")).read()
     folder = os.path.join(out, "quick", "deep_cue", "cue_two_layers")
     config = read_config("deep_cue", None, quick=True)

@@ -6,8 +6,6 @@ e-prop (Zucchet et al.'s rule) is not. The quick variant end to end (CLI, report
 """
 import json
 import os
-import subprocess
-import sys
 
 import equinox as eqx
 import jax
@@ -18,6 +16,7 @@ import pytest
 from deepeprop import api, training
 from deepeprop.experiments import methods, read_config
 from deepeprop.experiments.learning import task_config
+from helpers import run_experiment
 
 SMALL = {"hidden": [4] + [3, 4, 4] * 4, "task_options": {"pattern_length": 3, "n_symbols": 3, "delay": 1},
          "dtype": "float64", "batch_size": 3}
@@ -69,20 +68,13 @@ def test_deep_eprop_is_bptt_on_the_paper_graph_and_eprop_is_not():
     np.testing.assert_allclose(eprop[-1], reference[-1], rtol=1e-9, atol=1e-12)  # the readout's gradient is exact
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, JAX_ENABLE_X64="0")
-    result = subprocess.run([sys.executable, "-m", "deepeprop", "experiment", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
 
 @pytest.mark.slow
 def test_quick_zucchet2023_and_its_report(tmp_path):
     """The quick variant end to end: every run with the config's evaluation, deep e-prop's training the same as
     BPTT's, the online check beside the reverse run, nothing redone on a second call, and the report's section."""
     out = str(tmp_path / "results")
-    _cli("zucchet2023", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
+    run_experiment("zucchet2023", "--quick", "--out", out, "--no-progress", cwd=tmp_path)
     folder = os.path.join(out, "quick", "zucchet2023")
     config = read_config("zucchet2023", None, quick=True)
     choices = {m: json.load(open(os.path.join(folder, "copy", m, "choice.json"))) for m in config["methods"]}
@@ -100,9 +92,9 @@ def test_quick_zucchet2023_and_its_report(tmp_path):
     assert max(check["relative_gap"]["step"]) < 1e-4  # float32 rounding between the two evaluations
     summary_path = os.path.join(folder, "copy", "bptt", choices["bptt"]["seeds"]["0"]["out"], "summary.json")
     before = os.path.getmtime(summary_path)
-    _cli("zucchet2023", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # finished: nothing redone
+    run_experiment("zucchet2023", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # finished: nothing redone
     assert os.path.getmtime(summary_path) == before
-    _cli("report", "--quick", "--out", out, cwd=tmp_path)
+    run_experiment("report", "--quick", "--out", out, cwd=tmp_path)
     report = open(os.path.join(out, "quick", "results.md")).read()
     assert "## Zucchet et al. 2023: the copy task at the paper's size" in report
     assert "`bptt`: reverse; `deep_eprop`: reverse; `eprop`: reverse" in report

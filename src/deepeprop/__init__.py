@@ -1,6 +1,4 @@
 """deepeprop: online training of deep recurrent and spiking networks with deep e-prop."""
-import warnings
-
 from .api import gradients, loss_and_gradients
 from .engines import ENGINES, Engine, EngineState, make_engine
 from .engines import EVALUATIONS, Chunked, Evaluation, Reverse, Step, make_evaluation, with_evaluation
@@ -14,19 +12,15 @@ from .neurons import (ALIF, GELU, LIF, LRU, NEURONS, AbstractInstantaneous, Abst
                       LeakyRate, MinGRU, ReLU, Tanh, bellec_beta, check_neuron, spike_fn)
 from .online import LearnerState, OnlineLearner
 from .regularization import REGULARIZATIONS, RateRegularization, RunningRateRegularization
-from . import parallel  # noqa: F401  (dp.parallel: data-parallel helpers)
+from . import network, parallel  # noqa: F401  (dp.parallel: data-parallel helpers; network: the renamed names)
 from .tasks import TASKS, Batch, Task, get_task
 from .version import __version__  # noqa: F401  (one source: the package metadata)
 
-_RENAMED = {"Layer": "Node", "Projection": "Edge"}  # deprecated names, for user code written before the rename
 
 
 def __getattr__(name: str):
-    if name in _RENAMED:
-        warnings.warn(f"deepeprop.{name} is deprecated: use deepeprop.{_RENAMED[name]}", DeprecationWarning,
-                      stacklevel=2)
-        return globals()[_RENAMED[name]]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """Deprecated names (``Layer``, ``Projection``), for user code written before the rename."""
+    return network.renamed(name, __name__)
 
 
 

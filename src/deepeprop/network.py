@@ -433,9 +433,15 @@ def resolve_dtype(dtype):
 _RENAMED = {"Layer": "Node", "Projection": "Edge"}
 
 
-def __getattr__(name: str):
+def renamed(name: str, module: str):
+    """The object a deprecated ``name`` now has, with a warning: the lookup of ``module``'s ``__getattr__`` (this
+    module's and the package's)."""
     if name in _RENAMED:
         warnings.warn(f"deepeprop.{name} is deprecated: use deepeprop.{_RENAMED[name]}", DeprecationWarning,
-                      stacklevel=2)
+                      stacklevel=3)
         return globals()[_RENAMED[name]]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str):
+    return renamed(name, __name__)
