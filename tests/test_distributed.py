@@ -120,6 +120,7 @@ def _weights_initial(folder: str) -> list[np.ndarray]:
     return [np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))]
 
 
+@pytest.mark.slow  # about 15-40 s of two cores: run with -m slow
 def test_a_killed_process_stops_the_other_with_a_clear_error(tmp_path):
     """Process 1 is killed (SIGKILL) mid-run: process 0 stops within seconds (not at a timeout) with exit code 4 and
     a message naming the failure, and its last checkpoint is intact."""

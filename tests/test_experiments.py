@@ -49,6 +49,7 @@ def test_interval_and_test_statistics():
 
 
 
+@pytest.mark.slow  # about 15-40 s of two cores: run with -m slow
 def test_quick_experiments_and_report(tmp_path):
     out = str(tmp_path / "results")
     run_experiment("alignment", "--quick", "--out", out, "--no-progress", cwd=tmp_path)

@@ -100,6 +100,7 @@ def _contents(folder: str) -> dict:
     return found
 
 
+@pytest.mark.slow  # about 15-40 s of two cores: run with -m slow
 def test_two_shards_make_the_folder_of_one_run(tmp_path):
     for name, text in (("alignment.toml", ALIGNMENT), ("learning.toml", LEARNING)):
         (tmp_path / name).write_text(text)
