@@ -120,7 +120,7 @@ def _factored_models():
 FACTORED_SIZES = (4, 5, 20)  # divides T, a shorter last chunk, more than T (one chunk of T)
 # the default run keeps few compilations (the grid above covers 3 layers of leaky-rate units with a leaky readout
 # and of LIF with a linear one); -m slow runs every size on every model
-FACTORED_DEFAULT = {"two_lif_leaky": (4, 20), "graph_alif_skip": (5,), "reset_kept_skip_linear": (5,),
+FACTORED_DEFAULT = {"two_lif_leaky": (20,), "graph_alif_skip": (5,), "reset_kept_skip_linear": (5,),
                     "three_leaky_linear": ()}
 
 

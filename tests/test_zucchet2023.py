@@ -49,6 +49,7 @@ def _flat(grads):
     return [np.concatenate([np.ravel(leaf) for leaf in node]) for node in leaves]
 
 
+@pytest.mark.slow  # 11 s; the exactness on LRU stacks is in test_cells' default run
 def test_deep_eprop_is_bptt_on_the_paper_graph_and_eprop_is_not():
     """Every within-node Jacobian is (block) diagonal: deep e-prop's reverse and step forms give BPTT's gradient."""
     config = _config("deep_eprop", SMALL)
