@@ -148,3 +148,13 @@ def run_experiment(*args, cwd, timeout=900):
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+def rerun_and_report(experiment: str, out: str, summary_path: str, *, cwd) -> str:
+    """Run ``experiment --quick`` again (finished runs must not be redone: ``summary_path`` is left untouched), then
+    the quick report; returns the report's text."""
+    before = os.path.getmtime(summary_path)
+    run_experiment(experiment, "--quick", "--out", out, "--no-progress", cwd=cwd)
+    assert os.path.getmtime(summary_path) == before, f"{experiment}: a finished run was redone"
+    run_experiment("report", "--quick", "--out", out, cwd=cwd)
+    return open(os.path.join(out, "quick", "results.md")).read()

@@ -10,7 +10,7 @@ import pytest
 from deepeprop.experiments import read_config
 from deepeprop.experiments.alignment import points, summarize, time_constants
 from deepeprop.experiments.report import _welch
-from helpers import run_experiment
+from helpers import rerun_and_report, run_experiment
 
 
 def test_sweep_points_share_the_base_point_and_change_one_factor():
@@ -157,11 +157,7 @@ def test_quick_bellec2020_and_its_report(tmp_path):
     folder = os.path.join(out, "quick", "bellec2020")
     config = read_config("bellec2020", None, quick=True)
     summary_path = os.path.join(folder, "bptt", "seed-0", "summary.json")
-    before = os.path.getmtime(summary_path)
-    run_experiment("bellec2020", "--quick", "--out", out, "--no-progress", cwd=tmp_path)  # finished: nothing redone
-    assert os.path.getmtime(summary_path) == before
-    run_experiment("report", "--quick", "--out", out, cwd=tmp_path)
-    report = open(os.path.join(out, "quick", "results.md")).read()
+    report = rerun_and_report("bellec2020", out, summary_path, cwd=tmp_path)
     assert "## Bellec et al. 2020, Fig. 3 at the paper's size" in report
     for method in config["methods"]:
         run = os.path.join(folder, method, "seed-0")
