@@ -190,7 +190,7 @@ def test_deep_cue_config_evaluations_and_refusal(tmp_path):
         resolved = task_config(config, "cue_two_layers", method, specs[method], lr=1e-2, seed=0,
                                out=str(tmp_path / method), validation=True)
         assert resolved["evaluation"] == config["evaluation"].get(method)
-        assert resolved["iterations"] == config["sweep_iterations"]
+        assert resolved["iterations"] == config["sweep_overrides"]["iterations"]
         final = task_config(config, "cue_two_layers", method, specs[method], lr=1e-2, seed=0,
                             out=str(tmp_path / method), validation=False)
         assert final["iterations"] == config["overrides"]["iterations"]

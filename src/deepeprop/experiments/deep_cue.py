@@ -173,13 +173,15 @@ def intro_lines(saved: dict) -> list[str]:
                      for w in dict(spec, **config.get("overrides", {}))["hidden"]})
     length = (task.get("lead_steps", 0) + task["n_cues"] * (task["cue_steps"] + task["gap_steps"])
               + task["delay_steps"] + task["recall_steps"])
+    # the sweep's budget (saved configs from before sweep_overrides name it sweep_iterations)
+    sweep_iterations = config.get("sweep_overrides", {}).get("iterations", config.get("sweep_iterations", "all"))
     return [
         "## Deep versions of Bellec et al.'s evidence accumulation: the memory above the layer that must learn", "",
         "Bellec et al.'s task (the statistics of the section above) with the memory one or two layers above the "
         "layer reading the input: LIF neurons (no recurrence) below an ALIF memory layer (tau_a 2000, Bellec's beta, "
         "dense recurrence without autapses), leaky readout, "
         f"{' or '.join(map(str, widths))} neurons per layer. Every method at its own learning "
-        f"rate: a sweep over {config['learning_rates']} ({config.get('sweep_iterations', 'all')} iterations, seed "
+        f"rate: a sweep over {config['learning_rates']} ({sweep_iterations} iterations, seed "
         f"{config['sweep_seed']}, its own validation batch), then seeds {config['seeds']} at the best rate, scored "
         "on the test batch after the final iteration; 95% intervals (Student t) and Welch's t-test against deep "
         "e-prop, as in the learning experiment.", "",

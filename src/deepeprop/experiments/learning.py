@@ -35,8 +35,6 @@ def task_config(config: dict, task_name: str, method_name: str, spec: dict, *, l
     task_options = dict(options.pop("task_options", {}))
     if validation and options["task"] in DATASET_TASKS:
         task_options["holdout"] = "validation"
-    if validation and config.get("sweep_iterations") is not None:  # a sweep shorter than the final runs
-        options["iterations"] = int(config["sweep_iterations"])
     explicit = dict(options, task_options=task_options, method=spec["method"], method_options=dict(spec["options"]),
                     lr=float(lr), seed=int(seed), out=out)
     if method_name in config.get("evaluation", {}):  # the config's evaluation for this method, else the task's own
