@@ -47,7 +47,8 @@ def test_plans_follow_the_structure():
     assert dp.EProp(chunk_size=1).plan(exact_reset).layouts == ("general", "general")
     assert dp.EProp(factorize=False).plan(factorisable).layouts == ("scalar", "scalar")
     assert dp.DeepEProp(chunk_size=1).plan(factorisable).factorised_hops[0] == (2,)  # node 1 -> node 2 (ids)
-    assert dp.DeepEProp().plan(factorisable).factorised_hops[0] == ()  # the hybrid reads full traces
+    assert dp.DeepEProp().plan(factorisable).factorised_hops[0] == (2,)  # the hybrid factorises the same pairs
+    assert dp.DeepEProp(factorize=False).plan(factorisable).factorised_hops[0] == ()
     factored = dp.FactoredDeepEProp().plan(factorisable)
     assert factored.prefixes[0] == ((2,), (2, 3))  # node 2, then the leaky readout (node 3) above it
     assert factored.batch_major == (True, True)

@@ -101,7 +101,7 @@ class DeepEProp(Engine):
             below = {l, *graph.descendants[l]}
             hops.append(tuple(
                 k for k, _ in graph.children[l]
-                if self.factorize and self.chunk_size == 1 and has_constant_own_jacobian(model.node(k))
+                if self.factorize and has_constant_own_jacobian(model.node(k))
                 and sum(j in below for j in graph.parents[k]) == 1))
         direct = []  # by position (id - 1), as every per-node tuple
         for k in graph.nodes:
@@ -133,10 +133,10 @@ class DeepEProp(Engine):
         """Run ``inputs`` (T, B, n_in): step by step (``chunk_size == 1``) or by the chunk hybrid."""
         if self.chunk_size == 1:
             return super().sequence(model, state, inputs, targets, mask, loss)
-        direct = self.plan(model).direct_nodes
-        return run_chunked(self.chunk_size, lambda s, xs: hybrid_chunk(model, s, xs, loss, direct=direct,
-                                                                        basis_batch=self.basis_batch),
-                           state, inputs, targets, mask)
+        plan = self.plan(model)
+        return run_chunked(self.chunk_size, lambda s, xs: hybrid_chunk(
+            model, s, xs, loss, direct=plan.direct_nodes, factorised=plan.factorised_hops,
+            basis_batch=self.basis_batch), state, inputs, targets, mask)
 
     def reverse(self, model, state, inputs, targets, mask, loss):
         """One backward pass through deep e-prop's surrogate (:mod:`deepeprop.engines.surrogate`)."""
@@ -147,8 +147,10 @@ class DeepEProp(Engine):
 
     def step(self, model, state, x, target, mask, loss):
         if self.chunk_size > 1:  # the hybrid's layout: a chunk of one step
+            plan = self.plan(model)
             state, (ys, losses) = hybrid_chunk(model, state, (x[None], target[None], mask[None]), loss,
-                                               basis_batch=self.basis_batch, direct=self.plan(model).direct_nodes)
+                                               basis_batch=self.basis_batch, direct=plan.direct_nodes,
+                                               factorised=plan.factorised_hops)
             return state, (ys[0], losses[0])
         nodes, graph = model.nodes, model.graph
         steps = forward_linearized(model, state.net, x)

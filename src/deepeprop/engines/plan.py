@@ -125,8 +125,8 @@ class DeepEPropPlan(Plan):
     Args:
         factorised_hops: per node ``l`` (at position ``l - 1``), the ids of the descendants ``k`` whose deep
             trace ``S[k,l]`` is stored factorised,
-            ``U_{k<-l} (x) F`` with ``F = a_k F + e`` (the step form only: ``k`` a child of ``l`` with a shared,
-            state-independent own Jacobian and ``l``'s only edge into ``k``).
+            ``U_{k<-l} (x) F`` with ``F = a_k F + e`` (``k`` a child of ``l`` with a shared, state-independent own
+            Jacobian and ``l``'s only edge into ``k``; the step form and the chunk hybrid alike).
         chunk_size: ``1``: the step form; ``K > 1``: the chunk hybrid over chunks of ``K`` steps.
         direct_nodes: per node (by position, id - 1), whether the hybrid updates its deep traces by the
             direct-node formula (:mod:`deepeprop.engines.surrogate`: every ancestor of ``k`` a parent, none below
@@ -146,20 +146,30 @@ class DeepEPropPlan(Plan):
             K = min(self.chunk_size, T)
             elements, flops = 0, 3 * forward
             direct = self.direct_nodes or (False,) * len(model.nodes)  # by position (id - 1)
-            run_through = {l for k in graph.nodes if direct[k - 1] for l in graph.parents[k] if l > 0}
+            factorised = {(k, l) for l in graph.nodes for k in self.factorised_hops[l - 1]}  # by id
+            full = {(k, l) for l in graph.nodes for k in graph.descendants[l] if (k, l) not in factorised}
+            run_through = ({l for k, l in factorised}  # eps_l run forward through the chunk: for F, for a direct
+                           | {l for k, l in full if direct[k - 1]})  # child
+            rows = {k for k, _ in full if not direct[k - 1]}  # nodes with a cotangent per row
             for l in graph.nodes:
                 elements += B * n[l] * d[l] * P[l]
                 flops += 2 * d[l] * B * n[l] * d[l] * P[l]  # Psi_ll from d cotangents
-                if l in run_through:  # eps_l run forward through the chunk for a direct child
+                if l in run_through:
                     flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
                 for k in graph.descendants[l]:
+                    if (k, l) in factorised:  # F (B, n_l, P_l): the chunk's e_l weighted by a_k^(t0+K-t)
+                        elements += B * n[l] * P[l]
+                        flops += 2 * B * n[l] * P[l]
+                        continue
                     elements += B * n[k] * d[k] * n[l] * P[l]
                     flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Psi_kl: (r n_l, K) @ (K, P_l) per example
-                    if not direct[k - 1]:  # the adjoints of a cotangent per row of k
-                        flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))
                     for j in graph.descendants[l]:
-                        if k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
+                        if k in graph.descendants[j] and (j, l) in factorised:  # (start U) (x) F, once per chunk
+                            flops += (2 * B * n[k] * d[k] * n[j] * n[l] + B * n[k] * d[k] * n[l] * P[l]) // K
+                        elif k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
                             flops += 2 * B * n[k] * d[k] * n[j] * d[j] * n[l] * P[l] // K
+            for k in rows:  # the adjoints of a cotangent per row of k, through every node of the chunk
+                flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))
             return elements, flops
         elements, flops = 0, forward
         for l in graph.nodes:

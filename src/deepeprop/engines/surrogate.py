@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 
 from ..jacobians import linearize
-from .traces import apply_block, collapse, edge_matrix, immediate
+from .traces import apply_block, collapse, contract_rows, edge_matrix, immediate, shared_leak
 
 
 # ---------------------------------------------------------------------------- the surrogate network
@@ -121,6 +121,7 @@ class ChunkRecord(eqx.Module):
     ds_dparams: jax.Array  # (K, B, n, d, q)
     presynaptic: jax.Array  # (K, B, P) shared by the rows; with diagonal recurrence the inputs (K, B, n_in)
     recurrent: jax.Array | None  # diagonal recurrence: z_prev (K, B, n), each row's own W_jj factor; else None
+    dz: jax.Array  # (K, B, n, o, d) dz[t]/ds[t] of each step's new state
 
 
 def chunk_records(model, s0, states, inputs) -> list[ChunkRecord]:
@@ -141,7 +142,8 @@ def chunk_records(model, s0, states, inputs) -> list[ChunkRecord]:
             recurrent = unflat(step.z_prev)
         else:
             presynaptic, recurrent = node.shared_presynaptic(step.z_prev, sources), None
-        records.append(ChunkRecord(unflat(step.ds_dI), unflat(step.ds_dparams), unflat(presynaptic), recurrent))
+        records.append(ChunkRecord(unflat(step.ds_dI), unflat(step.ds_dparams), unflat(presynaptic), recurrent,
+                                   unflat(step.dz)))
     return records
 
 
@@ -204,35 +206,83 @@ def direct_rows(delta, weight, e, outputs: int):
     return jnp.einsum("bmacjqr,mcjq->bmajr", mixed, weight.reshape(m, c_k, n_l, outputs))
 
 
-def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool, ...] | None = None):
+def filtered_eligibilities(model, pairs, records, state, adjoints, zeros, size: int) -> dict:
+    """For each factorised pair ``(k, l)`` (positions), ``sum_t a_k^(t0+K-t) e_l[t]`` over the chunk (B, n_l o_l,
+    R_l), ``e_l`` the output eligibility run from the carried ``eps_l(t0)``, without running it: the sum is linear
+    in ``eps_l``, so it is the gradient of ``sum_t a_k^(t0+K-t) z_l[t]`` through ``l``'s own dynamics, one cotangent
+    per output of ``l`` on every step's state (``a_k^(t0+K-t) dz_l[t]``) pulled back through the chunk, contracted
+    with the steps' immediate derivatives and, at the chunk's start, with ``eps_l(t0)``. Every pair's cotangents
+    are pulled back in one batch (no other path of the surrogate leads back into ``l``)."""
+    combos = [(pair, q) for pair in pairs for q in range(model.nodes[pair[1]].outputs)]
+    if not combos:
+        return {}
+    dtype = zeros[0].dtype
+    cotangents = []
+    for node in range(len(model.nodes)):
+        per_combo = []
+        for (k, l), q in combos:
+            if node != l:
+                per_combo.append(zeros[node])
+                continue
+            decay = shared_leak(model.nodes[k]) ** jnp.arange(size - 1, -1, -1, dtype=dtype)  # (K,)
+            per_combo.append(decay[:, None, None, None] * records[l].dz[:, :, :, q])  # (K, B, n_l, d_l)
+        cotangents.append(jnp.stack(per_combo))  # (combos, K, B, n, d)
+    start, steps = jax.vmap(lambda on: adjoints(None, None, 0.0, on))(tuple(cotangents))
+    out = {}
+    for index, ((k, l), q) in enumerate(combos):
+        rows = contract_rows_per_example(records[l], steps[l][index][None])[:, 0]  # (B, n_l, R_l)
+        rows = rows + jnp.einsum("bjd,bjdr->bjr", start[l][index], state.traces[l][0])  # from eps_l(t0)
+        out.setdefault((k, l), []).append(rows)
+    return {pair: jnp.stack(rows, axis=2).reshape(rows[0].shape[0], -1, rows[0].shape[-1])
+            for pair, rows in out.items()}  # (B, n_l o_l, R_l), outputs neuron-major
+
+
+def factored_hop_rows(start, weight, F, outputs: int):
+    """``Phi_kj S[j,l]`` for a factorised ``S[j,l] = U_{j<-l} (x) F``: ``start`` the adjoints of ``s_j(t0)`` for ``r``
+    cotangents (r, B, n_j, 1), ``weight`` ``U_{j<-l}`` (n_j, n_l o_l), ``F`` (B, n_l o_l, R) -> (B, r, n_l, R):
+    ``B r n_j n_l o_l`` work for the mixing, ``B r n_l o_l R`` for the rows (no ``n^4`` product)."""
+    mixing = jnp.einsum("rbm,mw->brw", start[..., 0], weight)  # (B, r, n_l o_l)
+    rows = mixing[..., None] * F[:, None]  # (B, r, n_l o_l, R)
+    if outputs == 1:
+        return rows
+    batch, r, width, R = rows.shape
+    return rows.reshape(batch, r, width // outputs, outputs, R).sum(axis=3)
+
+
+def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool, ...] | None = None,
+                 factorised: tuple[tuple[int, ...], ...] | None = None):
     """One chunk of the hybrid evaluation (module docstring): ``state`` an :class:`EngineState` whose traces are
-    per node ``(eps (B, n_l, d_l, R_l), per descendant k of l S[k,l] (B, n_k, d_k, n_l, R_l))`` (the step form's
-    layout without factorised hops), ``xs`` the
+    per node ``(eps (B, n_l, d_l, R_l), per descendant k of l S[k,l] (B, n_k, d_k, n_l, R_l))``, or ``F``
+    (B, n_l o_l, R_l) for a factorised pair (the step form's layout), ``xs`` the
     chunk's ``(inputs (K, B, n_in), targets, mask)`` -> ``(state, (ys (K, B, n_out), losses (K,)))``.
     ``direct[k]``: node ``k``'s deep traces are updated by the direct-node formula (module docstring; the plan's
-    ``direct_nodes``); ``None``: by a cotangent per neuron for every node."""
+    ``direct_nodes``); ``None``: by a cotangent per neuron for every node. ``factorised[l]``: the ids of the
+    descendants ``k`` of node ``l`` (position) whose ``S[k,l] = U_{k<-l} (x) F`` is stored as ``F`` (the plan's
+    ``factorised_hops``; module docstring, "Factorised pairs"); ``None``: none."""
     inputs, targets, mask = xs
     graph = model.graph
     # every per-node tuple here (states, records, traces, gradients) is by position (id - 1): so are these
     descendants = tuple(tuple(k - 1 for k in graph.descendants[l]) for l in graph.nodes)
+    factored = set() if factorised is None else {(k - 1, l) for l, ids in enumerate(factorised) for k in ids}
     s0 = tuple(state.net)
     size = inputs.shape[0]
 
     def chunk(start, added):
         final, states, ys = surrogate_run(model, inputs, start, added)
         losses = jax.vmap(loss)(ys, targets, mask)  # (K,)
-        return (final, jnp.sum(losses)), (states, ys, losses)
+        return (final, jnp.sum(losses), states), (ys, losses)
 
     zeros = tuple(jnp.zeros((size,) + s.shape, s.dtype) for s in s0)
-    (final, _), pullback, (states, ys, losses) = jax.vjp(chunk, s0, zeros, has_aux=True)
+    (final, _, states), pullback, (ys, losses) = jax.vjp(chunk, s0, zeros, has_aux=True)
     records = chunk_records(model, s0, states, inputs)
     no_state = tuple(jnp.zeros_like(s) for s in final)
 
-    def adjoints(node, cotangent, on_loss=0.0):
+    def adjoints(node, cotangent, on_loss=0.0, on_steps=zeros):
         """The adjoints of the chunk's start state and of every step's state, for a cotangent on node's end
-        state (or on the loss): (per node (B, n, d), per node (K, B, n, d))."""
+        state (or on the loss, or on every step's state: ``on_steps`` per node (K, B, n, d)): (per node (B, n, d),
+        per node (K, B, n, d))."""
         end = no_state if node is None else tuple(cotangent if k == node else z for k, z in enumerate(no_state))
-        return pullback((end, jnp.asarray(on_loss, losses.dtype)))
+        return pullback((end, jnp.asarray(on_loss, losses.dtype), on_steps))
 
     # the gradient: the chunk's own terms (s(t0) fixed) and lambda(t0)^T S(t0)
     start_adjoint, step_adjoints = adjoints(None, None, 1.0)
@@ -258,15 +308,36 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool
         psi = contract_rows_per_example(records[l], steps)  # (B, a, n, R): neuron j's rows from its own cotangent
         eligibility.append(apply_block(phi, eps) + jnp.swapaxes(psi, 1, 2))
 
+    # the factorised pairs' sums sum_t a_k^(t0+K-t) e_l[t], for every pair at once (module docstring)
+    filtered = filtered_eligibilities(model, sorted(factored), records, state, adjoints, zeros, size)
+
     # the deep traces: one cotangent per state component of each node that has ancestors, in batches of whole
     # neurons; each batch reads its rows of S[k,l] once (the new rows are joined at the end)
     deep_new, chunk_e = {}, {}
+
+    def run_eligibility(l):  # e_l over the chunk (K, B, n_l o_l, R_l), once per node that needs it
+        if l not in chunk_e:
+            chunk_e[l] = chunk_eligibility(model, l, state.traces[l][0], s0, states, inputs)
+        return chunk_e[l]
+
+    def edge(k, l):  # U_{k<-l}, nodes by position
+        return edge_matrix(model, k + 1, graph.parents[k + 1].index(l + 1))
+
     for k in range(len(model.nodes)):
         ancestors = [l for l in range(len(model.nodes)) if k in descendants[l]]
         if not ancestors:
             continue
         batch, n_k, d_k = s0[k].shape
         old = {(j, l): state.traces[l][1][descendants[l].index(j)] for l in ancestors for j in descendants[l]}
+        for l in ancestors:  # factorised pairs: F = a_k F + e_l summed over the chunk, no cotangent per row
+            if (k, l) in factored:
+                F = old[(k, l)]  # (B, n_l o_l, R_l)
+                signal = start_adjoint[k][:, :, 0] @ edge(k, l)  # lambda_k . S[k,l] = (lambda_k U) . F
+                grads[l] = grads[l] + contract_rows(signal, F, model.nodes[l].outputs)
+                deep_new[(k, l)] = shared_leak(model.nodes[k]) ** size * F + filtered[(k, l)]
+        ancestors = [l for l in ancestors if (k, l) not in factored]  # the pairs stored in full
+        if not ancestors:
+            continue
         neurons = max(size for size in range(1, max(1, min(basis_batch // d_k, n_k)) + 1) if n_k % size == 0)
         rows = neurons * d_k  # cotangents per batch
         phi_k = own_propagator[k]  # (B, n_k, d_k, d_k)
@@ -274,12 +345,9 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool
             # delta_k[t] = (ds_k(t0+K)/ds_k[t]) ds_dI[k,t], every neuron at once: (B, n_k, d_k, c_k, K)
             delta = jnp.einsum("akbjd,kbjdc->bjack", own_steps[k], records[k].ds_dI)
             for l in ancestors:  # one pass over S[k,l]: its share of the gradient, then its new value
-                if l not in chunk_e:
-                    chunk_e[l] = chunk_eligibility(model, l, state.traces[l][0], s0, states, inputs)
                 mine = old[(k, l)]  # (B, n_k, d_k, n_l, R_l)
                 grads[l] = grads[l] + jnp.tensordot(start_adjoint[k], mine, axes=3)  # lambda_k . S[k,l]
-                weight = edge_matrix(model, k + 1, graph.parents[k + 1].index(l + 1))  # U_{k<-l}: by id
-                deep_new[(k, l)] = apply_block(phi_k, mine) + direct_rows(delta, weight, chunk_e[l],
+                deep_new[(k, l)] = apply_block(phi_k, mine) + direct_rows(delta, edge(k, l), run_eligibility(l),
                                                                           model.nodes[l].outputs)
             continue
 
@@ -299,8 +367,11 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool
                 value = value + contract_rows_per_example(records[l], steps[l]).reshape(value.shape)  # Psi_kl
                 value = value + jnp.einsum("rbjd,bjdq->brjq", start[l],
                                            state.traces[l][0]).reshape(value.shape)  # Phi_kl eps_l
-                for j in ancestors:  # Phi_kj S[j,l] through the nodes between l and k: the n^4 hop
-                    if (j, l) in old:
+                for j in descendants[l]:  # Phi_kj S[j,l] through the nodes between l and k: the n^4 hop
+                    if (j, l) in factored and k in descendants[j]:  # from U_{j<-l} (x) F: no n^4 product
+                        hop = factored_hop_rows(start[j], edge(j, l), old[(j, l)], model.nodes[l].outputs)
+                        value = value + hop.reshape(value.shape)
+                    elif k in descendants[j]:
                         hop = jnp.matmul(jnp.swapaxes(start[j].reshape(rows, batch, -1), 0, 1),
                                          old[(j, l)].reshape(batch, start[j][0, 0].size, -1))  # (B, r, n_l R_l)
                         value = value + hop.reshape(value.shape)
