@@ -98,6 +98,28 @@ def test_direct_nodes_follow_the_graph_and_give_the_general_hybrids_gradient():
     assert max(relative_errors(directs["two"], step, two)) < EXACT
 
 
+def test_factorised_pairs_in_the_hybrid_give_the_full_traces_gradient():
+    """On a chain of factorisable LIF nodes (and with a skip edge) the hybrid stores ``S[k,l] = U (x) F`` for each child
+    with a shared constant leak reached by one edge, and gives the gradient of the hybrid with every trace full and of
+    the step form, hops from ``F`` into the rows of the nodes above included."""
+    chain, skip = make("lif_standard"), make("lif_standard", "skip")
+    plan = dp.DeepEProp().plan(chain)
+    assert plan.factorised_hops == ((2,), (3,), (4,), ())  # ids: each hidden node's child, the readout last
+    assert dp.DeepEProp().plan(skip).factorised_hops[0] == (2,)  # 0 -> 2 does not reach node 2 from node 1 twice
+    assert dp.DeepEProp(factorize=False).plan(chain).factorised_hops == ((), (), (), ())
+    state = dp.DeepEProp().init(chain, 2)
+    assert state.traces[0][1][0].shape == (2, 4, chain.nodes[0].row_size)  # F (B, n_1, R_1), not (B, 5, 1, 4, R_1)
+    inputs, targets = make_batch("mse", steps=STEPS)
+    for model in (chain, skip):
+        step = dp.gradients(model, inputs, targets, method=dp.DeepEProp(chunk_size=1, factorize=False), loss="mse")
+        for size in (4, 16):
+            full = dp.gradients(model, inputs, targets, method=dp.DeepEProp(chunk_size=size, factorize=False),
+                                loss="mse")
+            factorised = dp.gradients(model, inputs, targets, method=dp.DeepEProp(chunk_size=size), loss="mse")
+            assert max(relative_errors(factorised, full, model)) < EXACT, size
+            assert max(relative_errors(factorised, step, model)) < EXACT, size
+
+
 @pytest.mark.parametrize("cell", ["leaky_diagonal", "lif_exact_reset", "lif_ref"])
 def test_deep_eprop_reverse_is_bptt_where_exact_and_not_with_dense_recurrence(cell):
     """The surrogate is the network itself without dense recurrence; with it, the surrogate is not the network."""

@@ -48,6 +48,10 @@ ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", 
             "achieved_gflops",
             "peak_gflops", "alignment")
 
+# the paper-size deep cases: the default hybrid (chunks of 64), longer chunks (the per-chunk passes over the
+# B n^3 trace amortised over 256 steps, for about twice the memory), and the hybrid without factorised pairs
+DEEP_2X100 = ["bptt", "deep_eprop", "deep_eprop[chunk_size=256]", "deep_eprop[factorize=False]", "deep_eprop@reverse"]
+
 # model presets, both pinned explicitly (not left to the library defaults): "exact" = LIF with the reset path
 # kept, dense W with its diagonal (the exact-reset model: no engine can factorise it); "factorisable" = the
 # standard e-prop model (the library defaults: LIF with detach_reset, no self-connections, one tau per layer)
@@ -94,22 +98,18 @@ def _cases(args):
             # direct=False: the hybrid before its direct nodes, side by side);
             # the step form takes ~0.3 s per step here (2250 steps: minutes per call), see docs/performance.md
             ("deep_eprop_vs_bptt_2x100_dense", dict(base, model="lif_alif", readout="leaky", T=2250, width=100,
-                                                    depth=2, batch=64, engines=["bptt", "deep_eprop",
-                                                                                "deep_eprop[direct=False]",
-                                                                                "deep_eprop@reverse"])),
+                                                    depth=2, batch=64, engines=DEEP_2X100)),
             ("deep_eprop_vs_bptt_2x100_diagonal", dict(base, model="lif_alif_diagonal", readout="leaky", T=2250,
-                                                       width=100, depth=2, batch=64,
-                                                       engines=["bptt", "deep_eprop", "deep_eprop[direct=False]",
-                                                                "deep_eprop@reverse"])),
+                                                       width=100, depth=2, batch=64, engines=DEEP_2X100)),
             ("deep_eprop_vs_bptt_exact", dict(base, model="exact", readout="leaky", T=100, width=64, depth=3,
                                               batch=32, engines=["bptt", "deep_eprop", "deep_eprop[direct=False]",
                                                                  "deep_eprop[chunk_size=1]"])),
             ("deep_eprop_vs_bptt_factorisable", dict(base, model="factorisable", readout="leaky", T=100, width=64,
                                                      depth=3, batch=32,
-                                                     engines=["bptt", "deep_eprop", "deep_eprop[direct=False]",
+                                                     engines=["bptt", "deep_eprop", "deep_eprop[factorize=False]",
                                                               "deep_eprop[chunk_size=1]", "deep_eprop_factored"])),
             ("deep_eprop_vs_bptt_4x64", dict(base, model="factorisable", readout="leaky", T=100, width=64, depth=4,
-                                             batch=32, engines=["bptt", "deep_eprop", "deep_eprop[direct=False]",
+                                             batch=32, engines=["bptt", "deep_eprop", "deep_eprop[factorize=False]",
                                                                 "deep_eprop[chunk_size=1]"])),
             ("reverse_vs_bptt", dict(base, model="exact", readout="leaky", T=500, width=64, depth=3, batch=32,
                                      engines=["bptt", "deep_eprop@reverse", "eprop@reverse",

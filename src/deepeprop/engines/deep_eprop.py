@@ -53,13 +53,16 @@ class DeepEProp(Engine):
     """Deep e-prop (Millidge 2025) over a graph of nodes (module docstring: equation, cost, what it drops).
 
     Args:
-        factorize: in the step form, factorise a deep trace's first hop where the child's leak is a shared
-            constant (exact, cheaper; default ``True``); ``False`` always stores the full trace.
+        factorize: factorise a deep trace's first hop where the child's leak is a shared constant (exact,
+            cheaper; default ``True``), in the step form and the chunk hybrid alike; ``False`` always stores the
+            full trace.
         chunk_size: ``K > 1`` (default 64) runs :meth:`sequence` by the chunk hybrid of
             :mod:`deepeprop.engines.surrogate` (reverse inside chunks of ``K`` steps, the deep traces carried
-            across chunks; full traces, no factorised hops): 5-17x faster than the step form on 3 x 64 and
-            4 x 64 networks (measured, docs/performance.md), for 2-6x its memory. ``1`` runs step by step (the
-            step form, with factorised hops). The gradient of a sequence does not depend on it (up to rounding).
+            across chunks): 5-17x faster than the step form on 3 x 64 and 4 x 64 networks (measured,
+            docs/performance.md), for 2-6x its memory; longer chunks amortise the per-chunk passes over the
+            traces (on 2 x 100, ``K = 256`` is faster than 64 for about twice the memory, docs/performance.md).
+            ``1`` runs step by step (the step form). The gradient of a sequence does not depend on it (up to
+            rounding).
             With weight updates inside a sequence, a factorised hop reads the current ``U_{k<-l}`` for its whole
             past, where the full trace (``factorize=False``, or the hybrid) keeps the trace built with the
             weights of its time.

@@ -41,6 +41,18 @@ multiplies a one-hot adjoint by ``U_{k<-l}^T`` (``n_k``-fold wasted work). The p
 ``(n_k d_k c, K) @ (K, n_l o_l R_l)`` per example as ``Psi_kl``; the eligibility run costs ``K B n_l o_l R_l``
 numbers of memory.
 
+**Factorised pairs** (``factorised``, the plan's ``factorised_hops``, the step form's condition: a child ``k`` of
+``l`` with a shared constant leak ``a_k``, ``ds_dI = 1``, one edge from ``l``): ``S[k,l] = U_{k<-l} (x) F`` is
+carried as ``F`` (B, n_l o_l, R_l), and
+
+    F(t0+K) = a_k^K F(t0) + sum_t a_k^(t0+K-t) e_l[t]
+
+where the sum, linear in ``eps_l``, is the pullback of the cotangents ``a_k^(t0+K-t) dz_l[t]`` on every step's
+state of ``l`` (one per output of ``l``, every pair in one batch) contracted with the steps' immediate
+derivatives, plus the start adjoint times ``eps_l(t0)`` (:func:`filtered_eligibilities`). Its gradient term
+``lambda_k . S[k,l]`` is ``(lambda_k U) . F``, a hop from it into the rows of a node above is ``(Phi U) (x) F``
+(:func:`factored_hop_rows`); no ``Psi_kl``, no cotangent per neuron of ``k`` for ``l``.
+
 Cost per step, per pair (``k`` a descendant of ``l``): ``~2 B n_k d_k n_l P_l`` in matrix products for
 ``Psi_kl``, ``~B n_k d_k (sum_j n_j d_j)`` for the adjoints, plus, once per chunk, the hops ``Phi_kj S[j,l]``
 (``~B n_k d_k n_j d_j n_l P_l``, the ``n^4`` of the step form, divided by ``K``). Memory: the traces of the step
