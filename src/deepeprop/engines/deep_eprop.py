@@ -26,7 +26,8 @@ per-example ``M = U_{k'<-k} diag(dz[k] ds_dI[k]) U_{k<-l}`` (``~B n^3`` work): n
 
 Evaluations (docs/math.md, "Rules and their evaluations"): the step form above (``chunk_size=1``), the chunk
 hybrid (``chunk_size=K > 1``, the default) and the reverse form (``Reverse``: BPTT through deep e-prop's
-surrogate network, :mod:`deepeprop.engines.surrogate`, which states their equations and costs).
+surrogate network, :mod:`deepeprop.engines.surrogate`, and :mod:`deepeprop.engines.hybrid`, which state their
+equations and costs).
 
 Drops (relative to RTRL): the off-diagonal part of each within-node Jacobian, ``W`` between distinct
 neurons. Exact (equal to BPTT) with no or diagonal recurrence, at any depth and for any graph; equal to
@@ -44,7 +45,8 @@ from .base import Engine, EngineState, forward_linearized, zero_theta_grads
 from .chunks import run_chunked
 from .evaluation import Chunked, Reverse, Step
 from .plan import DeepEPropPlan
-from .surrogate import hybrid_chunk, reverse_gradients
+from .hybrid import hybrid_chunk
+from .surrogate import reverse_gradients
 from .traces import (apply_block, collapse, contract_rows, edge_matrix, error_contract, has_constant_own_jacobian,
                      immediate, project_eligibility, project_state, shared_leak)
 
@@ -60,7 +62,7 @@ class DeepEProp(Engine):
             :mod:`deepeprop.engines.surrogate` (reverse inside chunks of ``K`` steps, the deep traces carried
             across chunks): 5-17x faster than the step form on 3 x 64 and 4 x 64 networks (measured,
             docs/performance.md), for 2-6x its memory; longer chunks amortise the per-chunk passes over the
-            traces (on 2 x 100, ``K = 256`` is faster than 64 for about twice the memory, docs/performance.md).
+            traces (on 2 x 100, ``K = 256`` ran 1.4-1.6x faster than 64 for 1.3-1.6x the memory, docs/performance.md).
             ``1`` runs step by step (the step form). The gradient of a sequence does not depend on it (up to
             rounding).
             With weight updates inside a sequence, a factorised hop reads the current ``U_{k<-l}`` for its whole

@@ -129,7 +129,7 @@ class DeepEPropPlan(Plan):
             Jacobian and ``l``'s only edge into ``k``; the step form and the chunk hybrid alike).
         chunk_size: ``1``: the step form; ``K > 1``: the chunk hybrid over chunks of ``K`` steps.
         direct_nodes: per node (by position, id - 1), whether the hybrid updates its deep traces by the
-            direct-node formula (:mod:`deepeprop.engines.surrogate`: every ancestor of ``k`` a parent, none below
+            direct-node formula (:mod:`deepeprop.engines.hybrid`: every ancestor of ``k`` a parent, none below
             another), with no cotangent per neuron of ``k``.
     """
 
