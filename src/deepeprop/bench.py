@@ -22,10 +22,8 @@ layer (hidden layers, then readout) between each engine's gradient and BPTT's.
 Why this file is long: ``deepeprop bench`` is one command whose parts share one row layout (``ROW_KEYS``): the
 suites that make the cases, the measurement of one case (compile, time, memory, cost formula, alignment to BPTT),
 and the table, JSON and Markdown that print the rows. The cost formulas themselves are the engines' plans
-(:mod:`deepeprop.engines.plan`), not copied here.
+(:mod:`deepeprop.engines.plan`), not copied here; its parser is :mod:`deepeprop.parsers.bench`.
 """
-# Over 400 lines: the suites, their cases and the measurement of one case (compile, time, memory, cost) are one
-# program; its parser is deepeprop.parsers.bench.
 from __future__ import annotations
 
 import ast
@@ -49,7 +47,7 @@ ROW_KEYS = ("suite", "case", "engine", "T", "width", "depth", "batch", "dtype", 
             "peak_gflops", "alignment")
 
 # the paper-size deep cases: the default hybrid (chunks of 64), longer chunks (the per-chunk passes over the
-# B n^3 trace amortised over 256 steps, for about twice the memory), and the hybrid without factorised pairs
+# B n^3 trace amortised over 256 steps, for 1.3-1.6x the memory), and the hybrid without factorised pairs
 DEEP_2X100 = ["bptt", "deep_eprop", "deep_eprop[chunk_size=256]", "deep_eprop[factorize=False]", "deep_eprop@reverse"]
 
 # model presets, both pinned explicitly (not left to the library defaults): "exact" = LIF with the reset path
@@ -94,8 +92,7 @@ def _cases(args):
             ("eprop_vs_bptt_paper_alif", dict(base, model="paper_alif", readout="leaky", T=2250, width=100, depth=1,
                                               batch=64, engines=["bptt", "eprop", "eprop[chunk_size=1]",
                                                                  "eprop@reverse", "eprop[feedback=random]@reverse"])),
-            # deep e-prop on the deep version of the paper's network: the chunk hybrid (the default evaluation;
-            # direct=False: the hybrid before its direct nodes, side by side);
+            # deep e-prop on the deep version of the paper's network: the chunk hybrid (the default evaluation);
             # the step form takes ~0.3 s per step here (2250 steps: minutes per call), see docs/performance.md
             ("deep_eprop_vs_bptt_2x100_dense", dict(base, model="lif_alif", readout="leaky", T=2250, width=100,
                                                     depth=2, batch=64, engines=DEEP_2X100)),

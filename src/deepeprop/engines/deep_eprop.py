@@ -47,8 +47,8 @@ from .evaluation import Chunked, Reverse, Step
 from .plan import DeepEPropPlan
 from .hybrid import hybrid_chunk
 from .surrogate import reverse_gradients
-from .traces import (apply_block, collapse, contract_rows, edge_matrix, error_contract, has_constant_own_jacobian,
-                     immediate, project_eligibility, project_state, shared_leak)
+from .traces import (apply_block, collapse, contract_rows, edge_matrix, error_contract, factored_hop,
+                     has_constant_own_jacobian, immediate, project_eligibility, project_state, shared_leak)
 
 
 class DeepEProp(Engine):
@@ -59,14 +59,14 @@ class DeepEProp(Engine):
             cheaper; default ``True``), in the step form and the chunk hybrid alike; ``False`` always stores the
             full trace.
         chunk_size: ``K > 1`` (default 64) runs :meth:`sequence` by the chunk hybrid of
-            :mod:`deepeprop.engines.surrogate` (reverse inside chunks of ``K`` steps, the deep traces carried
+            :mod:`deepeprop.engines.hybrid` (reverse inside chunks of ``K`` steps, the deep traces carried
             across chunks): 5-17x faster than the step form on 3 x 64 and 4 x 64 networks (measured,
             docs/performance.md), for 2-6x its memory; longer chunks amortise the per-chunk passes over the
-            traces (on 2 x 100, ``K = 256`` ran 1.4-1.6x faster than 64 for 1.3-1.6x the memory, docs/performance.md).
-            ``1`` runs step by step (the step form). The gradient of a sequence does not depend on it (up to
-            rounding).
+            traces (on 2 x 100, ``K = 256`` ran 1.4-1.6x faster than 64 for 1.3-1.6x the memory,
+            docs/performance.md). ``1`` runs step by step (the step form). The gradient of a sequence does not
+            depend on it (up to rounding).
             With weight updates inside a sequence, a factorised hop reads the current ``U_{k<-l}`` for its whole
-            past, where the full trace (``factorize=False``, or the hybrid) keeps the trace built with the
+            past, in either form, where the full trace (``factorize=False``) keeps the trace built with the
             weights of its time.
         basis_batch: the hybrid's cotangents evaluated at once (memory ``~basis_batch K B sum_k n_k d_k``).
         direct: in the hybrid, update the deep traces of a node whose ancestors are all its parents (none below
@@ -97,9 +97,9 @@ class DeepEProp(Engine):
         check_bool("direct", self.direct)
 
     def _make_plan(self, model) -> DeepEPropPlan:
-        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (the step form with
-        ``factorize``: ``k`` a child of ``l`` with a shared, state-independent own Jacobian, reached from ``l`` by
-        one edge only); static structure only."""
+        """Per node ``l``, the descendants ``k`` whose ``S[k,l]`` is stored as ``F`` (with ``factorize``, in both
+        forms: ``k`` a child of ``l`` with a shared, state-independent own Jacobian, reached from ``l`` by one edge
+        only), and per node whether the hybrid treats it as a direct node; static structure only."""
         graph = model.graph
         hops = []
         for l in graph.nodes:
@@ -203,18 +203,3 @@ class DeepEProp(Engine):
             traces.append((eps, tuple(factored[k] if k in factored else new[k] for k in graph.descendants[l])))
             grads.append(state.grads[l - 1] + grad)
         return EngineState(net=tuple(s.state for s in steps), traces=tuple(traces), grads=tuple(grads)), (y, loss_t)
-
-
-def factored_hop(ds_dI, M, F, outputs: int):
-    """``ds_dI[k] M (x) F`` summed over the source's outputs: ``ds_dI`` (B, n_k, d_k, c_k), ``M`` (B, n_k c_k,
-    n_l o_l), ``F`` (B, n_l o_l, R) -> (B, n_k, d_k, n_l, R)."""
-    batch, n_k, d_k, c_k = ds_dI.shape
-    if c_k == 1:
-        mixing = ds_dI[:, :, :, 0, None] * M[:, :, None, :]  # (B, n_k, d_k, n_l o_l)
-    else:
-        mixing = jnp.einsum("bkai,bkiw->bkaw", ds_dI, M.reshape(batch, n_k, c_k, -1))
-    if outputs == 1:
-        return mixing[..., None] * F[:, None, None]
-    width, R = F.shape[1:]
-    return jnp.einsum("bkajq,bjqr->bkajr", mixing.reshape(batch, n_k, d_k, width // outputs, outputs),
-                      F.reshape(batch, width // outputs, outputs, R))

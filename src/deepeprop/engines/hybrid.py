@@ -39,7 +39,8 @@ where the sum, linear in ``eps_l``, is the pullback of the cotangents ``a_k^(t0+
 state of ``l`` (one per output of ``l``, every pair in one batch) contracted with the steps' immediate
 derivatives, plus the start adjoint times ``eps_l(t0)`` (:func:`filtered_eligibilities`). Its gradient term
 ``lambda_k . S[k,l]`` is ``(lambda_k U) . F``, a hop from it into the rows of a node above is ``(Phi U) (x) F``
-(:func:`factored_hop_rows`); no ``Psi_kl``, no cotangent per neuron of ``k`` for ``l``.
+(the step form's :func:`~deepeprop.engines.traces.factored_hop`); no ``Psi_kl``, no cotangent per neuron of ``k``
+for ``l``.
 
 Cost per step, per pair (``k`` a descendant of ``l``): ``~2 B n_k d_k n_l P_l`` in matrix products for
 ``Psi_kl``, ``~B n_k d_k (sum_j n_j d_j)`` for the adjoints, plus, once per chunk, the hops ``Phi_kj S[j,l]``
@@ -56,7 +57,7 @@ import jax.numpy as jnp
 
 from ..jacobians import linearize
 from .surrogate import surrogate_run
-from .traces import apply_block, collapse, contract_rows, edge_matrix, immediate, shared_leak
+from .traces import apply_block, collapse, contract_rows, edge_matrix, factored_hop, immediate, shared_leak
 
 
 class ChunkRecord(eqx.Module):
@@ -182,18 +183,6 @@ def filtered_eligibilities(model, pairs, records, state, adjoints, zeros, size: 
             for pair, rows in out.items()}  # (B, n_l o_l, R_l), outputs neuron-major
 
 
-def factored_hop_rows(start, weight, F, outputs: int):
-    """``Phi_kj S[j,l]`` for a factorised ``S[j,l] = U_{j<-l} (x) F``: ``start`` the adjoints of ``s_j(t0)`` for ``r``
-    cotangents (r, B, n_j, 1), ``weight`` ``U_{j<-l}`` (n_j, n_l o_l), ``F`` (B, n_l o_l, R) -> (B, r, n_l, R):
-    ``B r n_j n_l o_l`` work for the mixing, ``B r n_l o_l R`` for the rows (no ``n^4`` product)."""
-    mixing = jnp.einsum("rbm,mw->brw", start[..., 0], weight)  # (B, r, n_l o_l)
-    rows = mixing[..., None] * F[:, None]  # (B, r, n_l o_l, R)
-    if outputs == 1:
-        return rows
-    batch, r, width, R = rows.shape
-    return rows.reshape(batch, r, width // outputs, outputs, R).sum(axis=3)
-
-
 def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool, ...] | None = None,
                  factorised: tuple[tuple[int, ...], ...] | None = None):
     """One chunk of the hybrid evaluation (module docstring): ``state`` an :class:`EngineState` whose traces are
@@ -312,14 +301,17 @@ def hybrid_chunk(model, state, xs, loss, *, basis_batch: int, direct: tuple[bool
                 value = value + contract_rows_per_example(records[l], steps[l]).reshape(value.shape)  # Psi_kl
                 value = value + jnp.einsum("rbjd,bjdq->brjq", start[l],
                                            state.traces[l][0]).reshape(value.shape)  # Phi_kl eps_l
-                for j in descendants[l]:  # Phi_kj S[j,l] through the nodes between l and k: the n^4 hop
-                    if (j, l) in factored and k in descendants[j]:  # from U_{j<-l} (x) F: no n^4 product
-                        hop = factored_hop_rows(start[j], edge(j, l), old[(j, l)], model.nodes[l].outputs)
-                        value = value + hop.reshape(value.shape)
-                    elif k in descendants[j]:
+                for j in descendants[l]:  # Phi_kj S[j,l] through the nodes between l and k
+                    if k not in descendants[j]:
+                        continue
+                    if (j, l) in factored:  # (Phi_kj U_{j<-l}) (x) F: the step form's factored hop, r rows for n_k
+                        mixing = jnp.einsum("rbm,mw->brw", start[j][..., 0], edge(j, l))  # (B, r, n_l o_l)
+                        hop = factored_hop(jnp.ones((batch, rows, 1, 1), mixing.dtype), mixing, old[(j, l)],
+                                           model.nodes[l].outputs)  # (B, r, 1, n_l, R_l)
+                    else:  # the n^4 hop
                         hop = jnp.matmul(jnp.swapaxes(start[j].reshape(rows, batch, -1), 0, 1),
                                          old[(j, l)].reshape(batch, start[j][0, 0].size, -1))  # (B, r, n_l R_l)
-                        value = value + hop.reshape(value.shape)
+                    value = value + hop.reshape(value.shape)
                 out.append(value)
             return out, grad
 

@@ -148,18 +148,18 @@ class DeepEPropPlan(Plan):
             direct = self.direct_nodes or (False,) * len(model.nodes)  # by position (id - 1)
             factorised = {(k, l) for l in graph.nodes for k in self.factorised_hops[l - 1]}  # by id
             full = {(k, l) for l in graph.nodes for k in graph.descendants[l] if (k, l) not in factorised}
-            run_through = ({l for k, l in factorised}  # eps_l run forward through the chunk: for F, for a direct
-                           | {l for k, l in full if direct[k - 1]})  # child
+            run_through = {l for k, l in full if direct[k - 1]}  # eps_l run through the chunk for a direct child
             rows = {k for k, _ in full if not direct[k - 1]}  # nodes with a cotangent per row
+            adjoint = 2 * B * sum(a * b for a, b in zip(n, d))  # one cotangent pulled back through the chunk, per step
             for l in graph.nodes:
                 elements += B * n[l] * d[l] * P[l]
                 flops += 2 * d[l] * B * n[l] * d[l] * P[l]  # Psi_ll from d cotangents
                 if l in run_through:
                     flops += (2 * d[l] * d[l] + 2) * B * n[l] * P[l]
                 for k in graph.descendants[l]:
-                    if (k, l) in factorised:  # F (B, n_l, P_l): the chunk's e_l weighted by a_k^(t0+K-t)
-                        elements += B * n[l] * P[l]
-                        flops += 2 * B * n[l] * P[l]
+                    if (k, l) in factorised:  # F (B, n_l, P_l): o_l cotangents a_k^(t0+K-t) dz_l pulled back,
+                        elements += B * n[l] * P[l]  # each contracted with the chunk's K rows of x_l
+                        flops += model.node(l).outputs * (adjoint + 2 * B * n[l] * P[l])
                         continue
                     elements += B * n[k] * d[k] * n[l] * P[l]
                     flops += 2 * B * n[k] * d[k] * n[l] * P[l]  # Psi_kl: (r n_l, K) @ (K, P_l) per example
@@ -169,7 +169,7 @@ class DeepEPropPlan(Plan):
                         elif k in graph.descendants[j]:  # the hop Phi_kj S[j,l], once per chunk
                             flops += 2 * B * n[k] * d[k] * n[j] * d[j] * n[l] * P[l] // K
             for k in rows:  # the adjoints of a cotangent per row of k, through every node of the chunk
-                flops += 2 * B * n[k] * d[k] * sum(a * b for a, b in zip(n, d))
+                flops += n[k] * d[k] * adjoint
             return elements, flops
         elements, flops = 0, forward
         for l in graph.nodes:

@@ -162,3 +162,18 @@ def project_state(weights: Array, ds_dI: Array, dz: Array, state_trace: Array) -
     if d_k == 1:
         return mixed[:, :, None]
     return ds_dI[..., 0].reshape(ds_dI.shape[:3] + (1,) * len(rest)) * mixed[:, :, None]
+
+
+def factored_hop(ds_dI, M, F, outputs: int):
+    """``ds_dI[k] M (x) F`` summed over the source's outputs: ``ds_dI`` (B, n_k, d_k, c_k), ``M`` (B, n_k c_k,
+    n_l o_l), ``F`` (B, n_l o_l, R) -> (B, n_k, d_k, n_l, R)."""
+    batch, n_k, d_k, c_k = ds_dI.shape
+    if c_k == 1:
+        mixing = ds_dI[:, :, :, 0, None] * M[:, :, None, :]  # (B, n_k, d_k, n_l o_l)
+    else:
+        mixing = jnp.einsum("bkai,bkiw->bkaw", ds_dI, M.reshape(batch, n_k, c_k, -1))
+    if outputs == 1:
+        return mixing[..., None] * F[:, None, None]
+    width, R = F.shape[1:]
+    return jnp.einsum("bkajq,bjqr->bkajr", mixing.reshape(batch, n_k, d_k, width // outputs, outputs),
+                      F.reshape(batch, width // outputs, outputs, R))
